@@ -1,0 +1,134 @@
+"""Ed25519 keypairs, Solana-style keypair files, and signed transaction envelopes.
+
+A keypair file is a JSON array of 64 integers: the 32-byte seed followed by the 32-byte public key,
+as ``solana-keygen`` and Koii's tools write them. Public keys are written in base58.
+
+An envelope is ``{"tx": {...}, "signature": "<base58 of 64 bytes>"}``; the signature covers the
+canonical bytes of ``tx`` and must verify against ``tx["signer"]``. ``verify_envelope`` is the one
+place signatures are checked.
+
+>>> wallet = Keypair.generate()
+>>> envelope = wallet.sign_transaction({"type": "transfer", "to": wallet.public_key, "amount": 1,
+...                                     "recent_slot": 0})
+>>> verify_envelope(envelope).signer == wallet.public_key
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from .errors import InvalidSignatureError, KeyFileError, MalformedTransactionError
+from .ledger.codec import base58_decode, base58_encode, canonical_bytes
+from .ledger.transactions import Transaction, decode_transaction
+
+
+@dataclass(frozen=True)
+class Keypair:
+    """An ed25519 keypair. ``public_key`` is base58; the secret never leaves this object."""
+
+    signing_key: SigningKey
+
+    @classmethod
+    def generate(cls) -> Keypair:
+        """A new random keypair."""
+        return cls(SigningKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Keypair:
+        """The keypair of a 32-byte seed (deterministic; for tests and simulations)."""
+        return cls(SigningKey(seed))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Keypair:
+        """Read a Solana-style keypair file, or raise ``KeyFileError`` saying what is wrong."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise KeyFileError(f"keypair file {path} does not exist; create one with `pykoii wallet new`",
+                               path=str(path)) from None
+        except (OSError, ValueError) as exc:
+            raise KeyFileError(f"keypair file {path} is not readable JSON: {exc}", path=str(path)) from None
+        if not (isinstance(data, list) and len(data) == 64 and all(isinstance(b, int) and 0 <= b < 256 for b in data)):
+            raise KeyFileError(
+                f"keypair file {path} must hold a JSON array of 64 bytes (Solana format)", path=str(path)
+            )
+        raw = bytes(data)
+        keypair = cls(SigningKey(raw[:32]))
+        if bytes(keypair.signing_key.verify_key) != raw[32:]:
+            raise KeyFileError(f"keypair file {path}: the public half does not match the secret half",
+                               path=str(path))
+        return keypair
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the keypair file (mode 0600), creating parent folders; refuses to overwrite."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        raw = bytes(self.signing_key) + bytes(self.signing_key.verify_key)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise KeyFileError(f"keypair file {path} already exists; not overwriting it", path=str(path)) from None
+        with os.fdopen(fd, "w") as handle:
+            json.dump(list(raw), handle)
+        return path
+
+    @property
+    def public_key(self) -> str:
+        """The base58 public key."""
+        return base58_encode(bytes(self.signing_key.verify_key))
+
+    def sign(self, message: bytes) -> bytes:
+        """The detached 64-byte signature of ``message``."""
+        return self.signing_key.sign(message).signature
+
+    def sign_transaction(self, tx: dict[str, Any]) -> dict[str, Any]:
+        """An envelope for ``tx``; fills in ``signer`` with this key when it is absent."""
+        body = dict(tx)
+        body.setdefault("signer", self.public_key)
+        return {"tx": body, "signature": base58_encode(self.sign(canonical_bytes(body)))}
+
+
+def verify_envelope(envelope: Any) -> Transaction:
+    """Check an envelope's shape and signature; return the decoded transaction.
+
+    Raises ``MalformedTransactionError`` for a bad shape and ``InvalidSignatureError`` when the
+    signature does not verify against ``tx["signer"]``.
+    """
+    if not isinstance(envelope, dict) or set(envelope) != {"tx", "signature"}:
+        raise MalformedTransactionError(
+            'an envelope must be a JSON object {"tx": {...}, "signature": "<base58>"}', received=envelope
+        )
+    body, signature = envelope["tx"], envelope["signature"]
+    if not isinstance(body, dict) or not isinstance(signature, str):
+        raise MalformedTransactionError(
+            'an envelope must be {"tx": <object>, "signature": <base58 string>}', received=envelope
+        )
+    canonical = canonical_bytes(body)
+    tx = decode_transaction(body, canonical=canonical)
+    try:
+        signature_bytes = base58_decode(signature)
+        public_key = base58_decode(tx.signer)
+    except ValueError as exc:
+        raise InvalidSignatureError(f"signature is not base58: {exc}", signature=signature) from None
+    if len(signature_bytes) != 64 or len(public_key) != 32:
+        raise InvalidSignatureError(
+            f"signature must be 64 bytes and signer 32 bytes; got {len(signature_bytes)} and {len(public_key)}",
+            signature=signature,
+        )
+    try:
+        VerifyKey(public_key).verify(canonical, signature_bytes)
+    except (BadSignatureError, ValueError):
+        raise InvalidSignatureError(
+            f"signature does not verify for signer {tx.signer} over the canonical bytes of tx",
+            signer=tx.signer,
+        ) from None
+    return tx

@@ -1,0 +1,166 @@
+"""Canonical bytes, hashes, base58, and the plain (JSON) form of ledger values.
+
+Canonical JSON is the one byte form every signature and hash is taken over: keys sorted, no spaces,
+UTF-8 without escaping non-ASCII characters, integers only. Two machines that hold equal values
+produce equal bytes, so they compute equal transaction ids, beacons and state roots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import types
+import typing
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_BASE58_INDEX = {char: index for index, char in enumerate(BASE58_ALPHABET)}
+_ADDRESS_PATTERN = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """Return the canonical JSON bytes of ``value``: sorted keys, compact, UTF-8.
+
+    >>> canonical_bytes({"b": 1, "a": "é"})
+    b'{"a":"\\xc3\\xa9","b":1}'
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_hex(data: bytes) -> str:
+    """Return the lowercase hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def base58_encode(data: bytes) -> str:
+    """Encode bytes in Bitcoin's base58 alphabet, as Solana and Koii write public keys."""
+    number = int.from_bytes(data, "big")
+    chars = []
+    while number:
+        number, remainder = divmod(number, 58)
+        chars.append(BASE58_ALPHABET[remainder])
+    leading_zeros = len(data) - len(data.lstrip(b"\0"))
+    return "1" * leading_zeros + "".join(reversed(chars))
+
+
+def base58_decode(text: str) -> bytes:
+    """Decode base58 text; raises ``ValueError`` naming the first character outside the alphabet."""
+    number = 0
+    for char in text:
+        index = _BASE58_INDEX.get(char)
+        if index is None:
+            raise ValueError(f"{char!r} is not a base58 character (accepted: {BASE58_ALPHABET})")
+        number = number * 58 + index
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    leading_ones = len(text) - len(text.lstrip("1"))
+    return b"\0" * leading_ones + body
+
+
+def is_address(text: object) -> bool:
+    """Whether ``text`` looks like a base58 public key (32–44 base58 characters)."""
+    return isinstance(text, str) and _ADDRESS_PATTERN.fullmatch(text) is not None
+
+
+def derive_address(*parts: str) -> str:
+    """A deterministic address-shaped id: base58 of SHA-256 over the parts joined by ``:``."""
+    return base58_encode(hashlib.sha256(":".join(parts).encode()).digest())
+
+
+def to_plain(value: Any) -> Any:
+    """Turn ledger dataclasses, dicts and lists into JSON-ready values (dict keys become strings)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            field.name: to_plain(getattr(value, field.name))
+            for field in dataclasses.fields(value)
+            if field.metadata.get("encode", True)
+        }
+    if isinstance(value, dict):
+        return {str(key): to_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(item) for item in value]
+    return value
+
+
+def from_plain(cls: type[T], data: Any) -> T:
+    """Build a ledger dataclass from its plain form, the inverse of ``to_plain``.
+
+    Raises ``ValueError`` naming the field path and the value when ``data`` does not fit ``cls``.
+    """
+    return typing.cast(T, _from_plain(cls, data, cls.__name__))
+
+
+def _from_plain(annotation: Any, data: Any, path: str) -> Any:
+    origin = get_origin(annotation)
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected an object, got {data!r}")
+        hints = _hints(annotation)
+        values = {}
+        for field in dataclasses.fields(annotation):
+            if not field.metadata.get("encode", True):
+                continue
+            if field.name in data:
+                values[field.name] = _from_plain(hints[field.name], data[field.name], f"{path}.{field.name}")
+            elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{path}: missing field {field.name!r}")
+        return annotation(**values)
+    if origin is dict:
+        key_type, value_type = get_args(annotation)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected an object, got {data!r}")
+        return {
+            _from_plain(key_type, key, path): _from_plain(value_type, item, f"{path}[{key}]")
+            for key, item in data.items()
+        }
+    if origin is list:
+        (item_type,) = get_args(annotation)
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a list, got {data!r}")
+        return [_from_plain(item_type, item, f"{path}[{index}]") for index, item in enumerate(data)]
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if data is None:
+            return None
+        return _from_plain(options[0], data, path)
+    supertype = getattr(annotation, "__supertype__", None)
+    if supertype is not None:
+        return _from_plain(supertype, data, path)
+    if annotation is int:
+        if isinstance(data, str) and data.lstrip("-").isdigit():
+            return int(data)  # dict keys such as round numbers arrive as strings
+        if isinstance(data, int) and not isinstance(data, bool):
+            return data
+        raise ValueError(f"{path}: expected an integer, got {data!r}")
+    if annotation is bool:
+        if isinstance(data, bool):
+            return data
+        raise ValueError(f"{path}: expected true or false, got {data!r}")
+    if annotation is str:
+        if isinstance(data, str):
+            return data
+        raise ValueError(f"{path}: expected a string, got {data!r}")
+    if annotation is Any:
+        return data
+    raise TypeError(f"{path}: no plain decoding for {annotation!r}")
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = get_type_hints(cls)
+    return hints
+
+
+def state_root(state: Any) -> str:
+    """The hex SHA-256 over the canonical encoding of the whole ledger state.
+
+    Two ledgers that applied the same transactions at the same slots have the same root.
+    """
+    return sha256_hex(canonical_bytes(to_plain(state)))

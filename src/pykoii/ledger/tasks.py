@@ -1,0 +1,207 @@
+"""Creating, updating (migrating), activating and funding tasks.
+
+A task's fields follow ``config-task.yml`` and Koii's ``TaskState``. The rules checked here are
+Koii's create-task-cli rules that make sense on a ledger:
+
+- ``task_name`` 1–24 characters, ``task_description`` at most 64, ``task_audit_program`` 1–64;
+- ``task_executable_network`` one of IPFS, ARWEAVE, DEVELOPMENT;
+- ``round_time`` ≥ ``submission_window`` + ``audit_window``, each window at least one slot;
+- ``0 < bounty_amount_per_round ≤ total_bounty_amount`` (the creator must hold the total);
+- ``minimum_stake_amount ≥ 0``; ``0 ≤ allowed_failed_distributions ≤ 16``; ``1 ≤ sample_size ≤ 64``.
+
+The task id is derived from the creating transaction's id, so anyone can recompute it, and it is
+shaped like a public key, as Koii's task ids are.
+"""
+
+from __future__ import annotations
+
+from ..errors import InsufficientFundsError, InvalidTaskConfigError, UnauthorizedSignerError
+from .accounts import credit, debit, get_task, koii, require_amount
+from .codec import derive_address
+from .events import Event, TaskActivationChanged, TaskCreated, TaskFunded, TaskMigrated
+from .state import LedgerState, RequirementTag, TaskState, assign, put
+from .transactions import CreateTask, FundTask, SetActive, UpdateTask
+from .types import Address, Roe, Slot, TaskId
+
+EXECUTABLE_NETWORKS = ("IPFS", "ARWEAVE", "DEVELOPMENT")
+REQUIREMENT_TYPES = (
+    "GLOBAL_VARIABLE",
+    "TASK_VARIABLE",
+    "CPU",
+    "RAM",
+    "STORAGE",
+    "NETWORK",
+    "ARCHITECTURE",
+    "OS",
+    "ADDON",
+)
+MAX_ALLOWED_FAILED_DISTRIBUTIONS = 16
+MAX_SAMPLE_SIZE = 64
+
+
+def _config_error(name: str, value: object, accepted: str) -> InvalidTaskConfigError:
+    return InvalidTaskConfigError(
+        f"{name} is {value!r}; accepted: {accepted}", field=name, received=value
+    )
+
+
+def validate_task_fields(tx: CreateTask | UpdateTask, total_bounty_amount: int) -> None:
+    """Check a task's configuration; raise ``InvalidTaskConfigError`` naming the first bad field."""
+    if not 1 <= len(tx.task_name) <= 24:
+        raise _config_error("task_name", tx.task_name, "1 to 24 characters")
+    if len(tx.task_description) > 64:
+        raise _config_error("task_description", tx.task_description, "at most 64 characters")
+    if not 1 <= len(tx.task_audit_program) <= 64:
+        raise _config_error("task_audit_program", tx.task_audit_program, "a CID or file name of 1 to 64 characters")
+    if tx.task_executable_network not in EXECUTABLE_NETWORKS:
+        raise _config_error("task_executable_network", tx.task_executable_network, ", ".join(EXECUTABLE_NETWORKS))
+    for name in ("task_metadata", "task_vars", "koii_vars"):
+        if len(getattr(tx, name)) > 64:
+            raise _config_error(name, getattr(tx, name), "at most 64 characters")
+    if tx.submission_window < 1:
+        raise _config_error("submission_window", tx.submission_window, "at least 1 slot")
+    if tx.audit_window < 1:
+        raise _config_error("audit_window", tx.audit_window, "at least 1 slot")
+    if tx.round_time < tx.submission_window + tx.audit_window:
+        raise _config_error(
+            "round_time",
+            tx.round_time,
+            f"at least submission_window + audit_window = {tx.submission_window + tx.audit_window} slots",
+        )
+    if tx.bounty_amount_per_round <= 0:
+        raise _config_error("bounty_amount_per_round", tx.bounty_amount_per_round, "a positive amount of ROE")
+    if tx.bounty_amount_per_round > total_bounty_amount:
+        raise _config_error(
+            "bounty_amount_per_round",
+            tx.bounty_amount_per_round,
+            f"at most total_bounty_amount = {koii(total_bounty_amount)}",
+        )
+    if tx.minimum_stake_amount < 0:
+        raise _config_error("minimum_stake_amount", tx.minimum_stake_amount, "0 or more ROE")
+    if not 0 <= tx.allowed_failed_distributions <= MAX_ALLOWED_FAILED_DISTRIBUTIONS:
+        raise _config_error(
+            "allowed_failed_distributions",
+            tx.allowed_failed_distributions,
+            f"0 to {MAX_ALLOWED_FAILED_DISTRIBUTIONS}",
+        )
+    if not 1 <= tx.sample_size <= MAX_SAMPLE_SIZE:
+        raise _config_error("sample_size", tx.sample_size, f"1 to {MAX_SAMPLE_SIZE}")
+    if len(tx.requirements_tags) > 32:
+        raise _config_error("requirements_tags", len(tx.requirements_tags), "at most 32 tags")
+    for tag in tx.requirements_tags:
+        if tag.type not in REQUIREMENT_TYPES:
+            raise _config_error("requirements_tags.type", tag.type, ", ".join(REQUIREMENT_TYPES))
+        if len(tag.value) > 64 or len(tag.description) > 256:
+            raise _config_error("requirements_tags.value", tag.value, "a value of at most 64 characters")
+
+
+def _new_task(tx: CreateTask | UpdateTask, task_id: TaskId, total: int, slot: int) -> TaskState:
+    return TaskState(
+        task_id=task_id,
+        task_name=tx.task_name,
+        task_manager=tx.signer,
+        is_allowlisted=False,
+        is_active=True,
+        task_audit_program=tx.task_audit_program,
+        task_executable_network=tx.task_executable_network,
+        stake_pot_account=Address(derive_address("stake_pot", task_id)),
+        total_bounty_amount=Roe(total),
+        bounty_amount_per_round=tx.bounty_amount_per_round,
+        task_metadata=tx.task_metadata,
+        task_description=tx.task_description,
+        total_stake_amount=Roe(0),
+        minimum_stake_amount=tx.minimum_stake_amount,
+        round_time=tx.round_time,
+        starting_slot=Slot(slot),
+        audit_window=tx.audit_window,
+        submission_window=tx.submission_window,
+        allowed_failed_distributions=tx.allowed_failed_distributions,
+        task_vars=tx.task_vars,
+        koii_vars=tx.koii_vars,
+        sample_size=tx.sample_size,
+        requirements_tags=[RequirementTag(t.type, t.value, t.description) for t in tx.requirements_tags],
+    )
+
+
+def task_id_for(tx_id: str) -> TaskId:
+    """The id of the task created (or created by update) by transaction ``tx_id``."""
+    return TaskId(derive_address("task", tx_id))
+
+
+def create_task(state: LedgerState, tx: CreateTask, slot: int) -> list[Event]:
+    """Create a task; its bounty moves from the creator's wallet into the task's pot."""
+    validate_task_fields(tx, tx.total_bounty_amount)
+    task_id = task_id_for(tx.tx_id)
+    debit(state, tx.signer, tx.total_bounty_amount)
+    put(state, state.tasks, task_id, _new_task(tx, task_id, tx.total_bounty_amount, slot))
+    return [TaskCreated(task_id=task_id, task_manager=tx.signer, total_bounty_amount=tx.total_bounty_amount)]
+
+
+def _managed_task(state: LedgerState, task_id: str, signer: str) -> TaskState:
+    task = get_task(state, task_id)
+    if task.task_manager != signer:
+        raise UnauthorizedSignerError(
+            f"only the task manager {task.task_manager} may change task {task_id}; signed by {signer}",
+            signer=signer,
+        )
+    return task
+
+
+def update_task(state: LedgerState, tx: UpdateTask, slot: int) -> list[Event]:
+    """Migrate a task to a new version: new id, the remaining bounty moved, the old one retired.
+
+    Stakes stay on the old task, where they can be withdrawn; nodes stake again on the new one.
+    """
+    old = _managed_task(state, tx.task_id, tx.signer)
+    if old.is_migrated:
+        raise InvalidTaskConfigError(
+            f"task {old.task_id} was already migrated to {old.migrated_to}; update that one",
+            field="task_id",
+            received=old.task_id,
+        )
+    remaining = old.total_bounty_amount
+    if remaining <= 0:
+        raise InsufficientFundsError(f"task {old.task_id} has no bounty left to move", amount=remaining)
+    validate_task_fields(tx, remaining)
+    task_id = task_id_for(tx.tx_id)
+    new = _new_task(tx, task_id, remaining, slot)
+    new.migrated_from = old.task_id
+    put(state, state.tasks, task_id, new)
+    assign(state, old, "total_bounty_amount", Roe(0))
+    assign(state, old, "is_migrated", True)
+    assign(state, old, "migrated_to", task_id)
+    assign(state, old, "is_active", False)
+    return [
+        TaskMigrated(task_id=old.task_id, migrated_to=task_id, bounty_moved=remaining),
+        TaskCreated(task_id=task_id, task_manager=tx.signer, total_bounty_amount=remaining),
+    ]
+
+
+def set_active(state: LedgerState, tx: SetActive, slot: int) -> list[Event]:
+    """Activate or deactivate a task. A migrated task cannot be activated again."""
+    task = _managed_task(state, tx.task_id, tx.signer)
+    if tx.is_active and task.is_migrated:
+        raise InvalidTaskConfigError(
+            f"task {task.task_id} was migrated to {task.migrated_to}; activate that one",
+            field="is_active",
+            received=True,
+        )
+    assign(state, task, "is_active", tx.is_active)
+    return [TaskActivationChanged(task_id=task.task_id, is_active=tx.is_active)]
+
+
+def fund_task(state: LedgerState, tx: FundTask, slot: int) -> list[Event]:
+    """Add bounty to a task from the signer's wallet (anyone may fund)."""
+    task = get_task(state, tx.task_id)
+    if task.is_migrated:
+        raise InvalidTaskConfigError(
+            f"task {task.task_id} was migrated to {task.migrated_to}; fund that one",
+            field="task_id",
+            received=task.task_id,
+        )
+    require_amount(tx.amount, "fund amount")
+    debit(state, tx.signer, tx.amount)
+    assign(state, task, "total_bounty_amount", Roe(task.total_bounty_amount + tx.amount))
+    return [TaskFunded(task_id=task.task_id, funder=tx.signer, amount=tx.amount)]
+
+
