@@ -53,19 +53,25 @@ class Keypair:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise KeyFileError(f"keypair file {path} does not exist; create one with `pykoii wallet new`",
-                               path=str(path)) from None
+            raise KeyFileError(
+                f"keypair file {path} does not exist; create one with `pykoii wallet new`", path=str(path)
+            ) from None
         except (OSError, ValueError) as exc:
             raise KeyFileError(f"keypair file {path} is not readable JSON: {exc}", path=str(path)) from None
-        if not (isinstance(data, list) and len(data) == 64 and all(isinstance(b, int) and 0 <= b < 256 for b in data)):
+        if not (
+            isinstance(data, list)
+            and len(data) == 64
+            and all(isinstance(b, int) and 0 <= b < 256 for b in data)
+        ):
             raise KeyFileError(
                 f"keypair file {path} must hold a JSON array of 64 bytes (Solana format)", path=str(path)
             )
         raw = bytes(data)
         keypair = cls(SigningKey(raw[:32]))
         if bytes(keypair.signing_key.verify_key) != raw[32:]:
-            raise KeyFileError(f"keypair file {path}: the public half does not match the secret half",
-                               path=str(path))
+            raise KeyFileError(
+                f"keypair file {path}: the public half does not match the secret half", path=str(path)
+            )
         return keypair
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -76,7 +82,9 @@ class Keypair:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            raise KeyFileError(f"keypair file {path} already exists; not overwriting it", path=str(path)) from None
+            raise KeyFileError(
+                f"keypair file {path} already exists; not overwriting it", path=str(path)
+            ) from None
         with os.fdopen(fd, "w") as handle:
             json.dump(list(raw), handle)
         return path
@@ -121,7 +129,8 @@ def verify_envelope(envelope: Any) -> Transaction:
         raise InvalidSignatureError(f"signature is not base58: {exc}", signature=signature) from None
     if len(signature_bytes) != 64 or len(public_key) != 32:
         raise InvalidSignatureError(
-            f"signature must be 64 bytes and signer 32 bytes; got {len(signature_bytes)} and {len(public_key)}",
+            f"signature must be 64 bytes and signer 32 bytes; "
+            f"got {len(signature_bytes)} and {len(public_key)}",
             signature=signature,
         )
     try:

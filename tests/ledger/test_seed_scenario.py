@@ -3,6 +3,7 @@ one submits a wrong value, the others catch it, and payout follows the seed's ru
 
 from __future__ import annotations
 
+from pykoii.errors import InsufficientStakeError
 from pykoii.ledger import (
     audit_ring,
     default_distribution_for,
@@ -14,9 +15,7 @@ from pykoii.ledger import (
 from pykoii.ledger.codec import to_plain
 from pykoii.ledger.rounds import audit_window, distribution_audit_window
 
-from pykoii.errors import InsufficientStakeError
-
-from .helpers import HELLO_TASK, KOII, apply, address, devnet
+from .helpers import HELLO_TASK, KOII, address, apply, devnet
 
 STAKE = 5 * KOII
 ROUNDS = 3
@@ -53,8 +52,16 @@ def run_seed_scenario():
         for auditor in nodes:
             for candidate in ring.candidates_of(auditor):
                 if value[candidate] != "Hello, World!" and auditor != faulty:
-                    apply(state, "audit_submission", auditor, audit_slot, task_id=task_id, round=r,
-                          candidate=candidate, is_valid=False)
+                    apply(
+                        state,
+                        "audit_submission",
+                        auditor,
+                        audit_slot,
+                        task_id=task_id,
+                        round=r,
+                        candidate=candidate,
+                        is_valid=False,
+                    )
         if r >= 1:
             slash_history.append(settle(state, task_id, r - 1, nodes))
     slash_history.append(settle(state, task_id, ROUNDS - 1, nodes))
@@ -88,10 +95,16 @@ def test_honest_nodes_paid_and_faulty_node_slashed_by_the_seed_rule():
     assert refused == [2] and slashes[2] == {}
     assert task.stake_list[faulty] == STAKE - sum(s[faulty] for s in slashes[:2])
     assert faulty not in task.available_balances
-    assert task.distributions_audit_record == {0: "PayoutSuccessful", 1: "PayoutSuccessful", 2: "PayoutSuccessful"}
+    assert task.distributions_audit_record == {
+        0: "PayoutSuccessful",
+        1: "PayoutSuccessful",
+        2: "PayoutSuccessful",
+    }
     # Slashed stake went back to the bounty pot.
     paid = sum(task.available_balances.values())
-    assert task.total_bounty_amount == HELLO_TASK["total_bounty_amount"] - paid + sum(s[faulty] for s in slashes[:2])
+    assert task.total_bounty_amount == HELLO_TASK["total_bounty_amount"] - paid + sum(
+        s[faulty] for s in slashes[:2]
+    )
 
 
 def test_same_scenario_same_state_root():

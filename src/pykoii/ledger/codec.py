@@ -93,7 +93,10 @@ def from_plain(cls: type[T], data: Any) -> T:
     return typing.cast(T, _from_plain(cls, data, cls.__name__))
 
 
-def _from_plain(annotation: Any, data: Any, path: str) -> Any:
+_INTEGER_KEY = re.compile(r"-?[0-9]+")
+
+
+def _from_plain(annotation: Any, data: Any, path: str, key: bool = False) -> Any:
     origin = get_origin(annotation)
     if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
         if not isinstance(data, dict):
@@ -113,8 +116,8 @@ def _from_plain(annotation: Any, data: Any, path: str) -> Any:
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected an object, got {data!r}")
         return {
-            _from_plain(key_type, key, path): _from_plain(value_type, item, f"{path}[{key}]")
-            for key, item in data.items()
+            _from_plain(key_type, name, path, key=True): _from_plain(value_type, item, f"{path}[{name}]")
+            for name, item in data.items()
         }
     if origin is list:
         (item_type,) = get_args(annotation)
@@ -125,13 +128,13 @@ def _from_plain(annotation: Any, data: Any, path: str) -> Any:
         options = [arg for arg in get_args(annotation) if arg is not type(None)]
         if data is None:
             return None
-        return _from_plain(options[0], data, path)
+        return _from_plain(options[0], data, path, key)
     supertype = getattr(annotation, "__supertype__", None)
     if supertype is not None:
-        return _from_plain(supertype, data, path)
+        return _from_plain(supertype, data, path, key)
     if annotation is int:
-        if isinstance(data, str) and data.lstrip("-").isdigit():
-            return int(data)  # dict keys such as round numbers arrive as strings
+        if key and isinstance(data, str) and _INTEGER_KEY.fullmatch(data):
+            return int(data)  # JSON object keys such as round numbers are strings; values never are
         if isinstance(data, int) and not isinstance(data, bool):
             return data
         raise ValueError(f"{path}: expected an integer, got {data!r}")

@@ -34,7 +34,7 @@ from ..errors import (
 from .accounts import get_task, koii
 from .audits import audit_ring, cast_vote, is_judged_valid, submission_is_valid
 from .codec import canonical_bytes, sha256_hex, to_plain
-from .events import DistributionSubmitted, Event, RoundFailed, RoundPaid, Rewarded, Slashed
+from .events import DistributionSubmitted, Event, Rewarded, RoundFailed, RoundPaid, Slashed
 from .rounds import describe, distribution_attempt, distribution_audit_window, distribution_window
 from .state import (
     PAYOUT_FAILED,
@@ -131,7 +131,9 @@ def _passed_list(task: TaskState, round_number: int, submitter: Address | None) 
     return found if found is not None and is_judged_valid(triggers.get(submitter)) else None
 
 
-def validate_list(task: TaskState, round_number: int, rewards: Mapping[str, int], slashes: Mapping[str, int]) -> None:
+def validate_list(
+    task: TaskState, round_number: int, rewards: Mapping[str, int], slashes: Mapping[str, int]
+) -> None:
     """Refuse a list that pays or slashes what it may not (see the module docstring)."""
     submitters = task.submissions.get(round_number, {})  # type: ignore[call-overload]
     for name, entries in (("rewards", rewards), ("slashes", slashes)):
@@ -160,7 +162,8 @@ def validate_list(task: TaskState, round_number: int, rewards: Mapping[str, int]
         stake = task.stake_list.get(key, 0)  # type: ignore[call-overload]
         if amount > stake:
             raise InvalidDistributionListError(
-                f"slashes[{key}] is {koii(amount)} but its stake is {koii(stake)}; a slash is at most the stake",
+                f"slashes[{key}] is {koii(amount)} but its stake is {koii(stake)}; "
+                "a slash is at most the stake",
                 key=key,
             )
 
@@ -230,7 +233,9 @@ def audit_distribution(state: LedgerState, tx: AuditDistribution, slot: int) -> 
             candidate=tx.candidate,
         )
     attempt = distribution_attempt(task, tx.round, submitted.slot)
-    require_in_window("distribution audit", tx.round, slot, distribution_audit_window(task, tx.round, attempt))
+    require_in_window(
+        "distribution audit", tx.round, slot, distribution_audit_window(task, tx.round, attempt)
+    )
     if tx.signer == tx.candidate or tx.signer not in task.submissions.get(tx.round, {}):
         raise NotAssignedAuditorError(
             f"{tx.signer} may not audit round {tx.round}'s distribution list: only the round's other "
@@ -274,8 +279,12 @@ def payout(state: LedgerState, tx: Payout, slot: int) -> list[Event]:
             events = _pay(state, task, tx.round, attempt, submitter, passed)
             _prune(state, task, tx.round)
             return events
-    return _fail(state, task, tx.round, f"no distribution list stood its audit in "
-                 f"{task.allowed_failed_distributions + 1} attempts")
+    return _fail(
+        state,
+        task,
+        tx.round,
+        f"no distribution list stood its audit in {task.allowed_failed_distributions + 1} attempts",
+    )
 
 
 def _pay(
@@ -291,7 +300,9 @@ def _pay(
     reward_total = sum(dist.rewards.values())
     pot = task.total_bounty_amount + slash_total
     if reward_total > pot:
-        return _fail(state, task, round_number, f"the list pays {koii(reward_total)} but the pot holds {koii(pot)}")
+        return _fail(
+            state, task, round_number, f"the list pays {koii(reward_total)} but the pot holds {koii(pot)}"
+        )
     events: list[Event] = []
     for key, amount in slashed.items():
         if amount:

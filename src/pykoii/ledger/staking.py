@@ -110,6 +110,6 @@ def claim_reward(state: LedgerState, tx: ClaimReward, slot: int) -> list[Event]:
         )
     remove(state, task.available_balances, tx.signer)
     credit(state, tx.beneficiary, amount)
-    return [RewardClaimed(task_id=task.task_id, staker=tx.signer, beneficiary=tx.beneficiary, amount=Roe(amount))]
-
-
+    return [
+        RewardClaimed(task_id=task.task_id, staker=tx.signer, beneficiary=tx.beneficiary, amount=Roe(amount))
+    ]

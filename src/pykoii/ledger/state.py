@@ -101,7 +101,9 @@ class TaskState:
     ip_address_list: dict[Address, str] = field(default_factory=dict)
     submissions: dict[RoundNumber, dict[Address, Submission]] = field(default_factory=dict)
     submissions_audit_trigger: dict[RoundNumber, dict[Address, AuditTrigger]] = field(default_factory=dict)
-    distribution_rewards_submission: dict[RoundNumber, dict[Address, Submission]] = field(default_factory=dict)
+    distribution_rewards_submission: dict[RoundNumber, dict[Address, Submission]] = field(
+        default_factory=dict
+    )
     distributions_audit_trigger: dict[RoundNumber, dict[Address, AuditTrigger]] = field(default_factory=dict)
     distributions_audit_record: dict[RoundNumber, str] = field(default_factory=dict)
     # --- pykoii additions -------------------------------------------------------------------

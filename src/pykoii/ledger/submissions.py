@@ -17,8 +17,8 @@ from ..errors import (
 from .accounts import get_task, koii
 from .events import Event, Submitted
 from .rounds import describe, submission_window
-from .state import LedgerState, Submission, TaskState, put, round_map
 from .staking import require_runnable
+from .state import LedgerState, Submission, TaskState, put, round_map
 from .transactions import Submit
 from .types import MAX_SUBMISSION_BYTES, Slot
 
@@ -59,6 +59,13 @@ def submit(state: LedgerState, tx: Submit, slot: int) -> list[Event]:
         raise SubmissionTooLargeError(
             f"submission_value is {size} bytes; at most {MAX_SUBMISSION_BYTES} bytes of UTF-8 are accepted",
             size=size,
+        )
+    if tx.round < 0:
+        raise WrongPhaseError(
+            f"submission for round {tx.round} refused; rounds are numbered from 0 at the task's "
+            f"starting slot {task.starting_slot}",
+            round=tx.round,
+            slot=slot,
         )
     require_in_window("submission", tx.round, slot, submission_window(task, tx.round))
     require_stake(task, tx.signer)

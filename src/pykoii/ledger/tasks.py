@@ -16,7 +16,7 @@ shaped like a public key, as Koii's task ids are.
 from __future__ import annotations
 
 from ..errors import InsufficientFundsError, InvalidTaskConfigError, UnauthorizedSignerError
-from .accounts import credit, debit, get_task, koii, require_amount
+from .accounts import debit, get_task, koii, require_amount
 from .codec import derive_address
 from .events import Event, TaskActivationChanged, TaskCreated, TaskFunded, TaskMigrated
 from .state import LedgerState, RequirementTag, TaskState, assign, put
@@ -40,9 +40,7 @@ MAX_SAMPLE_SIZE = 64
 
 
 def _config_error(name: str, value: object, accepted: str) -> InvalidTaskConfigError:
-    return InvalidTaskConfigError(
-        f"{name} is {value!r}; accepted: {accepted}", field=name, received=value
-    )
+    return InvalidTaskConfigError(f"{name} is {value!r}; accepted: {accepted}", field=name, received=value)
 
 
 def validate_task_fields(tx: CreateTask | UpdateTask, total_bounty_amount: int) -> None:
@@ -52,9 +50,13 @@ def validate_task_fields(tx: CreateTask | UpdateTask, total_bounty_amount: int) 
     if len(tx.task_description) > 64:
         raise _config_error("task_description", tx.task_description, "at most 64 characters")
     if not 1 <= len(tx.task_audit_program) <= 64:
-        raise _config_error("task_audit_program", tx.task_audit_program, "a CID or file name of 1 to 64 characters")
+        raise _config_error(
+            "task_audit_program", tx.task_audit_program, "a CID or file name of 1 to 64 characters"
+        )
     if tx.task_executable_network not in EXECUTABLE_NETWORKS:
-        raise _config_error("task_executable_network", tx.task_executable_network, ", ".join(EXECUTABLE_NETWORKS))
+        raise _config_error(
+            "task_executable_network", tx.task_executable_network, ", ".join(EXECUTABLE_NETWORKS)
+        )
     for name in ("task_metadata", "task_vars", "koii_vars"):
         if len(getattr(tx, name)) > 64:
             raise _config_error(name, getattr(tx, name), "at most 64 characters")
@@ -203,5 +205,3 @@ def fund_task(state: LedgerState, tx: FundTask, slot: int) -> list[Event]:
     debit(state, tx.signer, tx.amount)
     assign(state, task, "total_bounty_amount", Roe(task.total_bounty_amount + tx.amount))
     return [TaskFunded(task_id=task.task_id, funder=tx.signer, amount=tx.amount)]
-
-

@@ -218,7 +218,20 @@ INSTRUCTIONS: dict[str, type[Transaction]] = {
 }
 """Instruction type name → transaction class."""
 
-_REQUIRED = {"signer", "recent_slot", "task_id", "to", "amount", "round", "candidate", "beneficiary"}
+_REQUIRED = {
+    "signer",
+    "recent_slot",
+    "task_id",
+    "to",
+    "amount",
+    "round",
+    "candidate",
+    "beneficiary",
+    "is_valid",
+    "is_active",
+}
+"""Fields a transaction must send even where the dataclass has a default: a vote or an activation
+must say which way it goes."""
 
 
 def decode_transaction(data: Any, *, canonical: bytes | None = None) -> Transaction:

@@ -86,13 +86,15 @@ def check_recency(state: LedgerState, tx: Transaction, slot: int) -> None:
 
 
 def _remember(state: LedgerState, tx: Transaction, slot: int) -> None:
-    put(state, round_map(state, state.recent_transactions, tx.recent_slot), tx.tx_id, slot)
+    buckets = state.recent_transactions
+    put(state, round_map(state, buckets, tx.recent_slot), tx.tx_id, slot)
     oldest = slot - REPLAY_HORIZON_SLOTS
-    # Buckets are created in roughly increasing order, so the expired ones are at the front.
-    for bucket in list(state.recent_transactions):
-        if bucket >= oldest:
-            break
-        remove(state, state.recent_transactions, bucket)
+    # Every bucket older than the horizon goes, whatever the dict's order: a state loaded from its
+    # canonical (sorted-key) form holds its buckets in another order than the ledger that wrote it,
+    # and both must reach the same state root.
+    if min(buckets) < oldest:
+        for bucket in [bucket for bucket in buckets if bucket < oldest]:
+            remove(state, buckets, bucket)
 
 
 def apply_transaction(state: LedgerState, tx: Transaction, slot: int) -> Receipt:

@@ -1,0 +1,106 @@
+"""Canonical bytes, base58, hashes, and the plain form of the whole ledger state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pykoii.ledger import LedgerState, canonical_bytes, from_plain, state_root, to_plain
+from pykoii.ledger.codec import (
+    BASE58_ALPHABET,
+    base58_decode,
+    base58_encode,
+    derive_address,
+    is_address,
+    sha256_hex,
+)
+from pykoii.ledger.state import AuditTrigger, Submission, TaskState, Vote
+
+from .helpers import World
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\0", b"\0\0\x01", b"hello", bytes(range(32)), b"\xff" * 64, b"\0" * 5 + b"\x7f"]
+)
+def test_base58_round_trip(data):
+    assert base58_decode(base58_encode(data)) == data
+
+
+def test_base58_known_values():
+    # Bitcoin's reference vectors.
+    assert base58_encode(b"hello world") == "StV1DL6CwTryKyV"
+    assert base58_encode(b"\0\0\x28\x7f\xb4\xcd") == "11233QC4"
+    assert base58_decode("1") == b"\0"
+
+
+def test_base58_decode_names_the_bad_character():
+    with pytest.raises(ValueError, match="'0' is not a base58 character"):
+        base58_decode("abc0")
+    assert "0" not in BASE58_ALPHABET and "l" not in BASE58_ALPHABET
+
+
+def test_canonical_bytes_sorted_compact_utf8():
+    assert canonical_bytes({"b": 1, "a": [1, {"d": None, "c": True}], "é": "ü"}) == (
+        '{"a":[1,{"c":true,"d":null}],"b":1,"é":"ü"}'.encode()
+    )
+    assert canonical_bytes({"a": 1, "b": 2}) == canonical_bytes({"b": 2, "a": 1})
+
+
+def test_sha256_and_derived_addresses():
+    assert sha256_hex(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    first = derive_address("task", "x")
+    assert first == derive_address("task", "x") != derive_address("task", "y")
+    assert is_address(first)
+    assert not is_address("short") and not is_address("0" * 40) and not is_address(42)
+
+
+def test_full_state_plain_round_trip_keeps_root_and_values():
+    world = World()
+    world.submit_all(0, {world.nodes[1]: "Goodbye"})
+    world.accuse(0, world.nodes[1], voters=2)
+    world.submit_list(0)
+    state = world.state
+    plain = to_plain(state)
+    # Through real JSON text, with keys sorted as a snapshot would write them.
+    again = from_plain(LedgerState, json.loads(json.dumps(plain, sort_keys=True)))
+    assert state_root(again) == state_root(state)
+    assert to_plain(again) == plain
+    task = again.tasks[world.task_id]
+    assert isinstance(task, TaskState)
+    assert 0 in task.submissions and isinstance(task.submissions[0][world.nodes[0]], Submission)
+    trigger = task.submissions_audit_trigger[0][world.nodes[1]]
+    assert isinstance(trigger, AuditTrigger) and all(isinstance(v, Vote) for v in trigger.votes.values())
+    assert again.journal is None and "journal" not in plain
+
+
+def test_state_root_changes_with_any_field():
+    world = World(node_count=1)
+    before = state_root(world.state)
+    world.task.task_vars = "x"
+    assert state_root(world.state) != before
+
+
+def test_from_plain_rejects_bad_shapes_naming_the_path():
+    plain = to_plain(World(node_count=1).state)
+    plain["total_supply"] = "12"
+    with pytest.raises(ValueError, match=r"LedgerState.total_supply: expected an integer, got '12'"):
+        from_plain(LedgerState, plain)
+    plain["total_supply"] = True
+    with pytest.raises(ValueError, match="expected an integer"):
+        from_plain(LedgerState, plain)
+    with pytest.raises(ValueError, match="expected an object"):
+        from_plain(LedgerState, [])
+    with pytest.raises(ValueError, match="missing field 'task_id'"):
+        from_plain(TaskState, {})
+
+
+def test_integer_keys_arrive_as_strings_but_values_never_do():
+    trigger = from_plain(AuditTrigger, {"trigger_by": "x", "slot": 3, "votes": {}})
+    assert trigger.slot == 3
+    task_plain = to_plain(World(node_count=1).task)
+    task_plain["distributions_audit_record"] = {"7": "PayoutSuccessful"}
+    assert from_plain(TaskState, task_plain).distributions_audit_record == {7: "PayoutSuccessful"}
+    task_plain["distributions_audit_record"] = {"seven": "PayoutSuccessful"}
+    with pytest.raises(ValueError, match="expected an integer, got 'seven'"):
+        from_plain(TaskState, task_plain)

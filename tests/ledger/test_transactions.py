@@ -1,0 +1,171 @@
+"""Decoding a transaction's JSON object: every shape rule, and the encode/decode pair."""
+
+from __future__ import annotations
+
+import pytest
+
+from pykoii.errors import MalformedTransactionError
+from pykoii.ledger import INSTRUCTIONS, decode_transaction, encode_transaction
+from pykoii.ledger.codec import canonical_bytes, sha256_hex
+from pykoii.ledger.transactions import AuditSubmission, SubmitDistribution, Transfer
+
+from .helpers import address
+
+ALICE, BOB = address("alice"), address("bob")
+
+
+def body(**fields):
+    return {"type": "transfer", "signer": ALICE, "recent_slot": 3, "to": BOB, "amount": 7, **fields}
+
+
+def test_decode_builds_the_typed_transaction_with_its_id():
+    tx = decode_transaction(body())
+    assert isinstance(tx, Transfer) and tx.amount == 7 and tx.to == BOB
+    assert tx.tx_id == sha256_hex(canonical_bytes(body()))
+    assert decode_transaction(body(), canonical=b"given").tx_id == sha256_hex(b"given")
+
+
+def test_encode_is_the_inverse_of_decode_for_every_instruction():
+    samples = {
+        "airdrop": {"to": BOB, "amount": 1},
+        "transfer": {"to": BOB, "amount": 1},
+        "create_task": {
+            "task_name": "t",
+            "requirements_tags": [{"type": "CPU", "value": "4", "description": ""}],
+        },
+        "update_task": {"task_id": BOB, "migration_description": "v2"},
+        "set_active": {"task_id": BOB, "is_active": False},
+        "fund_task": {"task_id": BOB, "amount": 1},
+        "stake": {"task_id": BOB, "amount": 1, "ip_address": "http://x"},
+        "withdraw": {"task_id": BOB},
+        "submit": {"task_id": BOB, "round": 2, "submission_value": "cid"},
+        "audit_submission": {"task_id": BOB, "round": 2, "candidate": ALICE, "is_valid": False},
+        "submit_distribution": {"task_id": BOB, "round": 2, "rewards": {ALICE: 5}, "slashes": {BOB: 1}},
+        "audit_distribution": {"task_id": BOB, "round": 2, "candidate": ALICE, "is_valid": True},
+        "payout": {"task_id": BOB, "round": 2},
+        "claim_reward": {"task_id": BOB, "beneficiary": ALICE},
+    }
+    assert set(samples) == set(INSTRUCTIONS)
+    for kind, fields in samples.items():
+        tx = decode_transaction({"type": kind, "signer": ALICE, "recent_slot": 0, **fields})
+        again = decode_transaction(encode_transaction(tx))
+        assert again == tx and again.tx_id == sha256_hex(canonical_bytes(encode_transaction(tx)))
+
+
+def reject(data, *fragments):
+    with pytest.raises(MalformedTransactionError) as info:
+        decode_transaction(data)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+    return info.value
+
+
+def test_not_an_object():
+    reject([1, 2], "must be a JSON object, got list")
+
+
+def test_unknown_type_lists_the_accepted_ones():
+    error = reject(
+        body(type="mint"), "unknown instruction type 'mint'", "accepted: airdrop, audit_distribution"
+    )
+    assert error.received == "mint"
+    reject({**body(), "type": None}, "unknown instruction type None")
+
+
+def test_unknown_field_names_the_fields():
+    reject(body(memo="hi"), "transfer has no field 'memo'", "its fields are: amount, recent_slot, signer, to")
+
+
+@pytest.mark.parametrize("missing", ["signer", "recent_slot", "to", "amount"])
+def test_missing_required_field(missing):
+    data = body()
+    del data[missing]
+    reject(data, f"transfer needs field {missing!r}")
+
+
+@pytest.mark.parametrize(("kind", "field"), [("audit_submission", "is_valid"), ("set_active", "is_active")])
+def test_votes_and_activations_must_say_which_way(kind, field):
+    data = {
+        "type": kind,
+        "signer": ALICE,
+        "recent_slot": 0,
+        "task_id": BOB,
+        "round": 0,
+        "candidate": ALICE,
+        "is_active": True,
+        "is_valid": True,
+    }
+    data = {
+        k: v
+        for k, v in data.items()
+        if k in {"type", "signer", "recent_slot", "task_id", field}
+        or (kind == "audit_submission" and k in {"round", "candidate"})
+    }
+    del data[field]
+    reject(data, f"{kind} needs field {field!r}")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("amount", "7", "Transfer.amount: expected an integer, got '7'"),
+        ("amount", 7.0, "expected an integer, got 7.0"),
+        ("amount", True, "expected an integer, got True"),
+        ("recent_slot", None, "expected an integer, got None"),
+        ("to", 5, "Transfer.to: expected a string, got 5"),
+    ],
+)
+def test_mistyped_fields(field, value, fragment):
+    reject(body(**{field: value}), fragment)
+
+
+def test_bool_field_must_be_a_bool():
+    reject(
+        {"type": "set_active", "signer": ALICE, "recent_slot": 0, "task_id": BOB, "is_active": 1},
+        "expected true or false, got 1",
+    )
+
+
+@pytest.mark.parametrize("bad", ["", "short", "0" * 40, "O" * 40, "x" * 45])
+def test_addresses_must_be_base58_public_keys(bad):
+    reject(body(to=bad), "transfer.to must be a base58 public key (32-44 characters)", repr(bad))
+
+
+def test_distribution_keys_must_be_addresses():
+    data = {
+        "type": "submit_distribution",
+        "signer": ALICE,
+        "recent_slot": 0,
+        "task_id": BOB,
+        "round": 0,
+        "rewards": {"nobody": 1},
+    }
+    reject(data, "submit_distribution.rewards keys must be base58 public keys, got 'nobody'")
+
+
+def test_vote_decodes_is_valid():
+    data = {
+        "type": "audit_submission",
+        "signer": ALICE,
+        "recent_slot": 0,
+        "task_id": BOB,
+        "round": 1,
+        "candidate": ALICE,
+        "is_valid": False,
+    }
+    tx = decode_transaction(data)
+    assert isinstance(tx, AuditSubmission) and tx.is_valid is False
+
+
+def test_distribution_amount_values_must_be_integers():
+    data = {
+        "type": "submit_distribution",
+        "signer": ALICE,
+        "recent_slot": 0,
+        "task_id": BOB,
+        "round": 0,
+        "rewards": {ALICE: 1.5},
+    }
+    reject(data, "SubmitDistribution.rewards[", "expected an integer, got 1.5")
+    data["rewards"] = {ALICE: 2}
+    assert isinstance(decode_transaction(data), SubmitDistribution)
