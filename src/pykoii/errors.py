@@ -33,6 +33,7 @@
     ├── KeyFileError                     a keypair file is missing or malformed
     ├── TaskCodeError                    the author's task code failed (with the tail of its stderr)
     ├── SandboxError                     the runtime could not run task code (not the author's fault)
+    │   └── TaskCodeMismatchError        downloaded task code does not hash to its CID
     ├── LedgerUnavailableError           the ledger service cannot be reached
     ├── LedgerHTTPError                  the ledger service answered with an error
     └── LogCorruptionError               the durable log's hash chain or a signature does not verify
@@ -186,6 +187,11 @@ class TaskCodeError(PykoiiError):
 
 class SandboxError(PykoiiError):
     """Raised when the node runtime cannot run task code for reasons that are not the author's."""
+
+
+class TaskCodeMismatchError(SandboxError):
+    """Raised when a node downloads task code whose bytes do not hash to the task's
+    ``task_audit_program`` CID; the node refuses to run it (``expected`` and ``actual`` CIDs)."""
 
 
 class LedgerUnavailableError(PykoiiError):

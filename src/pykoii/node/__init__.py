@@ -1,0 +1,1 @@
+"""The node: runs tasks round after round for an operator (see docs/node.md)."""

@@ -1,0 +1,162 @@
+"""What a node remembers across restarts: its tasks and every transaction it sent for them.
+
+One SQLite file, ``<data>/node.sqlite3``, owned by the node (a task child never sees it).
+
+- ``tasks``: the tasks the operator added, with their stake, task variables and whether they
+  should run.
+- ``actions``: one row per on-chain action of a task round (``submit`` round 7, ``audit`` of a
+  candidate in round 7, ``distribution`` for round 5, ``payout`` of round 5 …), keyed by
+  ``(task_id, kind, round, candidate)``. A row is written with status ``sending`` and the signed
+  envelope **before** the envelope goes to the ledger, and set to ``done`` (or ``failed``) after
+  the answer. A restarted node re-sends a ``sending`` envelope unchanged: the ledger either accepts
+  it or refuses it as a replay or a duplicate, which counts as done. So a node never submits twice
+  for a round, even when it is killed between sending and hearing back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+SENDING, DONE, FAILED = "sending", "done", "failed"
+
+
+@dataclass
+class TaskRecord:
+    """A task the operator added to this node."""
+
+    task_id: str
+    stake: int
+    """ROE the operator asked to stake."""
+    variables: dict[str, str] = field(default_factory=dict)
+    enabled: bool = True
+    """Whether the task should run (``stop-task`` clears it, ``start-task`` sets it)."""
+    code_cid: str = ""
+
+
+@dataclass
+class ActionRecord:
+    """One on-chain action and where it stands."""
+
+    task_id: str
+    kind: str
+    round: int
+    candidate: str
+    status: str
+    envelope: dict[str, Any] | None
+    error: str
+    slot: int
+
+
+class Journal:
+    """The node's SQLite journal. Every write commits before the call returns."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        os.chmod(self.path, 0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS tasks (
+                task_id TEXT PRIMARY KEY, stake INTEGER NOT NULL, variables TEXT NOT NULL,
+                enabled INTEGER NOT NULL, code_cid TEXT NOT NULL DEFAULT '');
+            CREATE TABLE IF NOT EXISTS actions (
+                task_id TEXT NOT NULL, kind TEXT NOT NULL, round INTEGER NOT NULL,
+                candidate TEXT NOT NULL, status TEXT NOT NULL, envelope TEXT, error TEXT NOT NULL,
+                slot INTEGER NOT NULL, PRIMARY KEY (task_id, kind, round, candidate));
+            """
+        )
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    def put_task(self, record: TaskRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
+                (
+                    record.task_id,
+                    record.stake,
+                    json.dumps(record.variables),
+                    int(record.enabled),
+                    record.code_cid,
+                ),
+            )
+
+    def tasks(self) -> list[TaskRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM tasks ORDER BY task_id").fetchall()
+        return [TaskRecord(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in rows]
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        return next((t for t in self.tasks() if t.task_id == task_id), None)
+
+    def remove_task(self, task_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def record(
+        self,
+        task_id: str,
+        kind: str,
+        round_number: int,
+        candidate: str,
+        status: str,
+        *,
+        envelope: dict[str, Any] | None = None,
+        error: str = "",
+        slot: int = 0,
+    ) -> None:
+        """Write (or overwrite) the row of one action; committed when this returns."""
+        with self._lock:
+            if envelope is None:
+                row = self._db.execute(
+                    "SELECT envelope FROM actions WHERE task_id=? AND kind=? AND round=? AND candidate=?",
+                    (task_id, kind, round_number, candidate),
+                ).fetchone()
+                stored = row[0] if row else None
+            else:
+                stored = json.dumps(envelope)
+            self._db.execute(
+                "INSERT OR REPLACE INTO actions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (task_id, kind, round_number, candidate, status, stored, error, slot),
+            )
+
+    def actions(self, task_id: str, *, status: str | None = None) -> list[ActionRecord]:
+        query = "SELECT * FROM actions WHERE task_id = ?"
+        params: tuple[Any, ...] = (task_id,)
+        if status is not None:
+            query += " AND status = ?"
+            params += (status,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY round, kind, candidate", params).fetchall()
+        return [
+            ActionRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6], r[7])
+            for r in rows
+        ]
+
+    def done_keys(self, task_id: str) -> set[tuple[str, int, str]]:
+        """``(kind, round, candidate)`` of every action that was sent or settled (not failed)."""
+        return {(a.kind, a.round, a.candidate) for a in self.actions(task_id) if a.status != FAILED}
+
+    def iter_all(self) -> Iterator[ActionRecord]:
+        for task in self.tasks():
+            yield from self.actions(task.task_id)
+
+    def prune(self, task_id: str, before_round: int) -> None:
+        """Forget actions of rounds older than ``before_round``."""
+        with self._lock:
+            self._db.execute("DELETE FROM actions WHERE task_id = ? AND round < ?", (task_id, before_round))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
