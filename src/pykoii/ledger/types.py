@@ -1,6 +1,6 @@
 """Names for the plain values the ledger works with.
 
-Amounts are integers in ROE, the smallest unit: 1 KOII = 10^9 ROE. No amount is ever a float.
+Amounts are integers in ROE, the smallest unit: 1 KOII = 10^9 ROE. No amount is ever fractional.
 """
 
 from __future__ import annotations

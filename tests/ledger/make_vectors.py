@@ -1,0 +1,799 @@
+"""Write the ledger's JSON conformance vectors (``tests/ledger/vectors/*.json``).
+
+Run from the repository root::
+
+    .venv/bin/python -m tests.ledger.make_vectors
+
+Every pre-state is built by running the state machine (see ``helpers.World``), so vectors hold only
+states the ledger can reach. The expected outcome is what the ledger does today, computed from the
+pre-state as loaded back from its plain JSON form. Vectors are the specification: the test runner
+never regenerates them, so a change of behaviour shows up as a failing vector, and regenerating
+them is a deliberate act reviewed in the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pykoii.errors import InvalidTransactionError
+from pykoii.ledger import (
+    LedgerParams,
+    LedgerState,
+    apply_transaction,
+    audit_ring,
+    decode_transaction,
+    default_distribution_for,
+    event_to_plain,
+    from_plain,
+    selected_submitter,
+    state_root,
+    to_plain,
+)
+
+from .helpers import HELLO_TASK, KOII, STAKE, World, address, apply, devnet
+
+VECTORS = Path(__file__).parent / "vectors"
+
+Case = tuple[str, str, LedgerState, dict[str, Any], int]
+"""(name, description, pre-state, transaction JSON, slot)."""
+
+UPDATE_FIELDS = {k: v for k, v in HELLO_TASK.items() if k != "total_bounty_amount"}
+
+
+def tx(kind: str, signer: str, slot: int, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "signer": signer, "recent_slot": fields.pop("recent_slot", slot), **fields}
+
+
+def submitted(nodes: int = 3, values: dict[int, str] | None = None, **task: Any) -> World:
+    """Every node submitted round 0 (slot 11); round 0's audit window is slots 14–16."""
+    world = World(node_count=nodes, **task)
+    world.submit_all(0, {world.nodes[i]: v for i, v in (values or {}).items()})
+    return world
+
+
+def listed(nodes: int = 3, **task: Any) -> tuple[World, str]:
+    """Round 0 submitted and its first list submitted (slot 21); list audits in slots 24–26."""
+    world = submitted(nodes, **task)
+    return world, world.submit_list(0)
+
+
+def cases() -> Iterator[Case]:
+    alice, bob = address("alice"), address("bob")
+
+    def funded() -> LedgerState:
+        state = devnet()
+        apply(state, "airdrop", alice, 0, to=alice, amount=10 * KOII)
+        return state
+
+    # --- rules every transaction meets ------------------------------------------------------------
+    yield (
+        "malformed_unknown_type",
+        "an unknown instruction",
+        funded(),
+        tx("mint", alice, 1, to=bob, amount=1),
+        1,
+    )
+    yield (
+        "malformed_unknown_field",
+        "a field the instruction does not have",
+        funded(),
+        tx("transfer", alice, 1, to=bob, amount=1, memo="hi"),
+        1,
+    )
+    yield (
+        "malformed_missing_field",
+        "transfer without amount",
+        funded(),
+        tx("transfer", alice, 1, to=bob),
+        1,
+    )
+    yield (
+        "malformed_string_amount",
+        "amounts are JSON integers, never strings (bug fix)",
+        funded(),
+        tx("transfer", alice, 1, to=bob, amount="5"),
+        1,
+    )
+    yield (
+        "malformed_bad_address",
+        "'to' is not a base58 public key",
+        funded(),
+        tx("transfer", alice, 1, to="0xdeadbeef", amount=1),
+        1,
+    )
+    world = submitted()
+    yield (
+        "malformed_vote_without_is_valid",
+        "a vote must say which way it goes (bug fix)",
+        world.state,
+        tx("audit_submission", world.nodes[0], 14, task_id=world.task_id, round=0, candidate=world.nodes[1]),
+        14,
+    )
+    yield (
+        "stale_recent_slot_too_old",
+        "recent_slot 151 slots old",
+        funded(),
+        tx("transfer", alice, 200, to=bob, amount=1, recent_slot=49),
+        200,
+    )
+    yield (
+        "stale_recent_slot_edge_accepted",
+        "recent_slot exactly 150 slots old is accepted",
+        funded(),
+        tx("transfer", alice, 200, to=bob, amount=1, recent_slot=50),
+        200,
+    )
+    yield (
+        "stale_recent_slot_in_future",
+        "recent_slot after the slot",
+        funded(),
+        tx("transfer", alice, 5, to=bob, amount=1, recent_slot=6),
+        5,
+    )
+    state = funded()
+    body = tx("transfer", alice, 5, to=bob, amount=1)
+    apply_transaction(state, decode_transaction(body), 5)
+    yield "duplicate_transaction", "the same transaction again (replay)", state, body, 7
+    state = funded()
+    apply(state, "transfer", alice, 60, to=bob, amount=1)
+    apply(state, "transfer", alice, 100, to=bob, amount=1)
+    yield (
+        "replay_buckets_pruned_whatever_their_order",
+        "every tx-id bucket older than slot-150 is dropped, though the sorted pre-state lists 100 before 60 "
+        "(bug fix)",
+        state,
+        tx("transfer", alice, 220, to=bob, amount=1),
+        220,
+    )
+
+    # --- airdrop, transfer ------------------------------------------------------------------------
+    yield "airdrop_ok", "devnet airdrop mints", devnet(), tx("airdrop", bob, 0, to=alice, amount=5 * KOII), 0
+    yield (
+        "airdrop_not_devnet",
+        "airdrops only on a devnet",
+        LedgerState(),
+        tx("airdrop", bob, 0, to=alice, amount=5),
+        0,
+    )
+    yield (
+        "airdrop_over_limit",
+        "more than airdrop_limit",
+        devnet(),
+        tx("airdrop", bob, 0, to=alice, amount=1001 * KOII),
+        0,
+    )
+    state = LedgerState(params=LedgerParams(devnet=True, airdrop_cooldown_slots=10))
+    apply(state, "airdrop", alice, 5, to=alice, amount=1)
+    yield (
+        "airdrop_cooldown",
+        "second airdrop 9 slots later",
+        state,
+        tx("airdrop", alice, 14, to=alice, amount=1),
+        14,
+    )
+    yield (
+        "airdrop_zero_amount",
+        "amounts are positive",
+        devnet(),
+        tx("airdrop", bob, 0, to=alice, amount=0),
+        0,
+    )
+    yield "transfer_ok", "a transfer", funded(), tx("transfer", alice, 1, to=bob, amount=3 * KOII), 1
+    yield (
+        "transfer_insufficient_funds",
+        "more than the balance",
+        funded(),
+        tx("transfer", alice, 1, to=bob, amount=11 * KOII),
+        1,
+    )
+
+    # --- tasks --------------------------------------------------------------------------------------
+    manager = address("manager")
+    state = devnet()
+    apply(state, "airdrop", manager, 0, to=manager, amount=150 * KOII)
+    yield "create_task_ok", "the Hello-World task", state, tx("create_task", manager, 1, **HELLO_TASK), 1
+    yield (
+        "create_task_round_time_too_short",
+        "round_time < submission_window + audit_window",
+        state,
+        tx("create_task", manager, 1, **{**HELLO_TASK, "round_time": 5}),
+        1,
+    )
+    yield (
+        "create_task_per_round_over_total",
+        "bounty_amount_per_round > total_bounty_amount",
+        state,
+        tx("create_task", manager, 1, **{**HELLO_TASK, "bounty_amount_per_round": 101 * KOII}),
+        1,
+    )
+    yield (
+        "create_task_bad_network",
+        "task_executable_network not IPFS/ARWEAVE/DEVELOPMENT",
+        state,
+        tx("create_task", manager, 1, **{**HELLO_TASK, "task_executable_network": "FTP"}),
+        1,
+    )
+    yield (
+        "create_task_insufficient_funds",
+        "bounty larger than the wallet",
+        state,
+        tx("create_task", manager, 1, **{**HELLO_TASK, "total_bounty_amount": 200 * KOII}),
+        1,
+    )
+    world = World(node_count=2)
+    yield (
+        "update_task_ok",
+        "migration: new task, bounty moved, old one retired",
+        world.state,
+        tx("update_task", world.manager, 5, task_id=world.task_id, **UPDATE_FIELDS),
+        5,
+    )
+    yield (
+        "update_task_unauthorized",
+        "only the manager updates",
+        world.state,
+        tx("update_task", world.outsider, 5, task_id=world.task_id, **UPDATE_FIELDS),
+        5,
+    )
+    yield (
+        "set_active_deactivate_ok",
+        "the manager deactivates",
+        world.state,
+        tx("set_active", world.manager, 5, task_id=world.task_id, is_active=False),
+        5,
+    )
+    yield (
+        "set_active_unauthorized",
+        "only the manager (de)activates",
+        world.state,
+        tx("set_active", world.outsider, 5, task_id=world.task_id, is_active=False),
+        5,
+    )
+    yield (
+        "fund_task_ok",
+        "anyone funds",
+        world.state,
+        tx("fund_task", world.outsider, 5, task_id=world.task_id, amount=2 * KOII),
+        5,
+    )
+    yield (
+        "fund_task_unknown_task",
+        "no such task",
+        world.state,
+        tx("fund_task", world.outsider, 5, task_id=world.outsider, amount=2 * KOII),
+        5,
+    )
+    migrated = World(node_count=2)
+    migrated.apply("update_task", migrated.manager, 4, **UPDATE_FIELDS)
+    yield (
+        "update_task_already_migrated",
+        "update the newest version instead",
+        migrated.state,
+        tx("update_task", migrated.manager, 5, task_id=migrated.task_id, **UPDATE_FIELDS),
+        5,
+    )
+    yield (
+        "set_active_reactivate_migrated",
+        "a migrated task stays inactive",
+        migrated.state,
+        tx("set_active", migrated.manager, 5, task_id=migrated.task_id, is_active=True),
+        5,
+    )
+    yield (
+        "fund_task_migrated",
+        "fund the new version",
+        migrated.state,
+        tx("fund_task", migrated.outsider, 5, task_id=migrated.task_id, amount=KOII),
+        5,
+    )
+    yield (
+        "stake_migrated_task",
+        "work goes to the new version",
+        migrated.state,
+        tx("stake", migrated.outsider, 5, task_id=migrated.task_id, amount=2 * KOII),
+        5,
+    )
+    drained = World(node_count=1, total_bounty_amount=10 * KOII)
+    drained.submit_all(0)
+    drained.submit_list(0)
+    drained.apply("payout", drained.outsider, 27, round=0)
+    yield (
+        "update_task_empty_pot",
+        "nothing left to move",
+        drained.state,
+        tx("update_task", drained.manager, 30, task_id=drained.task_id, **UPDATE_FIELDS),
+        30,
+    )
+
+    # --- staking ----------------------------------------------------------------------------------
+    world = World(node_count=2)
+    yield (
+        "stake_ok",
+        "a new staker with its node URL",
+        world.state,
+        tx(
+            "stake", world.outsider, 5, task_id=world.task_id, amount=2 * KOII, ip_address="https://o.example"
+        ),
+        5,
+    )
+    yield (
+        "stake_below_minimum",
+        "1 KOII < minimum_stake_amount 2 KOII",
+        world.state,
+        tx("stake", world.outsider, 5, task_id=world.task_id, amount=KOII),
+        5,
+    )
+    yield (
+        "stake_bad_ip_address",
+        "the node URL must be http(s)",
+        world.state,
+        tx("stake", world.outsider, 5, task_id=world.task_id, amount=2 * KOII, ip_address="ftp://x"),
+        5,
+    )
+    yield (
+        "withdraw_ok",
+        "stake moves to available_balances",
+        world.state,
+        tx("withdraw", world.nodes[0], 5, task_id=world.task_id),
+        5,
+    )
+    yield (
+        "withdraw_not_staked",
+        "nothing staked",
+        world.state,
+        tx("withdraw", world.outsider, 5, task_id=world.task_id),
+        5,
+    )
+    yield (
+        "claim_nothing",
+        "claim with an empty available balance",
+        world.state,
+        tx("claim_reward", world.nodes[0], 5, task_id=world.task_id, beneficiary=world.nodes[0]),
+        5,
+    )
+    inactive = World(node_count=2)
+    inactive.apply("set_active", inactive.manager, 4, is_active=False)
+    yield (
+        "stake_inactive_task",
+        "stake on an inactive task",
+        inactive.state,
+        tx("stake", inactive.outsider, 5, task_id=inactive.task_id, amount=2 * KOII),
+        5,
+    )
+    yield (
+        "submit_inactive_task",
+        "proof for an inactive task",
+        inactive.state,
+        tx("submit", inactive.nodes[0], 11, task_id=inactive.task_id, round=0, submission_value="x"),
+        11,
+    )
+    world = submitted(2)
+    yield (
+        "withdraw_locked",
+        "submitted for round 0: locked until round 4 (slot 41)",
+        world.state,
+        tx("withdraw", world.nodes[0], 40, task_id=world.task_id),
+        40,
+    )
+    yield (
+        "withdraw_unlocked_at_round_4",
+        "first slot of round 4",
+        world.state,
+        tx("withdraw", world.nodes[0], 41, task_id=world.task_id),
+        41,
+    )
+
+    # --- submit -------------------------------------------------------------------------------------
+    world = World(node_count=2)
+    yield (
+        "submit_ok",
+        "a proof in round 0's window",
+        world.state,
+        tx("submit", world.nodes[0], 11, task_id=world.task_id, round=0, submission_value="Hello, World!"),
+        11,
+    )
+    yield (
+        "submit_window_last_slot",
+        "slot 13 is the window's last",
+        world.state,
+        tx("submit", world.nodes[0], 13, task_id=world.task_id, round=0, submission_value="x"),
+        13,
+    )
+    yield (
+        "submit_too_early",
+        "slot 10 is still round 0",
+        world.state,
+        tx("submit", world.nodes[0], 10, task_id=world.task_id, round=0, submission_value="x"),
+        10,
+    )
+    yield (
+        "submit_too_late",
+        "slot 14 is the audit window",
+        world.state,
+        tx("submit", world.nodes[0], 14, task_id=world.task_id, round=0, submission_value="x"),
+        14,
+    )
+    yield (
+        "submit_negative_round",
+        "round -1 precedes the task (bug fix)",
+        world.state,
+        tx("submit", world.nodes[0], 2, task_id=world.task_id, round=-1, submission_value="x"),
+        2,
+    )
+    yield (
+        "submit_too_large",
+        "513 bytes",
+        world.state,
+        tx("submit", world.nodes[0], 11, task_id=world.task_id, round=0, submission_value="x" * 513),
+        11,
+    )
+    yield (
+        "submit_not_staked",
+        "no stake",
+        world.state,
+        tx("submit", world.outsider, 11, task_id=world.task_id, round=0, submission_value="x"),
+        11,
+    )
+    world = submitted(2)
+    yield (
+        "submit_duplicate",
+        "a second proof for round 0",
+        world.state,
+        tx("submit", world.nodes[0], 12, task_id=world.task_id, round=0, submission_value="y"),
+        12,
+    )
+    world = submitted(3, {0: "wrong"})
+    world.accuse(0, world.nodes[0])
+    world.submit_list(0)
+    world.apply("payout", world.outsider, 27, round=0)
+    yield (
+        "submit_below_minimum_after_slash",
+        "1.5 KOII left after a 70 % slash",
+        world.state,
+        tx("submit", world.nodes[0], 31, task_id=world.task_id, round=2, submission_value="x"),
+        31,
+    )
+    yield (
+        "claim_reward_ok",
+        "a paid node claims to its wallet",
+        world.state,
+        tx("claim_reward", world.nodes[1], 31, task_id=world.task_id, beneficiary=address("wallet")),
+        31,
+    )
+
+    # --- audit_submission ---------------------------------------------------------------------------
+    world = submitted(5, {0: "wrong"}, sample_size=2)
+    ring = audit_ring(None, world.task, 0)
+    candidate = world.nodes[0]
+    auditors = ring.auditors_of(candidate)
+    stranger = next(n for n in world.nodes if n != candidate and n not in auditors)
+    vote = {"task_id": world.task_id, "round": 0, "candidate": candidate}
+    yield (
+        "audit_false_raises_trigger",
+        "an assigned auditor accuses",
+        world.state,
+        tx("audit_submission", auditors[0], 14, **vote, is_valid=False),
+        14,
+    )
+    yield (
+        "audit_wrong_phase",
+        "slot 17 is after the audit window",
+        world.state,
+        tx("audit_submission", auditors[0], 17, **vote, is_valid=False),
+        17,
+    )
+    yield (
+        "audit_unknown_candidate",
+        "the candidate did not submit",
+        world.state,
+        tx("audit_submission", auditors[0], 14, **{**vote, "candidate": world.outsider}, is_valid=False),
+        14,
+    )
+    yield (
+        "audit_not_assigned",
+        "the beacon did not assign this voter",
+        world.state,
+        tx("audit_submission", stranger, 14, **vote, is_valid=False),
+        14,
+    )
+    yield (
+        "audit_self",
+        "nobody audits itself",
+        world.state,
+        tx("audit_submission", candidate, 14, **vote, is_valid=False),
+        14,
+    )
+    yield (
+        "audit_true_without_trigger",
+        "true votes only defend the accused",
+        world.state,
+        tx("audit_submission", auditors[0], 14, **vote, is_valid=True),
+        14,
+    )
+    world.apply("audit_submission", auditors[0], 14, round=0, candidate=candidate, is_valid=False)
+    yield (
+        "audit_true_defends",
+        "a second auditor defends",
+        world.state,
+        tx("audit_submission", auditors[1], 15, **vote, is_valid=True),
+        15,
+    )
+    yield (
+        "audit_duplicate_vote",
+        "the raiser votes again",
+        world.state,
+        tx("audit_submission", auditors[0], 15, **vote, is_valid=True),
+        15,
+    )
+
+    # --- submit_distribution ------------------------------------------------------------------------
+    world = submitted(3, {0: "wrong"})
+    world.accuse(0, world.nodes[0], voters=2)
+    chosen = selected_submitter(None, world.task, 0, 0)
+    other = world.other_submitter(0, chosen)
+    default = to_plain(default_distribution_for(world.task, 0))
+    dist = {"task_id": world.task_id, "round": 0}
+    yield (
+        "submit_distribution_ok",
+        "the selected node submits the default list",
+        world.state,
+        tx("submit_distribution", chosen, 21, **dist, **default),
+        21,
+    )
+    yield (
+        "submit_distribution_wrong_phase",
+        "slot 24 is the list's audit window",
+        world.state,
+        tx("submit_distribution", chosen, 24, **dist, **default),
+        24,
+    )
+    yield (
+        "submit_distribution_not_selected",
+        "another submitter",
+        world.state,
+        tx("submit_distribution", other, 21, **dist, **default),
+        21,
+    )
+    yield (
+        "submit_distribution_pays_a_non_submitter",
+        "only round 0's submitters",
+        world.state,
+        tx("submit_distribution", chosen, 21, **dist, rewards={world.outsider: 1}),
+        21,
+    )
+    yield (
+        "submit_distribution_over_bounty",
+        "rewards above bounty_amount_per_round",
+        world.state,
+        tx("submit_distribution", chosen, 21, **dist, rewards={other: 10 * KOII + 1}),
+        21,
+    )
+    yield (
+        "submit_distribution_slash_over_stake",
+        "a slash above the stake",
+        world.state,
+        tx("submit_distribution", chosen, 21, **dist, slashes={world.nodes[0]: STAKE + 1}),
+        21,
+    )
+    yield (
+        "submit_distribution_no_submissions",
+        "round 1 has no proofs",
+        world.state,
+        tx("submit_distribution", chosen, 31, task_id=world.task_id, round=1),
+        31,
+    )
+    world, chosen = listed(3)
+    dist = {"task_id": world.task_id, "round": 0}
+    yield (
+        "submit_distribution_twice",
+        "the selected node again",
+        world.state,
+        tx("submit_distribution", chosen, 22, **dist),
+        22,
+    )
+    yield (
+        "submit_distribution_after_a_list_stood",
+        "no retry once attempt 0 stood",
+        world.state,
+        tx("submit_distribution", selected_submitter(None, world.task, 0, 1), 31, **dist),
+        31,
+    )
+    voter = world.other_submitter(0, chosen)
+    vote = {"task_id": world.task_id, "round": 0, "candidate": chosen}
+
+    # --- audit_distribution -------------------------------------------------------------------------
+    yield (
+        "audit_distribution_false_ok",
+        "another submitter accuses the list",
+        world.state,
+        tx("audit_distribution", voter, 24, **vote, is_valid=False),
+        24,
+    )
+    yield (
+        "audit_distribution_self",
+        "the list's author may not audit it",
+        world.state,
+        tx("audit_distribution", chosen, 24, **vote, is_valid=False),
+        24,
+    )
+    yield (
+        "audit_distribution_outsider",
+        "only the round's submitters audit",
+        world.state,
+        tx("audit_distribution", world.outsider, 24, **vote, is_valid=False),
+        24,
+    )
+    yield (
+        "audit_distribution_wrong_phase",
+        "slot 27 is after the window",
+        world.state,
+        tx("audit_distribution", voter, 27, **vote, is_valid=False),
+        27,
+    )
+    yield (
+        "audit_distribution_unknown_list",
+        "that node submitted no list",
+        world.state,
+        tx("audit_distribution", chosen, 24, **{**vote, "candidate": voter}, is_valid=False),
+        24,
+    )
+    yield (
+        "audit_distribution_true_without_trigger",
+        "true votes only defend",
+        world.state,
+        tx("audit_distribution", voter, 24, **vote, is_valid=True),
+        24,
+    )
+    yield ("payout_ok", "pay the list that stood", world.state, tx("payout", world.outsider, 27, **dist), 27)
+    yield (
+        "payout_not_ready",
+        "slot 26 is still the audit window",
+        world.state,
+        tx("payout", world.outsider, 26, **dist),
+        26,
+    )
+    yield (
+        "payout_no_submissions",
+        "round 1 has no proofs",
+        world.state,
+        tx("payout", world.outsider, 40, task_id=world.task_id, round=1),
+        40,
+    )
+    world.apply("audit_distribution", voter, 24, round=0, candidate=chosen, is_valid=False)
+    yield (
+        "audit_distribution_duplicate_vote",
+        "the accuser votes again",
+        world.state,
+        tx("audit_distribution", voter, 25, **vote, is_valid=True),
+        25,
+    )
+    world.apply(
+        "audit_distribution",
+        world.other_submitter(0, chosen, voter),
+        25,
+        round=0,
+        candidate=chosen,
+        is_valid=False,
+    )
+    yield (
+        "payout_waits_for_the_retry",
+        "attempt 0 failed: attempt 1 is audited in slots 34–36",
+        world.state,
+        tx("payout", world.outsider, 30, **dist),
+        30,
+    )
+    second = selected_submitter(None, world.task, 0, 1)
+    yield (
+        "submit_distribution_retry_ok",
+        "attempt 1 by the next candidate",
+        world.state,
+        tx("submit_distribution", second, 31, **dist, **to_plain(default_distribution_for(world.task, 0))),
+        31,
+    )
+    world.submit_list(0, attempt=1)
+    yield (
+        "payout_retry_ok",
+        "attempt 1's list is paid",
+        world.state,
+        tx("payout", world.outsider, 37, **dist),
+        37,
+    )
+
+    # --- payout: slashes, failure, idempotence ------------------------------------------------------
+    world = submitted(4, {2: "wrong"})
+    world.accuse(0, world.nodes[2], voters=2)
+    world.submit_list(0)
+    yield (
+        "payout_slashes_and_rewards",
+        "70 % slash, floor(bounty/3) each",
+        world.state,
+        tx("payout", world.outsider, 27, task_id=world.task_id, round=0),
+        27,
+    )
+    world.apply("payout", world.outsider, 27, round=0)
+    yield (
+        "payout_already_paid",
+        "payout is idempotent: once only",
+        world.state,
+        tx("payout", world.outsider, 28, task_id=world.task_id, round=0),
+        28,
+    )
+    yield (
+        "submit_distribution_settled_round",
+        "round 0 is paid",
+        world.state,
+        tx("submit_distribution", world.nodes[0], 31, task_id=world.task_id, round=0),
+        31,
+    )
+    world, chosen = listed(3, allowed_failed_distributions=0)
+    world.apply(
+        "audit_distribution", world.other_submitter(0, chosen), 24, round=0, candidate=chosen, is_valid=False
+    )
+    yield (
+        "payout_round_failed",
+        "no list stood in 1 attempt: PayoutFailed",
+        world.state,
+        tx("payout", world.outsider, 27, task_id=world.task_id, round=0),
+        27,
+    )
+    world = World(node_count=2, total_bounty_amount=15 * KOII)
+    world.submit_all(0)
+    world.submit_all(1)
+    world.submit_list(0)
+    world.submit_list(1)
+    world.apply("payout", world.outsider, 34, round=0)
+    yield (
+        "payout_pot_ran_dry",
+        "the pot fell below the list since it was submitted: PayoutFailed",
+        world.state,
+        tx("payout", world.outsider, 37, task_id=world.task_id, round=1),
+        37,
+    )
+
+
+def run(pre_plain: dict[str, Any], body: dict[str, Any], slot: int) -> dict[str, Any]:
+    """Apply ``body`` at ``slot`` to the state loaded from ``pre_plain``; the vector's expected part."""
+    state = from_plain(LedgerState, pre_plain)
+    try:
+        receipt = apply_transaction(state, decode_transaction(body), slot)
+    except InvalidTransactionError as exc:
+        return {"error": exc.name}
+    return {"post_state_root": state_root(state), "events": [event_to_plain(e) for e in receipt.events]}
+
+
+def build(name: str, description: str, state: LedgerState, body: dict[str, Any], slot: int) -> dict[str, Any]:
+    pre_plain = json.loads(json.dumps(to_plain(state), sort_keys=True))
+    return {
+        "name": name,
+        "description": description,
+        "pre_state": pre_plain,
+        "pre_state_root": state_root(state),
+        "tx": body,
+        "slot": slot,
+        "expected": run(pre_plain, body, slot),
+    }
+
+
+def main(write: Callable[[Path, str], object] = Path.write_text) -> int:
+    VECTORS.mkdir(exist_ok=True)
+    names = set()
+    for name, description, state, body, slot in cases():
+        assert name not in names, f"two vectors are named {name}"
+        names.add(name)
+        vector = build(name, description, state, body, slot)
+        write(
+            VECTORS / f"{name}.json", json.dumps(vector, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        )
+    for stale in VECTORS.glob("*.json"):
+        if stale.stem not in names:
+            stale.unlink()
+    print(f"wrote {len(names)} vectors to {VECTORS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
