@@ -1,0 +1,473 @@
+"""The round schedule: what a node must do for a task at a slot. Pure; shared by node and simulator.
+
+``due_actions(task, slot, record, me)`` looks at the task's public state, the slot and what this node
+already did (its ``NodeRecord``) and returns the ``Action``s due now, following DESIGN §4 and the
+seed's "Stacking Rounds" diagram. In round ``R`` (slots ``[ss + R*rt, ss + (R+1)*rt)``)::
+
+    offset in round R:  0 ........ sw ........ sw+aw ........ rt
+    RUN_TASK(R)         |<------------ whole round ----------->|
+    SUBMIT_PROOF(R-1)   |<-- sw -->|
+    AUDIT_PROOFS(R-1)              |<-- aw -->|
+    SUBMIT_DISTRIBUTION(R-2-k)     (attempt k; only the node the beacon selected)
+                        |<-- sw -->|
+    AUDIT_DISTRIBUTION(R-2-k)      |<-- aw -->|
+    PAYOUT(r)           once the audit window of r's passing (or last) attempt has closed
+
+The runner (``pykoii.node.runtime`` or ``pykoii.testing``) executes each action, then records it in
+the ``NodeRecord`` (``record.mark(action.key)``) so the action is not offered again; the record is
+JSON (``to_json``/``from_json``) and the node persists it, so a restarted node never submits twice.
+The ledger state is checked as well: a proof, list or vote the ledger already holds is never due.
+
+Audits follow Koii's vote rule (koii-reference §2.3), see ``decide_vote``: a proof judged wrong gets
+a ``false`` vote (it raises or joins an audit trigger); a proof judged right gets a ``true`` vote only
+if somebody accused it, else no vote. Because an accusation may arrive after a node audited, the
+record keeps each verdict (``record.note_verdict``); a candidate judged right that is accused later in
+the window comes back in ``Action.votes`` as a ``true`` vote to cast, without running ``audit`` again.
+
+Rounds before a node's first ``RUN_TASK`` are not submitted for: a node that starts mid-round submits
+from the next full round on.
+
+The task may be the ledger's ``TaskState`` or its plain JSON form (what the ledger's HTTP API
+returns); plain JSON is converted with ``pykoii.ledger.codec.from_plain`` (see ``as_task_state``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ledger.audits import AuditRing, beacon_of, is_judged_valid, ring_for
+from ..ledger.codec import from_plain
+from ..ledger.distribution import round_bounty
+from ..ledger.rounds import distribution_audit_window, distribution_window, round_of, round_start
+from ..ledger.state import AuditTrigger, DistributionList, TaskState
+from ..sdk import Submitter
+
+
+class ActionKind(enum.Enum):
+    """What a node does; the value is the name used in keys, logs and JSON."""
+
+    RUN_TASK = "run_task"
+    """Run ``Task.task`` for ``round`` (the work; once per round)."""
+    SUBMIT_PROOF = "submit_proof"
+    """Run ``Task.submission`` for ``round`` and send a ``submit`` transaction."""
+    AUDIT_PROOFS = "audit_proofs"
+    """Run ``Task.audit`` on ``candidates`` and cast ``votes`` (``audit_submission``)."""
+    SUBMIT_DISTRIBUTION = "submit_distribution"
+    """Run ``Task.distribution`` for ``round`` and send ``submit_distribution`` (attempt ``attempt``)."""
+    AUDIT_DISTRIBUTION = "audit_distribution"
+    """Recompute the list, compare it with the candidate's; cast ``votes`` (``audit_distribution``)."""
+    PAYOUT = "payout"
+    """Send ``payout`` for ``round``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One thing due now. ``round`` is the round the action is about, not the current round."""
+
+    kind: ActionKind
+    round: int
+    attempt: int = 0
+    """The distribution attempt (0 first) for the two distribution actions."""
+    candidates: tuple[tuple[str, str], ...] = ()
+    """Audits to run: ``(staking key, submission_value)``; for a distribution, the list's submitter
+    and its digest."""
+    votes: tuple[tuple[str, bool], ...] = ()
+    """Votes already decided by an earlier audit and due now: ``(candidate, is_valid)``."""
+
+    @property
+    def key(self) -> str:
+        """The ``NodeRecord`` key that marks this action done (audits are recorded per vote)."""
+        return action_key(self.kind, self.round)
+
+
+def action_key(kind: ActionKind, round_number: int, candidate: str = "") -> str:
+    """``"submit_proof:4"``, or ``"audit_proofs:4:<candidate>"`` for one vote."""
+    key = f"{kind.value}:{round_number}"
+    return f"{key}:{candidate}" if candidate else key
+
+
+@dataclass
+class NodeRecord:
+    """What this node already did for one task; JSON-serializable so the node can persist it.
+
+    ``done`` holds action keys (``action_key``); ``verdicts`` holds audit results
+    (``"audit_proofs:4:<candidate>" -> True``) so that a candidate is audited once per round.
+    """
+
+    done: set[str] = field(default_factory=set)
+    verdicts: dict[str, bool] = field(default_factory=dict)
+
+    def is_done(self, key: str) -> bool:
+        return key in self.done
+
+    def mark(self, key: str) -> None:
+        """Record that the action (or vote) with ``key`` was carried out."""
+        self.done.add(key)
+
+    def note_verdict(self, kind: ActionKind, round_number: int, candidate: str, verdict: bool) -> None:
+        """Keep the result of auditing ``candidate`` (``kind`` is one of the two audit kinds)."""
+        self.verdicts[action_key(kind, round_number, candidate)] = verdict
+
+    def mark_vote(self, kind: ActionKind, round_number: int, candidate: str) -> None:
+        """Record that this node's vote on ``candidate`` was sent."""
+        self.done.add(action_key(kind, round_number, candidate))
+
+    def first_round(self) -> int | None:
+        """The first round this node ran the task for, if any."""
+        rounds = [int(key.split(":")[1]) for key in self.done if key.startswith("run_task:")]
+        return min(rounds) if rounds else None
+
+    def prune(self, before_round: int) -> None:
+        """Forget what concerns rounds older than ``before_round`` (keeps the file small).
+
+        The first ``run_task`` is kept, since it says from which round on this node submits.
+        """
+        first = self.first_round()
+        keep_first = action_key(ActionKind.RUN_TASK, first) if first is not None else ""
+        self.done = {k for k in self.done if k == keep_first or int(k.split(":")[1]) >= before_round}
+        self.verdicts = {k: v for k, v in self.verdicts.items() if int(k.split(":")[1]) >= before_round}
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"done": [sorted keys], "verdicts": {key: bool}}``."""
+        return {"done": sorted(self.done), "verdicts": dict(sorted(self.verdicts.items()))}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> NodeRecord:
+        """The inverse of ``to_json`` (``None`` or ``{}`` gives an empty record)."""
+        data = data or {}
+        return cls(done=set(data.get("done", [])), verdicts=dict(data.get("verdicts", {})))
+
+
+def as_task_state(task: TaskState | Mapping[str, Any]) -> TaskState:
+    """The ledger's ``TaskState``, from itself or from its plain JSON form (the HTTP API's)."""
+    if isinstance(task, TaskState):
+        return task
+    return from_plain(TaskState, dict(task))
+
+
+# --- public state, read the way every node reads it ---------------------------------------------
+
+_BEACONS: dict[tuple[str, int, int], str] = {}
+_CACHE_SIZE = 256
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        del cache[next(iter(cache))]
+    cache[key] = value
+
+
+def round_beacon_of(task: TaskState, round_number: int) -> str:
+    """The round's beacon as the ledger computes it (``ledger.round_beacon``), without storing it."""
+    beacon = task.round_beacons.get(round_number)  # type: ignore[call-overload]
+    if beacon is not None:
+        return beacon
+    submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
+    # Memoized by (task, round, count): once the window has closed the submissions are fixed.
+    memo_key = (task.task_id, round_number, len(submissions))
+    beacon = _BEACONS.get(memo_key)
+    if beacon is None:
+        values = {key: sub.submission_value for key, sub in submissions.items()}
+        beacon = beacon_of(task.task_id, round_number, values)
+        _remember(_BEACONS, memo_key, beacon)
+    return beacon
+
+
+def proof_ring(task: TaskState, round_number: int) -> AuditRing:
+    """The round's audit ring (who audits whom), from public state; meaningful once the round's
+    submission window has closed, when its submissions can no longer change."""
+    submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
+    return ring_for(round_beacon_of(task, round_number), list(submissions), task.sample_size)
+
+
+_CANDIDATES: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+
+def distribution_order(task: TaskState, round_number: int) -> tuple[str, ...]:
+    """Who may submit a round's distribution list, in attempt order (``ledger.distribution_candidates``):
+    the round's valid submitters in beacon order, or all of them if none is valid."""
+    beacon = round_beacon_of(task, round_number)
+    triggers = task.submissions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
+    verdicts = tuple(sorted((key, is_judged_valid(t)) for key, t in triggers.items()))
+    memo_key = (beacon, task.sample_size, verdicts)
+    order = _CANDIDATES.get(memo_key)
+    if order is None:
+        ring = proof_ring(task, round_number)
+        invalid = {key for key, ok in verdicts if not ok}
+        valid = tuple(key for key in ring.order if key not in invalid)
+        order = valid or ring.order
+        _remember(_CANDIDATES, memo_key, order)
+    return order
+
+
+def selected_for(task: TaskState, round_number: int, attempt: int) -> str | None:
+    """The node selected for distribution ``attempt`` of a round, or ``None``."""
+    if not 0 <= attempt <= task.allowed_failed_distributions:
+        return None
+    order = distribution_order(task, round_number)
+    return order[attempt] if attempt < len(order) else None
+
+
+def _trigger(
+    triggers: Mapping[int, Mapping[str, AuditTrigger]], round_number: int, candidate: str
+) -> AuditTrigger | None:
+    return triggers.get(round_number, {}).get(candidate)
+
+
+def is_triggered(task: TaskState, round_number: int, candidate: str, *, distribution: bool = False) -> bool:
+    """Whether somebody accused ``candidate``'s proof (or its distribution list) for the round."""
+    triggers = task.distributions_audit_trigger if distribution else task.submissions_audit_trigger
+    return _trigger(triggers, round_number, candidate) is not None  # type: ignore[arg-type]
+
+
+def has_voted(
+    task: TaskState, round_number: int, candidate: str, voter: str, *, distribution: bool = False
+) -> bool:
+    """Whether the ledger holds ``voter``'s vote on ``candidate`` for the round."""
+    triggers = task.distributions_audit_trigger if distribution else task.submissions_audit_trigger
+    trigger = _trigger(triggers, round_number, candidate)  # type: ignore[arg-type]
+    return trigger is not None and voter in trigger.votes
+
+
+def net_votes(trigger: AuditTrigger | None) -> int:
+    """Koii's vote count: 1 with no trigger ("no audit, valid"), else true votes minus false votes."""
+    if trigger is None:
+        return 1
+    return sum(1 if vote.is_valid else -1 for vote in trigger.votes.values())
+
+
+def decide_vote(audit_result: bool, triggered: bool) -> bool | None:
+    """The vote to cast after an audit: ``False`` for a wrong proof; ``True`` for a right one only
+    if it was accused (``triggered``); ``None`` (no vote) for a right, unaccused one."""
+    if not audit_result:
+        return False
+    return True if triggered else None
+
+
+def submitters_of(task: TaskState | Mapping[str, Any], round_number: int) -> list[Submitter]:
+    """The ``Submitter`` list ``Task.distribution`` gets for a round, in submission order."""
+    task = as_task_state(task)
+    submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
+    triggers = task.submissions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
+    stakes = task.stake_list
+    result = []
+    for key, sub in submissions.items():
+        trigger = triggers.get(key)
+        result.append(
+            Submitter(
+                public_key=key,
+                submission_value=sub.submission_value,
+                valid=is_judged_valid(trigger),
+                votes=net_votes(trigger),
+                stake=stakes.get(key, 0),
+            )
+        )
+    return result
+
+
+def distribution_bounty(task: TaskState | Mapping[str, Any]) -> int:
+    """The ``bounty`` a round's distribution may pay: ``bounty_amount_per_round``, or the pot if less."""
+    return round_bounty(as_task_state(task))
+
+
+def submitted_list(task: TaskState, round_number: int, submitter: str) -> DistributionList | None:
+    """The distribution list ``submitter`` sent for the round, if the ledger holds it."""
+    return task.distribution_lists.get(round_number, {}).get(submitter)  # type: ignore[call-overload]
+
+
+def _nonzero(entries: Mapping[str, int]) -> dict[str, int]:
+    return {key: amount for key, amount in entries.items() if amount}
+
+
+def lists_match(submitted: DistributionList | Mapping[str, Any] | None, recomputed: DistributionList) -> bool:
+    """Whether a submitted list equals the one this node recomputed: the same rewards and slashes
+    per key (a zero amount counts as absent). A missing list never matches."""
+    if submitted is None:
+        return False
+    if isinstance(submitted, Mapping):
+        rewards, slashes = submitted.get("rewards", {}), submitted.get("slashes", {})
+    else:
+        rewards, slashes = submitted.rewards, submitted.slashes
+    return _nonzero(rewards) == _nonzero(recomputed.rewards) and _nonzero(slashes) == _nonzero(
+        recomputed.slashes
+    )
+
+
+def can_submit(task: TaskState, me: str) -> bool:
+    """Whether the ledger would take a proof from ``me``: the task runs and the stake is enough."""
+    stake = task.stake_list.get(me, 0)  # type: ignore[call-overload]
+    return task.is_active and not task.is_migrated and stake > 0 and stake >= task.minimum_stake_amount
+
+
+def payout_ready(task: TaskState, round_number: int, slot: int) -> bool:
+    """Whether the ledger would accept ``payout`` for the round at ``slot`` (mirrors its rule)."""
+    for attempt in range(task.allowed_failed_distributions + 1):
+        if slot < distribution_audit_window(task, round_number, attempt).stop:
+            return False
+        submitter = selected_for(task, round_number, attempt)
+        if submitter is not None:
+            listed = submitted_list(task, round_number, submitter)
+            triggers = task.distributions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
+            if listed is not None and is_judged_valid(triggers.get(submitter)):
+                return True
+    return True
+
+
+# --- the schedule -----------------------------------------------------------------------------
+
+
+def _audit_action(
+    kind: ActionKind,
+    task: TaskState,
+    round_number: int,
+    attempt: int,
+    candidates: Iterable[tuple[str, str]],
+    record: NodeRecord,
+    me: str,
+) -> Action | None:
+    distribution = kind is ActionKind.AUDIT_DISTRIBUTION
+    to_audit: list[tuple[str, str]] = []
+    votes: list[tuple[str, bool]] = []
+    for candidate, value in candidates:
+        key = action_key(kind, round_number, candidate)
+        if key in record.done or has_voted(task, round_number, candidate, me, distribution=distribution):
+            continue
+        verdict = record.verdicts.get(key)
+        if verdict is None:
+            to_audit.append((candidate, value))
+            continue
+        vote = decide_vote(verdict, is_triggered(task, round_number, candidate, distribution=distribution))
+        if vote is not None:
+            votes.append((candidate, vote))
+    if not to_audit and not votes:
+        return None
+    return Action(kind, round_number, attempt, candidates=tuple(to_audit), votes=tuple(votes))
+
+
+def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeRecord, me: str) -> list[Action]:
+    """The actions node ``me`` (its staking key) must take at ``slot``, in the order to take them.
+
+    Nothing here has side effects: running the same call twice gives the same list until the runner
+    marks actions done or the ledger state moves on.
+    """
+    task = as_task_state(task)
+    current = round_of(task, slot)
+    if current < 0:
+        return []
+    offset = slot - round_start(task, current)
+    in_submission = offset < task.submission_window
+    in_audit = not in_submission and offset < task.submission_window + task.audit_window
+    actions: list[Action] = []
+    staked = can_submit(task, me)
+    first = record.first_round()
+
+    # Work for the current round.
+    if staked and not record.is_done(action_key(ActionKind.RUN_TASK, current)):
+        actions.append(Action(ActionKind.RUN_TASK, current))
+
+    # Proofs of the previous round: submit, then audit the candidates the beacon assigned.
+    previous = current - 1
+    if previous >= 0:
+        submissions = task.submissions.get(previous, {})  # type: ignore[call-overload]
+        if (
+            in_submission
+            and staked
+            and first is not None
+            and first <= previous
+            and me not in submissions
+            and not record.is_done(action_key(ActionKind.SUBMIT_PROOF, previous))
+        ):
+            actions.append(Action(ActionKind.SUBMIT_PROOF, previous))
+        if in_audit and me in submissions:
+            ring = proof_ring(task, previous)
+            candidates = [(c, submissions[c].submission_value) for c in ring.candidates_of(me)]
+            audit = _audit_action(ActionKind.AUDIT_PROOFS, task, previous, 0, candidates, record, me)
+            if audit is not None:
+                actions.append(audit)
+
+    # Distribution lists: attempt k for round current-2-k.
+    if in_submission or in_audit:
+        for attempt in range(task.allowed_failed_distributions + 1):
+            round_number = current - 2 - attempt
+            if round_number < 0:
+                break
+            if round_number in task.distributions_audit_record:
+                continue
+            submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
+            if me not in submissions:
+                continue
+            selected = selected_for(task, round_number, attempt)
+            if selected is None:
+                continue
+            listed = task.distribution_rewards_submission.get(round_number, {})  # type: ignore[call-overload]
+            if in_submission:
+                if (
+                    selected == me
+                    and me not in listed
+                    and not record.is_done(action_key(ActionKind.SUBMIT_DISTRIBUTION, round_number))
+                    and not _earlier_attempt_passed(task, round_number, attempt)
+                ):
+                    actions.append(Action(ActionKind.SUBMIT_DISTRIBUTION, round_number, attempt))
+            elif selected != me and selected in listed:
+                window = distribution_window(task, round_number, attempt)
+                if listed[selected].slot in window:
+                    audit = _audit_action(
+                        ActionKind.AUDIT_DISTRIBUTION,
+                        task,
+                        round_number,
+                        attempt,
+                        [(selected, listed[selected].submission_value)],
+                        record,
+                        me,
+                    )
+                    if audit is not None:
+                        actions.append(audit)
+
+    # Payout of rounds this node submitted in, once ready.
+    for round_number, submissions in task.submissions.items():
+        if (
+            round_number <= current - 2
+            and me in submissions
+            and round_number not in task.distributions_audit_record
+            and not record.is_done(action_key(ActionKind.PAYOUT, round_number))
+            and payout_ready(task, round_number, slot)
+        ):
+            actions.append(Action(ActionKind.PAYOUT, round_number))
+    return actions
+
+
+def _earlier_attempt_passed(task: TaskState, round_number: int, attempt: int) -> bool:
+    triggers = task.distributions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
+    for earlier in range(attempt):
+        submitter = selected_for(task, round_number, earlier)
+        if submitter is not None and submitted_list(task, round_number, submitter) is not None:
+            if is_judged_valid(triggers.get(submitter)):
+                return True
+    return False
+
+
+__all__ = [
+    "Action",
+    "ActionKind",
+    "NodeRecord",
+    "action_key",
+    "as_task_state",
+    "can_submit",
+    "decide_vote",
+    "distribution_bounty",
+    "distribution_order",
+    "due_actions",
+    "has_voted",
+    "is_triggered",
+    "lists_match",
+    "net_votes",
+    "payout_ready",
+    "proof_ring",
+    "round_beacon_of",
+    "selected_for",
+    "submitted_list",
+    "submitters_of",
+]

@@ -1,0 +1,249 @@
+"""The round schedule (pykoii.node.schedule) against the real ledger state machine."""
+
+from __future__ import annotations
+
+import json
+
+from pykoii.ledger import (
+    DistributionList,
+    LedgerParams,
+    LedgerState,
+    apply_transaction,
+    decode_transaction,
+    default_distribution_for,
+    selected_submitter,
+    to_plain,
+)
+from pykoii.ledger.audits import audit_ring
+from pykoii.ledger.codec import derive_address
+from pykoii.node.schedule import (
+    Action,
+    ActionKind,
+    NodeRecord,
+    decide_vote,
+    due_actions,
+    lists_match,
+    payout_ready,
+    selected_for,
+    submitters_of,
+)
+
+KOII = 1_000_000_000
+TASK = dict(
+    task_name="Hello World",
+    task_description="Stores and submits Hello, World!",
+    task_audit_program="hello",
+    total_bounty_amount=100 * KOII,
+    bounty_amount_per_round=10 * KOII,
+    round_time=10,
+    submission_window=3,
+    audit_window=3,
+    minimum_stake_amount=2 * KOII,
+    allowed_failed_distributions=2,
+)
+
+
+class Net:
+    """A devnet with a task created at slot 0 (round r = slots 10r..10r+9) and ``n`` staked nodes."""
+
+    def __init__(self, n: int = 6) -> None:
+        self.state = LedgerState(params=LedgerParams(devnet=True, airdrop_cooldown_slots=0))
+        self.nodes = [derive_address("schedule-test", str(i)) for i in range(n)]
+        manager = derive_address("schedule-test", "manager")
+        self.tx("airdrop", manager, 0, to=manager, amount=500 * KOII)
+        self.task_id = self.tx("create_task", manager, 0, **TASK).events[0].task_id
+        for node in self.nodes:
+            self.tx("airdrop", node, 0, to=node, amount=10 * KOII)
+            self.tx("stake", node, 0, task_id=self.task_id, amount=5 * KOII, ip_address="")
+        self.records = {node: NodeRecord() for node in self.nodes}
+
+    @property
+    def task(self):
+        return self.state.tasks[self.task_id]
+
+    def tx(self, kind, signer, slot, **fields):
+        body = {"type": kind, "signer": signer, "recent_slot": slot, **fields}
+        return apply_transaction(self.state, decode_transaction(body), slot)
+
+    def submit(self, node, round_number, slot, value="Hello, World!"):
+        self.tx("submit", node, slot, task_id=self.task_id, round=round_number, submission_value=value)
+
+
+def kinds(actions: list[Action]) -> list[tuple[str, int]]:
+    return [(a.kind.value, a.round) for a in actions]
+
+
+def test_round_zero_only_runs_the_task():
+    net = Net()
+    me = net.nodes[0]
+    assert kinds(due_actions(net.task, 5, NodeRecord(), me)) == [("run_task", 0)]
+    record = NodeRecord()
+    record.mark(Action(ActionKind.RUN_TASK, 0).key)
+    assert due_actions(net.task, 5, record, me) == []
+
+
+def test_rounds_stack_work_then_submission_then_audit():
+    net = Net()
+    me = net.nodes[0]
+    record = NodeRecord(done={"run_task:0"})
+    # Slot 10 opens round 1: work on 1 and submit the proof of 0.
+    assert kinds(due_actions(net.task, 10, record, me)) == [("run_task", 1), ("submit_proof", 0)]
+    # After the submission window, the proof is no longer due.
+    record.mark("run_task:1")
+    assert due_actions(net.task, 13, record, me) == []
+    for node in net.nodes:
+        net.submit(node, 0, 11)
+    # Audit window: the candidates the beacon assigned to this node, with their proofs.
+    actions = due_actions(net.task, 13, record, me)
+    assert kinds(actions) == [("audit_proofs", 0)]
+    expected = audit_ring(None, net.task, 0).candidates_of(me)
+    assert [c for c, _ in actions[0].candidates] == expected
+    assert all(value == "Hello, World!" for _, value in actions[0].candidates)
+    # Delay: nothing.
+    assert due_actions(net.task, 17, record, me) == []
+
+
+def test_no_proof_for_a_round_the_node_did_not_work():
+    net = Net()
+    record = NodeRecord(done={"run_task:1"})  # started during round 1
+    assert kinds(due_actions(net.task, 20, record, net.nodes[0])) == [("run_task", 2), ("submit_proof", 1)]
+    assert kinds(due_actions(net.task, 10, record, net.nodes[0])) == []
+
+
+def test_restarted_node_with_empty_record_never_submits_twice():
+    net = Net()
+    me = net.nodes[0]
+    net.submit(me, 0, 10)
+    record = NodeRecord(done={"run_task:0", "run_task:1"})
+    assert due_actions(net.task, 11, record, me) == []
+    # and the record's own mark is enough when the ledger has not shown the proof yet
+    other = net.nodes[1]
+    record2 = NodeRecord(done={"run_task:0", "run_task:1", "submit_proof:0"})
+    assert due_actions(net.task, 11, record2, other) == []
+
+
+def test_unstaked_or_underfunded_node_does_not_work_or_submit():
+    net = Net()
+    outsider = derive_address("schedule-test", "outsider")
+    assert due_actions(net.task, 11, NodeRecord(done={"run_task:0"}), outsider) == []
+
+
+def test_accused_candidate_judged_right_earlier_gets_a_true_vote_later():
+    net = Net()
+    for node in net.nodes:
+        net.submit(node, 0, 10)
+    ring = audit_ring(None, net.task, 0)
+    me = net.nodes[0]
+    candidate = ring.candidates_of(me)[0]
+    record = NodeRecord(done={"run_task:0", "run_task:1"})
+    # The node audited the candidate: right, unaccused, so no vote.
+    record.note_verdict(ActionKind.AUDIT_PROOFS, 0, candidate, True)
+    actions = due_actions(net.task, 13, record, me)
+    assert candidate not in [c for c, _ in actions[0].candidates] and actions[0].votes == ()
+    # Another auditor accuses it; now this node's true vote is due without re-auditing.
+    accuser = next(a for a in ring.auditors_of(candidate) if a != me)
+    net.tx("audit_submission", accuser, 14, task_id=net.task_id, round=0, candidate=candidate, is_valid=False)
+    actions = due_actions(net.task, 14, record, me)
+    assert actions[0].votes == ((candidate, True),)
+    net.tx("audit_submission", me, 14, task_id=net.task_id, round=0, candidate=candidate, is_valid=True)
+    assert candidate not in [c for c, _ in due_actions(net.task, 15, record, me)[0].votes]
+
+
+def test_decide_vote_follows_koii():
+    assert decide_vote(False, False) is False
+    assert decide_vote(False, True) is False
+    assert decide_vote(True, True) is True
+    assert decide_vote(True, False) is None
+
+
+def test_submitters_carry_valid_flag_net_votes_and_stake():
+    net = Net()
+    values = {node: "Hello, World!" for node in net.nodes}
+    bad = net.nodes[2]
+    values[bad] = "Goodbye"
+    for node in net.nodes:
+        net.submit(node, 0, 10, values[node])
+    auditors = audit_ring(None, net.task, 0).auditors_of(bad)
+    for auditor in auditors[:2]:
+        net.tx("audit_submission", auditor, 13, task_id=net.task_id, round=0, candidate=bad, is_valid=False)
+    net.tx("audit_submission", auditors[2], 13, task_id=net.task_id, round=0, candidate=bad, is_valid=True)
+    by_key = {s.public_key: s for s in submitters_of(net.task, 0)}
+    assert by_key[bad].valid is False and by_key[bad].votes == -1
+    assert all(s.valid and s.votes == 1 for k, s in by_key.items() if k != bad)
+    assert by_key[bad].stake == 5 * KOII and by_key[bad].submission_value == "Goodbye"
+    assert list(by_key) == net.nodes  # submission order
+
+
+def test_lists_match_ignores_zero_entries_and_refuses_missing_lists():
+    mine = DistributionList(rewards={"a": 5, "b": 0}, slashes={})
+    assert lists_match({"rewards": {"a": 5}, "slashes": {"c": 0}}, mine)
+    assert not lists_match({"rewards": {"a": 6}, "slashes": {}}, mine)
+    assert not lists_match(DistributionList(rewards={"a": 5}, slashes={"b": 1}), mine)
+    assert not lists_match(None, mine)
+
+
+def test_distribution_selected_node_submits_others_audit_then_everyone_may_pay():
+    net = Net()
+    for node in net.nodes:
+        net.submit(node, 0, 10)
+    chosen = selected_submitter(None, net.task, 0, 0)
+    assert selected_for(net.task, 0, 0) == chosen
+    done = {"run_task:0", "run_task:1", "run_task:2", "submit_proof:1"}
+    for node in net.nodes:
+        actions = due_actions(net.task, 20, NodeRecord(done=set(done)), node)
+        expected = [("submit_distribution", 0)] if node == chosen else []
+        assert kinds(actions) == expected
+    dist = to_plain(default_distribution_for(net.task, 0))
+    net.tx("submit_distribution", chosen, 20, task_id=net.task_id, round=0, **dist)
+    other = next(n for n in net.nodes if n != chosen)
+    actions = due_actions(net.task, 23, NodeRecord(done=set(done)), other)
+    assert kinds(actions) == [("audit_distribution", 0)]
+    assert actions[0].candidates[0][0] == chosen
+    assert due_actions(net.task, 23, NodeRecord(done=set(done)), chosen) == []
+    # Payout: not before the list's audit window closes, then for every submitter until settled.
+    assert not payout_ready(net.task, 0, 25)
+    assert payout_ready(net.task, 0, 26)
+    assert kinds(due_actions(net.task, 26, NodeRecord(done=set(done)), other)) == [("payout", 0)]
+    net.tx("payout", other, 26, task_id=net.task_id, round=0)
+    assert due_actions(net.task, 27, NodeRecord(done=set(done)), chosen) == []
+
+
+def test_missing_list_passes_to_the_next_attempt():
+    net = Net()
+    for node in net.nodes:
+        net.submit(node, 0, 10)
+    first, second = selected_for(net.task, 0, 0), selected_for(net.task, 0, 1)
+    done = {"run_task:0", "run_task:1", "run_task:2", "run_task:3"}
+    assert not payout_ready(net.task, 0, 26)
+    actions = due_actions(net.task, 30, NodeRecord(done=set(done)), second)
+    assert ("submit_distribution", 0) in kinds(actions)
+    assert actions[-1].attempt == 1
+    assert ("submit_distribution", 0) not in kinds(
+        due_actions(net.task, 30, NodeRecord(done=set(done)), first)
+    )
+
+
+def test_plain_json_task_gives_the_same_actions():
+    net = Net()
+    for node in net.nodes:
+        net.submit(node, 0, 10)
+    plain = json.loads(json.dumps(to_plain(net.task)))
+    record = NodeRecord(done={"run_task:0", "run_task:1"})
+    for slot in (12, 13, 20):
+        for node in net.nodes:
+            assert due_actions(plain, slot, record, node) == due_actions(net.task, slot, record, node)
+
+
+def test_node_record_round_trips_through_json_and_prunes():
+    record = NodeRecord()
+    record.mark("run_task:0")
+    record.mark("submit_proof:4")
+    record.mark_vote(ActionKind.AUDIT_PROOFS, 4, "abc")
+    record.note_verdict(ActionKind.AUDIT_PROOFS, 4, "abc", False)
+    record.note_verdict(ActionKind.AUDIT_PROOFS, 1, "def", True)
+    again = NodeRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again == record
+    again.prune(3)
+    assert again.done == {"run_task:0", "submit_proof:4", "audit_proofs:4:abc"}
+    assert again.verdicts == {"audit_proofs:4:abc": False}
+    assert NodeRecord.from_json(None) == NodeRecord()
