@@ -17,7 +17,7 @@ from public state with the functions below. Votes from nodes that were not assig
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..errors import (
@@ -97,8 +97,9 @@ _RINGS: dict[tuple[str, int], AuditRing] = {}
 _RING_CACHE_SIZE = 64
 
 
-def ring_for(beacon: str, submitters: list[str] | tuple[str, ...], sample_size: int) -> AuditRing:
-    """Order ``submitters`` by ``sha256(beacon:pubkey)``. Memoized by beacon, which fixes the set."""
+def ring_for(beacon: str, submitters: Iterable[str], sample_size: int) -> AuditRing:
+    """Order ``submitters`` by ``sha256(beacon:pubkey)``. Memoized by beacon, which fixes the set,
+    so ``submitters`` is only read when the ring is not cached yet."""
     key = (beacon, sample_size)
     ring = _RINGS.get(key)
     if ring is None:
@@ -116,7 +117,7 @@ def ring_for(beacon: str, submitters: list[str] | tuple[str, ...], sample_size: 
 def audit_ring(state: LedgerState | None, task: TaskState, round_number: int) -> AuditRing:
     """The audit ring of a round (only meaningful once its submission window has closed)."""
     beacon = round_beacon(state, task, round_number)
-    submitters = list(task.submissions.get(round_number, {}))  # type: ignore[call-overload]
+    submitters = task.submissions.get(round_number, {})  # type: ignore[call-overload]
     return ring_for(beacon, submitters, task.sample_size)
 
 

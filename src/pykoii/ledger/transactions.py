@@ -251,30 +251,33 @@ def decode_transaction(data: Any, *, canonical: bytes | None = None) -> Transact
             f"unknown instruction type {kind!r}; accepted: {', '.join(sorted(INSTRUCTIONS))}",
             received=kind,
         )
-    names = _field_names(cls)
-    unknown = sorted(set(data) - names - {"type"})
-    if unknown:
+    layout = _layout(cls)
+    names = layout.names
+    if not data.keys() - {"type"} <= names:
+        unknown = sorted(data.keys() - names - {"type"})
         raise MalformedTransactionError(
             f"{kind} has no field {unknown[0]!r}; its fields are: {', '.join(sorted(names))}",
             received=unknown[0],
         )
-    missing = sorted(name for name in names & _REQUIRED if name not in data)
-    if missing:
-        raise MalformedTransactionError(f"{kind} needs field {missing[0]!r}", received=None)
-    fields = {key: value for key, value in data.items() if key != "type"}
-    try:
-        tx = from_plain(cls, fields)
-    except ValueError as exc:
-        raise MalformedTransactionError(f"{kind}: {exc}", received=data) from None
-    hints = _hints(cls)
-    for name in names:
-        if hints[name] is Address and not is_address(getattr(tx, name)):
+    for name in layout.required:
+        if name not in data:
+            raise MalformedTransactionError(f"{kind} needs field {name!r}", received=None)
+    if layout.simple is not None:
+        tx = _decode_simple(cls, kind, layout.simple, data)
+    else:
+        fields = {key: value for key, value in data.items() if key != "type"}
+        try:
+            tx = from_plain(cls, fields)
+        except ValueError as exc:
+            raise MalformedTransactionError(f"{kind}: {exc}", received=data) from None
+    for name in layout.addresses:
+        if not is_address(getattr(tx, name)):
             raise MalformedTransactionError(
                 f"{kind}.{name} must be a base58 public key (32-44 characters), got {getattr(tx, name)!r}",
                 received=getattr(tx, name),
             )
-    for name in ("rewards", "slashes"):
-        for key in getattr(tx, name, {}):
+    for name in layout.address_maps:
+        for key in getattr(tx, name):
             if not is_address(key):
                 raise MalformedTransactionError(
                     f"{kind}.{name} keys must be base58 public keys, got {key!r}", received=key
@@ -291,6 +294,74 @@ def encode_transaction(tx: Transaction) -> dict[str, Any]:
     plain: dict[str, Any] = to_plain(tx)
     plain["type"] = tx.TYPE
     return plain
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """What decoding a transaction class needs, worked out once per class."""
+
+    names: frozenset[str]
+    required: tuple[str, ...]
+    """Fields that must be sent, in sorted order (the first missing one is reported)."""
+    addresses: tuple[str, ...]
+    """Fields that hold a public key."""
+    address_maps: tuple[str, ...]
+    """Fields that map public keys to amounts (a distribution list's rewards and slashes)."""
+    simple: tuple[tuple[str, type], ...] | None
+    """``(field, int | bool | str)`` when every field is one of those; ``None`` otherwise."""
+
+
+_LAYOUTS: dict[type, _Layout] = {}
+
+
+def _layout(cls: type) -> _Layout:
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        hints = _hints(cls)
+        names = _field_names(cls)
+        plain: list[tuple[str, type]] = []
+        for name in sorted(names):
+            base = hints[name]
+            while hasattr(base, "__supertype__"):
+                base = base.__supertype__
+            plain.append((name, base))
+        simple = tuple(plain) if all(base in (int, bool, str) for _, base in plain) else None
+        layout = _LAYOUTS[cls] = _Layout(
+            names=frozenset(names),
+            required=tuple(sorted(names & _REQUIRED)),
+            addresses=tuple(sorted(name for name in names if hints[name] is Address)),
+            address_maps=tuple(name for name in ("rewards", "slashes") if name in names),
+            simple=simple,
+        )
+    return layout
+
+
+def _decode_simple(
+    cls: type[Transaction], kind: str, fields: tuple[tuple[str, type], ...], data: Any
+) -> Transaction:
+    """``from_plain`` for a class whose fields are all integers, booleans or strings, without the
+    generic walk: the same checks and the same messages, at a fraction of the cost."""
+    values = {}
+    for name, base in fields:
+        if name not in data:
+            continue
+        value = data[name]
+        if base is int:
+            if type(value) is not int:
+                raise MalformedTransactionError(
+                    f"{kind}: {cls.__name__}.{name}: expected an integer, got {value!r}", received=data
+                )
+        elif base is bool:
+            if type(value) is not bool:
+                raise MalformedTransactionError(
+                    f"{kind}: {cls.__name__}.{name}: expected true or false, got {value!r}", received=data
+                )
+        elif type(value) is not str:
+            raise MalformedTransactionError(
+                f"{kind}: {cls.__name__}.{name}: expected a string, got {value!r}", received=data
+            )
+        values[name] = value
+    return cls(**values)
 
 
 _FIELD_NAMES: dict[type, set[str]] = {}
