@@ -4,6 +4,8 @@ One SQLite file, ``<data>/node.sqlite3``, owned by the node (a task child never 
 
 - ``tasks``: the tasks the operator added, with their stake, task variables and whether they
   should run.
+- ``records``: per task, the schedule's ``NodeRecord`` (which actions are done, audit verdicts),
+  saved before a transaction is sent, so ``schedule.due_actions`` never offers it again.
 - ``actions``: one row per on-chain action of a task round (``submit`` round 7, ``audit`` of a
   candidate in round 7, ``distribution`` for round 5, ``payout`` of round 5 …), keyed by
   ``(task_id, kind, round, candidate)``. A row is written with status ``sending`` and the signed
@@ -19,7 +21,6 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,7 @@ class Journal:
             CREATE TABLE IF NOT EXISTS tasks (
                 task_id TEXT PRIMARY KEY, stake INTEGER NOT NULL, variables TEXT NOT NULL,
                 enabled INTEGER NOT NULL, code_cid TEXT NOT NULL DEFAULT '');
+            CREATE TABLE IF NOT EXISTS records (task_id TEXT PRIMARY KEY, record TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS actions (
                 task_id TEXT NOT NULL, kind TEXT NOT NULL, round INTEGER NOT NULL,
                 candidate TEXT NOT NULL, status TEXT NOT NULL, envelope TEXT, error TEXT NOT NULL,
@@ -101,6 +103,19 @@ class Journal:
     def remove_task(self, task_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,))
+            self._db.execute("DELETE FROM records WHERE task_id = ?", (task_id,))
+            self._db.execute("DELETE FROM actions WHERE task_id = ?", (task_id,))
+
+    # -- the schedule's record (schedule.NodeRecord as JSON) -------------------------------------
+
+    def load_record(self, task_id: str) -> dict[str, Any]:
+        with self._lock:
+            row = self._db.execute("SELECT record FROM records WHERE task_id = ?", (task_id,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def save_record(self, task_id: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?)", (task_id, json.dumps(record)))
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -143,14 +158,6 @@ class Journal:
             ActionRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6], r[7])
             for r in rows
         ]
-
-    def done_keys(self, task_id: str) -> set[tuple[str, int, str]]:
-        """``(kind, round, candidate)`` of every action that was sent or settled (not failed)."""
-        return {(a.kind, a.round, a.candidate) for a in self.actions(task_id) if a.status != FAILED}
-
-    def iter_all(self) -> Iterator[ActionRecord]:
-        for task in self.tasks():
-            yield from self.actions(task.task_id)
 
     def prune(self, task_id: str, before_round: int) -> None:
         """Forget actions of rounds older than ``before_round``."""

@@ -1,0 +1,178 @@
+"""How a node carries out one ``schedule.Action``: run the phase, sign, journal, send.
+
+Every transaction is journaled (signed envelope, status ``sending``) and its action marked done in
+the schedule's ``NodeRecord`` *before* it is sent, and set to ``done`` or ``failed`` after. A
+``sending`` row left by a killed node is re-sent unchanged on the next tick; the ledger accepts it or
+refuses it as a replay or duplicate, which counts as done. So no round is ever submitted twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    AlreadyPaidError,
+    DuplicateSubmissionError,
+    DuplicateTransactionError,
+    DuplicateVoteError,
+    InvalidTransactionError,
+    PayoutNotReadyError,
+    PykoiiError,
+    TaskCodeError,
+)
+from ..ledger.state import DistributionList
+from . import schedule
+from .journal import DONE, FAILED, SENDING
+
+if TYPE_CHECKING:
+    from .runtime import TaskRuntime
+    from .sandbox import TaskProcess
+
+ALREADY_DONE = (DuplicateSubmissionError, DuplicateTransactionError, DuplicateVoteError, AlreadyPaidError)
+"""Refusals that mean "this was already done": the action counts as done."""
+
+
+class RoundExecutor:
+    """The part of ``Node`` that executes actions (a mixin; ``Node`` provides the attributes)."""
+
+    slot: int
+    journal: Any
+    ledger: Any
+    staking: Any
+
+    async def _execute(self, runtime: TaskRuntime, task: Any, record: Any, action: Any) -> None:
+        """Carry out one ``schedule.Action``: run its phase in the child, sign, journal, send."""
+        kind, round_number = action.kind, action.round
+        process = runtime.process
+        assert process is not None
+        task_id = runtime.record.task_id
+        K = schedule.ActionKind
+        if kind is K.RUN_TASK:
+            record.mark(action.key)
+            self.journal.save_record(task_id, record.to_json())
+            await process.run_phase("task", round_number, self.slot)
+            return
+        if kind is K.SUBMIT_PROOF:
+            value = (await process.run_phase("submission", round_number, self.slot)).value
+            body = {"type": "submit", "task_id": task_id, "round": round_number, "submission_value": value}
+            await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
+        elif kind is K.SUBMIT_DISTRIBUTION:
+            listed = await self._distribution(process, task, round_number)
+            body = {"type": "submit_distribution", "task_id": task_id, "round": round_number, **listed}
+            await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
+        elif kind is K.PAYOUT:
+            body = {"type": "payout", "task_id": task_id, "round": round_number}
+            await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
+        elif kind in (K.AUDIT_PROOFS, K.AUDIT_DISTRIBUTION):
+            distribution = kind is K.AUDIT_DISTRIBUTION
+            votes = list(action.votes)
+            recomputed = None
+            for candidate, value in action.candidates:
+                try:
+                    if distribution:
+                        if recomputed is None:
+                            recomputed = DistributionList(
+                                **await self._distribution(process, task, round_number)
+                            )
+                        verdict = schedule.lists_match(
+                            schedule.submitted_list(task, round_number, candidate), recomputed
+                        )
+                    else:
+                        verdict = bool(
+                            (
+                                await process.run_phase(
+                                    "audit",
+                                    round_number,
+                                    self.slot,
+                                    {"submission": value, "submitter": candidate},
+                                )
+                            ).value
+                        )
+                except TaskCodeError as exc:  # Koii swallows audit failures: no vote on that candidate
+                    record.mark_vote(kind, round_number, candidate)
+                    self.journal.save_record(task_id, record.to_json())
+                    runtime.logger.error(
+                        "audit of %s for round %d failed, no vote: %s", candidate, round_number, exc
+                    )
+                    if not process.running:
+                        raise
+                    continue
+                record.note_verdict(kind, round_number, candidate, verdict)
+                self.journal.save_record(task_id, record.to_json())
+                vote = schedule.decide_vote(
+                    verdict, schedule.is_triggered(task, round_number, candidate, distribution=distribution)
+                )
+                if vote is not None:
+                    votes.append((candidate, vote))
+            for candidate, vote in votes:
+                body = {
+                    "type": "audit_distribution" if distribution else "audit_submission",
+                    "task_id": task_id,
+                    "round": round_number,
+                    "candidate": candidate,
+                    "is_valid": vote,
+                }
+                key = schedule.action_key(kind, round_number, candidate)
+                await self._sign_and_send(runtime, record, key, kind.value, round_number, candidate, body)
+
+    async def _distribution(self, process: TaskProcess, task: Any, round_number: int) -> dict[str, Any]:
+        submitters = [dataclasses.asdict(s) for s in schedule.submitters_of(task, round_number)]
+        args = {"submitters": submitters, "bounty": schedule.distribution_bounty(task)}
+        value = (await process.run_phase("distribution", round_number, self.slot, args)).value
+        return {"rewards": dict(value.get("rewards", {})), "slashes": dict(value.get("slashes", {}))}
+
+    async def _sign_and_send(
+        self,
+        runtime: TaskRuntime,
+        record: Any,
+        key: str,
+        kind: str,
+        round_number: int,
+        candidate: str,
+        body: dict[str, Any],
+    ) -> None:
+        """Journal the signed envelope and mark the action done, *then* send it."""
+        task_id = runtime.record.task_id
+        body["recent_slot"] = self.slot
+        envelope = self.staking.sign_transaction(body)
+        self.journal.record(
+            task_id, kind, round_number, candidate, SENDING, envelope=envelope, slot=self.slot
+        )
+        record.mark(key)
+        self.journal.save_record(task_id, record.to_json())
+        await self._send(runtime, kind, round_number, candidate, envelope)
+
+    async def _send(
+        self, runtime: TaskRuntime, kind: str, round_number: int, candidate: str, envelope: dict[str, Any]
+    ) -> None:
+        task_id = runtime.record.task_id
+        try:
+            await self.ledger.send(envelope)
+        except ALREADY_DONE as exc:
+            runtime.logger.info("%s for round %d was already done (%s)", kind, round_number, exc.name)
+        except InvalidTransactionError as exc:
+            self.journal.record(
+                task_id, kind, round_number, candidate, FAILED, error=f"{exc.name}: {exc}", slot=self.slot
+            )
+            runtime.logger.warning("%s for round %d refused: %s: %s", kind, round_number, exc.name, exc)
+            if isinstance(exc, PayoutNotReadyError):  # try again on a later tick
+                record = schedule.NodeRecord.from_json(self.journal.load_record(task_id))
+                record.done.discard(schedule.action_key(schedule.ActionKind.PAYOUT, round_number))
+                self.journal.save_record(task_id, record.to_json())
+            return
+        self.journal.record(task_id, kind, round_number, candidate, DONE, slot=self.slot)
+        if kind == schedule.ActionKind.SUBMIT_PROOF.value:
+            runtime.last_submitted_round = max(runtime.last_submitted_round or round_number, round_number)
+        runtime.logger.info(
+            "sent %s for round %d%s", kind, round_number, f" on {candidate}" if candidate else ""
+        )
+
+    async def _resend_pending(self, runtime: TaskRuntime) -> None:
+        """Re-send, unchanged, every envelope a previous run wrote but may not have sent."""
+        for action in self.journal.actions(runtime.record.task_id, status=SENDING):
+            if action.envelope is not None:
+                runtime.logger.info("re-sending %s for round %d after a restart", action.kind, action.round)
+                with contextlib.suppress(PykoiiError):
+                    await self._send(runtime, action.kind, action.round, action.candidate, action.envelope)

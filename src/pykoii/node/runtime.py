@@ -1,0 +1,541 @@
+"""The node: runs the tasks its operator added, round after round, and serves port 30017.
+
+``Node(config, client=..., clock=...)`` holds
+
+- the operator's **main wallet** (``--wallet``; pays for stakes, receives claims) and a separate
+  **staking key**, created on first run in ``<data>/keys/staking_wallet.json`` as Koii's node does:
+  it signs stakes, submissions, votes, distribution lists and payouts;
+- a **journal** (``journal.py``) of its tasks and of every transaction it sent, written before and
+  after each send, so a restarted node never submits twice for a round;
+- one **sandboxed child** per running task (``sandbox.py``), restarted with backoff when it dies.
+
+Each task has its own loop on the injected ``Clock``: read the slot and the task's state from the
+ledger, ask ``schedule.due_actions`` what is due, run the needed phase in the child, sign with the
+staking key and send. The node's own round logic is only that executor: *what* is due and *how to
+vote* come from ``schedule.py``, shared with the simulator.
+
+Data folder (``--data``, default ``~/.pykoii/node``)::
+
+    keys/                   0700: staking_wallet.json (and main_wallet.json if the node made it)
+    node.sqlite3            the journal (tasks, actions)
+    control.token           0600: bearer token of the control API used by `pykoii node …`
+    executables/<cid>/      unpacked task code (read-only for the child)
+    tasks/<task_id>/        the child's own folder: store.sqlite3, anything the task writes
+    logs/node.log           the node's log; logs/<task_id>.log the task's log (rotating)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import logging.handlers
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..clock import Clock, SystemClock
+from ..errors import (
+    KeyFileError,
+    PykoiiError,
+    SandboxError,
+    TaskCodeError,
+    UnknownTaskError,
+)
+from ..keys import Keypair
+from ..ledger.rounds import round_of
+from ..packaging import extract_archive, verify_cid
+from . import schedule
+from .executor import RoundExecutor
+from .journal import Journal, TaskRecord
+from .ledger_access import NodeLedger
+from .sandbox import SandboxLimits, TaskProcess
+
+log = logging.getLogger("pykoii.node")
+
+FLAG_AFTER_ROUNDS = 3
+"""A task with no accepted submission for this many rounds is flagged (Koii's watchdog)."""
+
+LOCAL_CODE = "local:"
+"""Prefix of a task's code id when the operator runs a local folder (``add-task --code``)."""
+
+
+@dataclass
+class NodeConfig:
+    """Settings of one node (``pykoii node run`` options)."""
+
+    data_dir: Path
+    ledger_url: str = "http://127.0.0.1:8899"
+    wallet_path: Path | None = None
+    """The main wallet; default ``<data>/keys/main_wallet.json`` (created when missing)."""
+    host: str = "127.0.0.1"
+    port: int = 30017
+    public_url: str = ""
+    """The URL registered with stakes (Koii's ``ip_address_list``); default ``http://host:port``."""
+    poll_interval: float = 0.25
+    """Seconds between two looks at the ledger for each task."""
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    restart_backoff: float = 1.0
+    """First delay before restarting a crashed child; doubles each time, up to ``max_backoff``."""
+    max_backoff: float = 300.0
+    stable_after: float = 600.0
+    """Seconds a child must run for its backoff to reset."""
+
+
+@dataclass
+class TaskRuntime:
+    """What the node knows about one task while it runs."""
+
+    record: TaskRecord
+    process: TaskProcess | None = None
+    status: str = "stopped"
+    """``starting``, ``running``, ``backoff`` (child died; restarting), ``stopped``, ``failed``."""
+    flagged: bool = False
+    last_error: str = ""
+    restarts: int = 0
+    backoff: float = 0.0
+    started_at: float = 0.0
+    first_round: int | None = None
+    current_round: int = -1
+    last_submitted_round: int | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    loop: asyncio.Task[None] | None = None
+    logger: logging.Logger = field(default_factory=lambda: log)
+
+
+class Node(RoundExecutor):
+    """One node. ``await node.run()`` serves HTTP and runs every enabled task until ``stop()``."""
+
+    def __init__(
+        self, config: NodeConfig, *, client: Any = None, transport: Any = None, clock: Clock | None = None
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.ledger = NodeLedger(config.ledger_url, client=client, transport=transport)
+        self.data_dir = config.data_dir.resolve()
+        for folder in ("keys", "executables", "tasks", "logs"):
+            (self.data_dir / folder).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir / "keys", 0o700)
+        self.wallet = self._load_or_create(config.wallet_path or self.data_dir / "keys" / "main_wallet.json")
+        self.staking = self._load_or_create(self.data_dir / "keys" / "staking_wallet.json")
+        self.journal = Journal(self.data_dir / "node.sqlite3")
+        token_path = self.data_dir / "control.token"
+        if not token_path.exists():
+            fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+        self.control_token = token_path.read_text().strip()
+        self.tasks: dict[str, TaskRuntime] = {}
+        self.slot = -1
+        self._socket_dir: Path | None = None
+        self._setup_node_log()
+
+    # -- keys and logs --------------------------------------------------------------------------
+
+    @staticmethod
+    def _load_or_create(path: Path) -> Keypair:
+        try:
+            return Keypair.load(path)
+        except KeyFileError:
+            if path.exists():
+                raise
+            log.info("creating keypair %s", path)
+            keypair = Keypair.generate()
+            keypair.save(path)
+            return keypair
+
+    def _setup_node_log(self) -> None:
+        handler = logging.handlers.RotatingFileHandler(
+            self.data_dir / "logs" / "node.log", maxBytes=5 * 1024 * 1024, backupCount=3
+        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        self._node_log_handler = handler
+
+    def _task_logger(self, task_id: str) -> logging.Logger:
+        logger = logging.getLogger(f"pykoii.node.task.{task_id}")
+        if not logger.handlers:
+            handler = logging.handlers.RotatingFileHandler(
+                self._task_log_path(task_id), maxBytes=5 * 1024 * 1024, backupCount=3
+            )
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+        return logger
+
+    def _task_log_path(self, task_id: str) -> Path:
+        return self.data_dir / "logs" / f"{_safe(task_id)}.log"
+
+    # -- public reads (the HTTP app) ------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "main_account": self.wallet.public_key,
+            "staking_key": self.staking.public_key,
+            "ledger": self.config.ledger_url,
+            "slot": self.slot,
+            "tasks": len(self.tasks),
+        }
+
+    def task_list(self) -> list[dict[str, Any]]:
+        return [self._summary(rt) for rt in self.tasks.values()]
+
+    def task_info(self, task_id: str) -> dict[str, Any] | None:
+        runtime = self.tasks.get(task_id)
+        if runtime is None:
+            return None
+        recent = self.journal.actions(task_id)[-30:]
+        return {
+            **self._summary(runtime),
+            "stake": runtime.record.stake,
+            "variables": sorted(runtime.record.variables),
+            "actions": [
+                {
+                    "kind": a.kind,
+                    "round": a.round,
+                    "candidate": a.candidate,
+                    "status": a.status,
+                    "error": a.error,
+                    "slot": a.slot,
+                }
+                for a in recent
+            ],
+        }
+
+    def _summary(self, runtime: TaskRuntime) -> dict[str, Any]:
+        return {
+            "TaskName": runtime.state.get("task_name", ""),
+            "TaskID": runtime.record.task_id,
+            "status": runtime.status,
+            "running": runtime.process is not None and runtime.process.running,
+            "flagged": runtime.flagged,
+            "isolation": runtime.process.isolation if runtime.process else "",
+            "restarts": runtime.restarts,
+            "round": runtime.current_round,
+            "last_submitted_round": runtime.last_submitted_round,
+            "last_error": runtime.last_error,
+            "code_cid": runtime.record.code_cid,
+        }
+
+    def task_socket(self, task_id: str) -> str | None:
+        runtime = self.tasks.get(task_id)
+        if runtime is None or runtime.process is None or not runtime.process.running:
+            return None
+        return runtime.process.socket_path
+
+    def task_log_tail(self, task_id: str, lines: int) -> str | None:
+        if task_id not in self.tasks and self.journal.task(task_id) is None:
+            return None
+        path = self._task_log_path(task_id)
+        if not path.exists():
+            return ""
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - lines * 400))
+            text = handle.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:]) + "\n"
+
+    # -- operator actions ------------------------------------------------------------------------
+
+    async def add_task(
+        self, task_id: str, stake: int, variables: dict[str, str], code: str | None = None
+    ) -> dict[str, Any]:
+        """Download and verify the task's code, stake ``stake`` ROE, and start the task.
+
+        ``code`` (development only) runs a local folder instead of the published code.
+        """
+        state = await self.ledger.task(task_id)
+        if code is not None:
+            cid = LOCAL_CODE + str(Path(code).resolve())
+            log.warning(
+                "task %s runs LOCAL code %s, not its published %s", task_id, code, state["task_audit_program"]
+            )
+        else:
+            cid = str(state["task_audit_program"])
+        await self._ensure_code(cid)
+        await self._stake(task_id, state, stake)
+        record = TaskRecord(
+            task_id=task_id, stake=stake, variables=dict(variables), enabled=True, code_cid=cid
+        )
+        self.journal.put_task(record)
+        await self._launch(record)
+        return self._summary(self.tasks[task_id])
+
+    async def stop_task(self, task_id: str) -> dict[str, Any]:
+        record = self._record(task_id)
+        record.enabled = False
+        self.journal.put_task(record)
+        await self._halt(task_id)
+        return self._summary(self.tasks[task_id])
+
+    async def start_task(self, task_id: str) -> dict[str, Any]:
+        record = self._record(task_id)
+        record.enabled = True
+        self.journal.put_task(record)
+        await self._launch(record)
+        return self._summary(self.tasks[task_id])
+
+    async def remove_task(self, task_id: str) -> dict[str, Any]:
+        self._record(task_id)
+        await self._halt(task_id)
+        self.journal.remove_task(task_id)
+        runtime = self.tasks.pop(task_id)
+        return {
+            "TaskID": task_id,
+            "status": "removed",
+            "stake": runtime.record.stake,
+            "message": "the stake stays on the ledger: withdraw it after the lock (3 rounds), then claim",
+        }
+
+    def _record(self, task_id: str) -> TaskRecord:
+        record = self.journal.task(task_id)
+        if record is None:
+            raise UnknownTaskError(
+                f"task {task_id} is not added to this node; add it with `pykoii node add-task`",
+                task_id=task_id,
+            )
+        return record
+
+    # -- life cycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume every task the journal says should run."""
+        for record in self.journal.tasks():
+            if record.enabled:
+                await self._launch(record)
+            else:
+                self.tasks[record.task_id] = TaskRuntime(
+                    record=record, logger=self._task_logger(record.task_id)
+                )
+
+    async def run(self) -> None:
+        """Serve HTTP on ``config.port`` and run the tasks until cancelled."""
+        import uvicorn
+
+        from .app import create_node_app
+
+        await self.start()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_node_app(self),
+                host=self.config.host,
+                port=self.config.port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        try:
+            await server.serve()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for task_id in list(self.tasks):
+            await self._halt(task_id, status=None)
+        self.journal.close()
+        self.ledger.close()
+        log.removeHandler(self._node_log_handler)
+        self._node_log_handler.close()
+
+    async def _launch(self, record: TaskRecord) -> None:
+        runtime = self.tasks.get(record.task_id)
+        if runtime is None:
+            runtime = self.tasks[record.task_id] = TaskRuntime(
+                record=record, logger=self._task_logger(record.task_id)
+            )
+        runtime.record = record
+        if runtime.loop is not None and not runtime.loop.done():
+            return
+        runtime.status = "starting"
+        runtime.loop = asyncio.get_running_loop().create_task(self._task_loop(runtime))
+
+    async def _halt(self, task_id: str, status: str | None = "stopped") -> None:
+        runtime = self.tasks.get(task_id)
+        if runtime is None:
+            return
+        if runtime.loop is not None:
+            runtime.loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await runtime.loop
+            runtime.loop = None
+        if runtime.process is not None:
+            await runtime.process.stop()
+        if status is not None:
+            runtime.status = status
+
+    # -- the per-task loop ---------------------------------------------------------------------------
+
+    async def _task_loop(self, runtime: TaskRuntime) -> None:
+        task_id = runtime.record.task_id
+        while True:
+            try:
+                if runtime.process is None or not runtime.process.running:
+                    await self._start_child(runtime)
+                await self._tick(runtime)
+                if (
+                    runtime.process is not None
+                    and runtime.process.running
+                    and runtime.started_at
+                    and self.clock.now() - runtime.started_at > self.config.stable_after
+                ):
+                    runtime.backoff = 0.0
+            except asyncio.CancelledError:
+                raise
+            except (TaskCodeError, SandboxError) as exc:
+                runtime.last_error = str(exc)
+                runtime.logger.error("%s: %s", exc.name, exc)
+                log.error("task %s: %s: %s", task_id, exc.name, str(exc).splitlines()[0])
+                if runtime.process is None or not runtime.process.running:
+                    await self._backoff(runtime)
+                    continue
+            except PykoiiError as exc:  # the ledger is away or refused a read: try again next tick
+                runtime.last_error = str(exc)
+                runtime.logger.warning("%s: %s", exc.name, exc)
+            except Exception as exc:  # noqa: BLE001 - a node bug must not stop the other tasks
+                runtime.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("task %s: unexpected error", task_id)
+            await self.clock.sleep_until(self.clock.now() + self.config.poll_interval)
+
+    async def _backoff(self, runtime: TaskRuntime) -> None:
+        runtime.status = "backoff"
+        runtime.backoff = min(max(runtime.backoff * 2, self.config.restart_backoff), self.config.max_backoff)
+        runtime.logger.warning("restarting the task child in %.1f s", runtime.backoff)
+        await self.clock.sleep_until(self.clock.now() + runtime.backoff)
+
+    async def _start_child(self, runtime: TaskRuntime) -> None:
+        record = runtime.record
+        if runtime.process is not None:
+            runtime.restarts += 1
+            await runtime.process.terminate()
+        runtime.status = "starting"
+        code_dir = await self._ensure_code(record.code_cid)
+        hide = [str(self.data_dir), str(Path.home())]
+        if self.config.wallet_path is not None:
+            hide.append(str(Path(self.config.wallet_path).resolve()))
+        if self._socket_dir is None:
+            import tempfile
+
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="pykoii-node-"))
+        runtime.process = TaskProcess(
+            task_id=record.task_id,
+            code_dir=code_dir,
+            work_dir=self.data_dir / "tasks" / _safe(record.task_id),
+            public_key=self.staking.public_key,
+            variables=record.variables,
+            hide=hide,
+            limits=self.config.limits,
+            ledger_reads=self._ledger_reader(record.task_id),
+            log=runtime.logger,
+            socket_dir=self._socket_dir,
+        )
+        await runtime.process.start()
+        runtime.started_at = self.clock.now()
+        runtime.status = "running"
+        pid = runtime.process.process.pid if runtime.process.process else "?"
+        runtime.logger.info("task child started (pid %s, isolation %s)", pid, runtime.process.isolation)
+        await runtime.process.run_phase("setup", max(runtime.current_round, 0), max(self.slot, 0))
+
+    # -- one tick ----------------------------------------------------------------------------------
+
+    async def _tick(self, runtime: TaskRuntime) -> None:
+        task_id = runtime.record.task_id
+        await self._resend_pending(runtime)
+        self.slot = await self.ledger.slot()
+        state = await self.ledger.task(task_id)
+        runtime.state = state
+        task = schedule.as_task_state(state)
+        current = round_of(task, self.slot)
+        runtime.current_round = current
+        if runtime.first_round is None:
+            runtime.first_round = current
+        self._watchdog(runtime, task, current)
+        record = schedule.NodeRecord.from_json(self.journal.load_record(task_id))
+        for action in schedule.due_actions(task, self.slot, record, self.staking.public_key):
+            await self._execute(runtime, task, record, action)
+        if current > 8 and current % 4 == 0:
+            record.prune(current - 6)
+            self.journal.save_record(task_id, record.to_json())
+            self.journal.prune(task_id, current - 6)
+
+    def _watchdog(self, runtime: TaskRuntime, task: Any, current: int) -> None:
+        me = self.staking.public_key
+        last = task.last_submission_round.get(me)
+        if last is not None:
+            runtime.last_submitted_round = int(last)
+        reference = (
+            runtime.last_submitted_round
+            if runtime.last_submitted_round is not None
+            else (runtime.first_round if runtime.first_round is not None else current)
+        )
+        flagged = current - 1 - reference >= FLAG_AFTER_ROUNDS
+        if flagged and not runtime.flagged:
+            runtime.logger.warning(
+                "no accepted submission for %d rounds (last: %s); the task is flagged",
+                FLAG_AFTER_ROUNDS,
+                runtime.last_submitted_round,
+            )
+        runtime.flagged = flagged
+
+    # -- ledger plumbing --------------------------------------------------------------------------
+
+    def _ledger_reader(self, task_id: str) -> Callable[[str, list[Any]], Any]:
+        async def answer(method: str, params: list[Any]) -> Any:
+            runtime = self.tasks.get(task_id)
+            state = runtime.state if runtime and runtime.state else await self.ledger.task(task_id)
+            name = method.removeprefix("ledger.")
+            if name == "task_state":
+                return state
+            if name == "submissions":
+                return state.get("submissions", {}).get(str(params[0]), {})
+            if name == "audit_triggers":
+                return state.get("submissions_audit_trigger", {}).get(str(params[0]), {})
+            if name == "stakes":
+                return state.get("stake_list", {})
+            if name == "node_urls":
+                return state.get("ip_address_list", {})
+            raise SandboxError(f"unknown ledger read {method!r}")
+
+        return answer
+
+    async def _ensure_code(self, cid: str) -> Path:
+        if cid.startswith(LOCAL_CODE):
+            return Path(cid.removeprefix(LOCAL_CODE))
+        folder = self.data_dir / "executables" / cid
+        if (folder / "task.py").is_file():
+            return folder
+        data = await self.ledger.blob(cid)
+        verify_cid(data, cid)
+        extract_archive(data, folder)
+        os.chmod(self.data_dir / "executables", 0o755)
+        log.info("downloaded and verified task code %s (%d bytes)", cid, len(data))
+        return folder
+
+    async def _stake(self, task_id: str, state: dict[str, Any], stake: int) -> None:
+        me = self.staking.public_key
+        already = int(state.get("stake_list", {}).get(me, 0))
+        if already >= stake:
+            return
+        needed = stake - already
+        slot = await self.ledger.slot()
+        balance = await self.ledger.balance(me)
+        if balance < needed:
+            transfer = self.wallet.sign_transaction(
+                {"type": "transfer", "to": me, "amount": needed - balance, "recent_slot": slot}
+            )
+            await self.ledger.send(transfer)
+        url = self.config.public_url or f"http://{self.config.host}:{self.config.port}"
+        envelope = self.staking.sign_transaction(
+            {"type": "stake", "task_id": task_id, "amount": needed, "ip_address": url, "recent_slot": slot}
+        )
+        await self.ledger.send(envelope)
+        log.info("staked %d ROE on task %s", needed, task_id)
+
+
+def _safe(task_id: str) -> str:
+    return "".join(c for c in task_id if c.isalnum() or c in "-_")[:64] or "task"
