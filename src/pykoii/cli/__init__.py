@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from ..errors import PykoiiError
 
 COMMAND_MODULES = (
-    "pykoii.cli.author",
     "pykoii.cli.ledger",
     "pykoii.cli.node",
     "pykoii.cli.task",
-    "pykoii.cli.wallet",
 )
 """Modules that add subcommands, in the order ``pykoii --help`` lists them."""
 
