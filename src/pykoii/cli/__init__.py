@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from ..errors import PykoiiError
 
 COMMAND_MODULES = (
+    "pykoii.cli.author",
     "pykoii.cli.ledger",
     "pykoii.cli.node",
     "pykoii.cli.task",
