@@ -30,6 +30,22 @@ class Clock(Protocol):
         ...
 
 
+class WallClock(Clock, Protocol):
+    """A ``Clock`` that can also read wall time (seconds since the epoch) and sleep synchronously.
+
+    The ledger service anchors its slot clock on wall time so that slots survive restarts, and the
+    client sleeps between retries.
+    """
+
+    def wall(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds`` (synchronous code only)."""
+        ...
+
+
 class SystemClock:
     """The real monotonic clock."""
 
@@ -45,17 +61,31 @@ class SystemClock:
         """Seconds since the epoch, for timestamps people read (never for ledger rules)."""
         return time.time()
 
+    def sleep(self, seconds: float) -> None:
+        """Block the calling thread for ``seconds``."""
+        if seconds > 0:
+            time.sleep(seconds)
+
 
 class ManualClock:
     """A clock that moves only when told to; sleepers wake as ``advance`` passes their deadline."""
 
-    def __init__(self, start: float = 0.0) -> None:
+    def __init__(self, start: float = 0.0, *, wall_start: float = 1_700_000_000.0) -> None:
         self._now = start
+        self._wall_offset = wall_start - start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
 
     def now(self) -> float:
         return self._now
+
+    def wall(self) -> float:
+        """Wall time, moving with ``now()`` from ``wall_start``."""
+        return self._now + self._wall_offset
+
+    def sleep(self, seconds: float) -> None:
+        """Synchronous sleep on a manual clock: time simply moves on by ``seconds``."""
+        self.advance(max(seconds, 0.0))
 
     async def sleep_until(self, deadline: float) -> None:
         if deadline <= self._now:

@@ -36,7 +36,13 @@
     │   └── TaskCodeMismatchError        downloaded task code does not hash to its CID
     ├── LedgerUnavailableError           the ledger service cannot be reached
     ├── LedgerHTTPError                  the ledger service answered with an error
-    └── LogCorruptionError               the durable log's hash chain or a signature does not verify
+    ├── LogCorruptionError               the durable log's hash chain or a signature does not verify
+    ├── BlobCorruptionError              a stored blob no longer hashes to its CID
+    ├── InvalidRequestError              a request to the ledger service is malformed (not a transaction)
+    │   ├── PayloadTooLargeError         a request body over the service's size limit
+    │   └── InvalidCidError              a blob id that is not a CIDv1 raw sha2-256 in base32
+    ├── NotFoundError                    no transaction, blob or route has that id
+    └── ReadOnlyReplicaError             a write sent to a replica (``pykoii ledger follow``)
 
 Each error's message says what was wrong, the value received and what would be accepted; the
 offending values are also attributes, so callers need not parse messages.
@@ -205,3 +211,28 @@ class LedgerHTTPError(PykoiiError):
 class LogCorruptionError(PykoiiError):
     """Raised when the durable log does not verify: a broken hash chain, a bad signature, or a state
     root that differs from the one recorded."""
+
+
+class BlobCorruptionError(PykoiiError):
+    """Raised when a stored blob's bytes no longer hash to its CID (disk corruption or tampering)."""
+
+
+class InvalidRequestError(PykoiiError):
+    """Raised when a request to the ledger service is malformed: a bad query parameter, a body that
+    is not what the route accepts. (A malformed *transaction* is ``MalformedTransactionError``.)"""
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """Raised when a request body is over the service's limit (``limit`` and ``received`` bytes)."""
+
+
+class InvalidCidError(InvalidRequestError):
+    """Raised when a blob id is not a CIDv1 (raw codec, sha2-256) written in base32 (``b...``)."""
+
+
+class NotFoundError(PykoiiError):
+    """Raised when the ledger service holds no transaction, blob, round or route with the given id."""
+
+
+class ReadOnlyReplicaError(PykoiiError):
+    """Raised when a write (``POST /tx``, ``PUT /blobs``) is sent to a replica; send it to the primary."""

@@ -1,12 +1,173 @@
-"""``pykoii ledger serve | verify | follow``: run and check the ledger service."""
+"""``pykoii ledger serve | verify | follow``: run, check and replicate the ledger service."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..clock import SystemClock
+from ..errors import LogCorruptionError, PykoiiError
+
+DEFAULT_DATA = ".pykoii/ledger"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("ledger", help="run, verify or follow a ledger service")
     commands = parser.add_subparsers(dest="ledger_command", metavar="COMMAND")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
-    del commands  # serve, verify and follow are added with the ledger service
+
+    serve_parser = commands.add_parser("serve", help="run the ledger service (sequencer, log, HTTP API)")
+    _server_options(serve_parser, port=8899)
+    serve_parser.add_argument(
+        "--slot-ms", type=int, default=400, help="slot length in milliseconds for a new ledger (default 400)"
+    )
+    serve_parser.add_argument("--devnet", action="store_true", help="a new ledger accepts airdrops")
+    serve_parser.set_defaults(func=serve)
+
+    verify_parser = commands.add_parser("verify", help="check a ledger's whole log: chain, signatures, root")
+    verify_parser.add_argument(
+        "--data", default=DEFAULT_DATA, help=f"the ledger's folder (default {DEFAULT_DATA})"
+    )
+    verify_parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="signature-checking processes (default: one per core)",
+    )
+    verify_parser.set_defaults(func=verify)
+
+    follow_parser = commands.add_parser("follow", help="run a read-only replica of a ledger at URL")
+    follow_parser.add_argument("url", help="the primary, e.g. http://127.0.0.1:8899")
+    _server_options(follow_parser, port=8900)
+    follow_parser.set_defaults(func=follow)
+
+
+def _server_options(parser: argparse.ArgumentParser, port: int) -> None:
+    parser.add_argument("--data", default=DEFAULT_DATA, help=f"the ledger's folder (default {DEFAULT_DATA})")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="signature-checking processes (default: one per core; 0 checks inline)",
+    )
+
+
+def _run(app: Any, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": "warning",
+        "access_log": False,
+    }
+    try:
+        import httptools  # noqa: F401
+
+        options["http"] = "httptools"
+    except ImportError:
+        pass
+    try:
+        import uvloop  # noqa: F401
+
+        options["loop"] = "uvloop"
+    except ImportError:
+        pass
+    uvicorn.run(app, **options)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from ..ledger import LedgerParams
+    from ..service import Genesis, create_app, open_store
+
+    genesis = Genesis(params=LedgerParams(devnet=args.devnet), slot_ms=args.slot_ms)
+    store = open_store(
+        args.data,
+        clock=SystemClock(),
+        genesis=genesis,
+        workers=args.workers,
+        on_progress=_progress("replayed"),
+    )
+    if store.genesis.slot_ms != args.slot_ms or store.genesis.params.devnet != args.devnet:
+        print(
+            f"pykoii: note: {args.data} was created with slot_ms={store.genesis.slot_ms} "
+            f"devnet={store.genesis.params.devnet}; its genesis wins over the flags",
+            file=sys.stderr,
+        )
+    print(
+        f"pykoii ledger: {args.data}: seq {store.seq}, slot {store.slot()}, "
+        f"{'devnet' if store.genesis.params.devnet else 'no airdrops'}; "
+        f"listening on http://{args.host}:{args.port}",
+        flush=True,
+    )
+    _run(create_app(store), args)
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    from ..service import SQLiteLog, Verifier
+    from ..service.store import LedgerStore
+
+    path = Path(args.data) / "ledger.sqlite3"
+    if not path.exists():
+        print(
+            f"pykoii: error: no ledger at {path}; pass the folder given to `ledger serve --data`",
+            file=sys.stderr,
+        )
+        return 1
+    backend = SQLiteLog(path)
+    try:
+        store = LedgerStore(
+            backend,
+            clock=SystemClock(),
+            verifier=Verifier(args.workers),
+            read_only=True,
+            use_checkpoint=False,
+            on_progress=_progress("verified"),
+        )
+    except LogCorruptionError as exc:
+        backend.close()
+        print(f"pykoii ledger verify: FAILED at entry {exc.details.get('seq')}: {exc}", file=sys.stderr)
+        return 1
+    root = store.root()
+    store.verifier.close()
+    backend.close()
+    print(
+        f"pykoii ledger verify: ok: {store.seq} entries, chain and signatures verify; "
+        f"last hash {store.last_hash}; state root {root}"
+    )
+    return 0
+
+
+def follow(args: argparse.Namespace) -> int:
+    from ..client import LedgerClient
+    from ..service import create_app, open_store
+    from ..service.follow import follow as follow_log
+    from ..service.follow import primary_genesis
+
+    client = LedgerClient(args.url)
+    genesis = primary_genesis(client)
+    store = open_store(args.data, clock=SystemClock(), genesis=genesis, workers=args.workers, read_only=True)
+    if store.genesis.hash != genesis.hash:
+        raise PykoiiError(
+            f"{args.data} holds a ledger with another genesis; follow {args.url} with an empty folder"
+        )
+    print(
+        f"pykoii ledger: replica of {args.url} at seq {store.seq}; serving reads on "
+        f"http://{args.host}:{args.port}",
+        flush=True,
+    )
+    _run(create_app(store, background=[lambda: follow_log(store, client)]), args)
+    return 0
+
+
+def _progress(verb: str) -> Any:
+    def report(seq: int) -> None:
+        print(f"  {verb} {seq} log entries", file=sys.stderr, flush=True)
+
+    return report

@@ -1,0 +1,311 @@
+"""``create_app(store) -> Starlette``: the ledger's HTTP API, thin handlers over ``LedgerStore``.
+
+Every handler decodes its input, calls the store or a view, and encodes the answer with orjson; no
+ledger rule lives here. Every error is ``{"error": <ErrorName>, "message": ...}`` with a 4xx or 5xx
+status (``STATUS``), and the names are the classes of ``pykoii.errors``, which the client maps back.
+
+>>> from starlette.testclient import TestClient
+>>> # with TestClient(create_app(store)) as client: client.get("/slot").json()["slot"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import (
+    BlobCorruptionError,
+    InvalidRequestError,
+    InvalidTransactionError,
+    LedgerUnavailableError,
+    LogCorruptionError,
+    MalformedTransactionError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PykoiiError,
+    ReadOnlyReplicaError,
+)
+from .metrics import render_metrics
+from .openapi import openapi_document
+from .store import LedgerStore
+from .views import TASK_FLAGS, account_view, get_task, round_view, task_summary, task_view
+
+MAX_TX_BODY = 4 * 1024 * 1024
+"""The largest ``POST /tx`` body, in bytes."""
+MAX_BATCH = 5000
+"""The most envelopes in one ``POST /tx`` batch."""
+
+STATUS: dict[type[PykoiiError], int] = {
+    PayloadTooLargeError: 413,
+    InvalidRequestError: 400,
+    InvalidTransactionError: 400,
+    NotFoundError: 404,
+    ReadOnlyReplicaError: 403,
+    LedgerUnavailableError: 503,
+    LogCorruptionError: 500,
+    BlobCorruptionError: 500,
+}
+"""HTTP status per error class (the most specific class listed wins)."""
+
+
+def status_of(error: PykoiiError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def error_plain(error: PykoiiError) -> dict[str, Any]:
+    return {"error": error.name, "message": error.message}
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str)
+
+
+def json_error(error: PykoiiError) -> JSON:
+    return JSON(error_plain(error), status_code=status_of(error))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or ``PayloadTooLargeError`` as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"body of {declared} bytes is over the limit of {limit}", limit=limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"body is over the limit of {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_envelopes(body: bytes) -> tuple[list[Any], bool]:
+    """``(envelopes, is_batch)`` from a ``POST /tx`` body: one envelope object or a JSON list."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedTransactionError(f"body is not valid JSON: {exc}") from None
+    if isinstance(data, dict):
+        return [data], False
+    if isinstance(data, list) and 0 < len(data) <= MAX_BATCH:
+        return data, True
+    raise MalformedTransactionError(
+        f"body must be one envelope object or a list of 1 to {MAX_BATCH} envelopes, got {type(data).__name__}"
+        + (f" of {len(data)}" if isinstance(data, list) else "")
+    )
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidRequestError(f"query parameter {name} must be an integer, got {text!r}") from None
+    if not low <= value <= high:
+        raise InvalidRequestError(f"query parameter {name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def flag_param(request: Request, name: str) -> bool:
+    text = request.query_params.get(name, "false").lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise InvalidRequestError(f"query parameter {name} must be true or false, got {text!r}")
+
+
+def path_int(request: Request, name: str) -> int:
+    text = request.path_params[name]
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidRequestError(f"{name} must be an integer, got {text!r}") from None
+
+
+def create_app(
+    store: LedgerStore,
+    *,
+    background: Sequence[Callable[[], Awaitable[None]]] = (),
+    close_store: bool = True,
+) -> Starlette:
+    """The ledger's HTTP API over ``store``. ``background`` coroutines (e.g. a replica's follower)
+    run for the app's lifetime; the store is started with the app and closed after it."""
+
+    async def post_tx(request: Request) -> Response:
+        envelopes, is_batch = decode_envelopes(await read_body(request, MAX_TX_BODY))
+        if not is_batch:
+            return JSON(await store.submit(envelopes[0]))
+        results = await store.submit_batch(envelopes)
+        return JSON([error_plain(r) if isinstance(r, PykoiiError) else r for r in results])
+
+    async def get_tx(request: Request) -> Response:
+        return JSON(store.receipt(request.path_params["tx_id"]))
+
+    async def get_slot(request: Request) -> Response:
+        return JSON({"slot": store.slot(), "slot_ms": store.genesis.slot_ms, "seq": store.seq})
+
+    async def get_tasks(request: Request) -> Response:
+        slot = store.slot()
+        return JSON({"tasks": [task_summary(task, slot) for task in store.state.tasks.values()]})
+
+    async def get_task_state(request: Request) -> Response:
+        flags = {name: flag_param(request, name) for name in TASK_FLAGS}
+        task = get_task(store.state, request.path_params["task_id"])
+        return JSON(task_view(task, store.slot(), flags))
+
+    async def get_round(request: Request) -> Response:
+        task = get_task(store.state, request.path_params["task_id"])
+        return JSON(round_view(task, path_int(request, "round"), store.slot()))
+
+    async def get_account(request: Request) -> Response:
+        return JSON(account_view(store.state, request.path_params["pubkey"]))
+
+    async def get_log(request: Request) -> Response:
+        after = int_param(request, "after", 0, 0, 2**62)
+        limit = int_param(request, "limit", 1000, 1, 5000)
+        await store.wait_for_entries(after, int_param(request, "wait", 0, 0, 30))
+        return JSON(
+            {
+                "entries": store.log_page(after, limit),
+                "last_seq": store.seq,
+                "genesis_hash": store.genesis.hash,
+            }
+        )
+
+    async def get_genesis(request: Request) -> Response:
+        return JSON({"genesis": orjson.loads(store.genesis.to_bytes()), "hash": store.genesis.hash})
+
+    async def get_events(request: Request) -> Response:
+        limit = int_param(request, "limit", 0, 0, 2**31)
+        kinds = set(filter(None, request.query_params.get("types", "").split(",")))
+        return StreamingResponse(
+            event_stream(store, limit, kinds),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    async def put_blob(request: Request) -> Response:
+        if store.read_only or store.blobs is None:
+            raise ReadOnlyReplicaError("this ledger stores no blobs; PUT them to the primary")
+        data = await read_body(request, store.blobs.max_bytes)
+        cid = await asyncio.get_running_loop().run_in_executor(None, store.blobs.put, data)
+        return JSON({"cid": cid, "size": len(data)}, status_code=201)
+
+    async def get_blob(request: Request) -> Response:
+        if store.blobs is None:
+            raise NotFoundError("this ledger stores no blobs")
+        data = store.blobs.get(request.path_params["cid"])
+        return Response(data, media_type="application/octet-stream")
+
+    async def get_health(request: Request) -> Response:
+        body = {
+            "status": "ok" if store.healthy else "failed",
+            "role": "replica" if store.read_only else "primary",
+            "seq": store.seq,
+            "slot": store.slot(),
+            "last_hash": store.last_hash,
+            "pending": store.pending,
+        }
+        if flag_param(request, "state_root"):
+            body["state_root"] = store.root()
+        return JSON(body, status_code=200 if store.healthy else 503)
+
+    async def get_metrics(request: Request) -> Response:
+        return Response(render_metrics(store), media_type="text/plain; version=0.0.4")
+
+    async def get_openapi(request: Request) -> Response:
+        return JSON(openapi_document([route.path for route in app.routes]))  # type: ignore[attr-defined]
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PykoiiError)
+        return json_error(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        name = {404: "NotFoundError", 405: "InvalidRequestError"}.get(exc.status_code, "LedgerHTTPError")
+        return JSON(
+            {"error": name, "message": f"{request.method} {request.url.path}: {exc.detail}"},
+            status_code=exc.status_code,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.start()
+        tasks = [asyncio.get_running_loop().create_task(job()) for job in background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if close_store:
+                await store.close()
+
+    routes = [
+        Route("/tx", post_tx, methods=["POST"]),
+        Route("/tx/{tx_id}", get_tx, methods=["GET"]),
+        Route("/slot", get_slot, methods=["GET"]),
+        Route("/tasks", get_tasks, methods=["GET"]),
+        Route("/tasks/{task_id}", get_task_state, methods=["GET"]),
+        Route("/tasks/{task_id}/rounds/{round}", get_round, methods=["GET"]),
+        Route("/accounts/{pubkey}", get_account, methods=["GET"]),
+        Route("/log", get_log, methods=["GET"]),
+        Route("/genesis", get_genesis, methods=["GET"]),
+        Route("/events", get_events, methods=["GET"]),
+        Route("/blobs", put_blob, methods=["PUT"]),
+        Route("/blobs/{cid}", get_blob, methods=["GET"]),
+        Route("/health", get_health, methods=["GET"]),
+        Route("/metrics", get_metrics, methods=["GET"]),
+        Route("/openapi.json", get_openapi, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={PykoiiError: on_error, HTTPException: on_http_error},
+    )
+    app.state.store = store
+    return app
+
+
+async def event_stream(store: LedgerStore, limit: int, kinds: set[str]) -> AsyncIterator[bytes]:
+    """Server-sent events from the store's hub: ``slot``, ``phase``, ``tx`` and ``payout``."""
+    queue = store.events.subscribe()
+    sent = 0
+    try:
+        yield b": pykoii ledger events\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=15)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if item is None:
+                return
+            event_id, kind, data = item
+            if kinds and kind not in kinds:
+                continue
+            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, kind.encode(), orjson.dumps(data))
+            sent += 1
+            if limit and sent >= limit:
+                return
+    finally:
+        store.events.unsubscribe(queue)

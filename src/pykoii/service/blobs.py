@@ -1,0 +1,97 @@
+"""Content-addressed blobs: task code, proofs and distribution lists, named by their CIDv1.
+
+A CID here is IPFS's CIDv1 with the ``raw`` codec and a sha2-256 multihash, written in base32
+(lowercase, no padding) with the multibase prefix ``b``, so the same bytes have the same id here
+and on IPFS (``ipfs add --cid-version 1 --raw-leaves`` of a small file)::
+
+    cid = "b" + base32(0x01 0x55 0x12 0x20 || sha256(data))
+
+Blobs are written to a temporary file, fsynced, renamed into place and the folder fsynced, so a
+stored blob survives a crash. Reads hash the bytes again and refuse a blob that no longer matches.
+
+>>> cid_of(b"hello")
+'bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq'
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+from ..errors import BlobCorruptionError, InvalidCidError, NotFoundError, PayloadTooLargeError
+
+CID_PREFIX = bytes([0x01, 0x55, 0x12, 0x20])
+"""CIDv1, codec raw (0x55), multihash sha2-256 (0x12) of 32 bytes (0x20)."""
+
+MAX_BLOB_BYTES = 8 * 1024 * 1024
+"""The default size limit of one blob."""
+
+
+def cid_of(data: bytes) -> str:
+    """The CIDv1 (raw, sha2-256, base32) of ``data``."""
+    digest = hashlib.sha256(data).digest()
+    return "b" + base64.b32encode(CID_PREFIX + digest).decode().lower().rstrip("=")
+
+
+def digest_of_cid(cid: str) -> bytes:
+    """The sha2-256 digest a CID names, or ``InvalidCidError`` saying what is wrong."""
+    accepted = "a CIDv1 with the raw codec and sha2-256, base32 with prefix 'b' (59 characters)"
+    if not isinstance(cid, str) or len(cid) != 59 or not cid.startswith("b"):
+        raise InvalidCidError(f"blob id {cid!r} is not {accepted}", cid=cid)
+    body = cid[1:].upper()
+    try:
+        raw = base64.b32decode(body + "=" * (-len(body) % 8))
+    except ValueError:
+        raise InvalidCidError(f"blob id {cid!r} is not base32; expected {accepted}", cid=cid) from None
+    if raw[:4] != CID_PREFIX or len(raw) != 36:
+        raise InvalidCidError(f"blob id {cid!r} is not {accepted}", cid=cid)
+    return raw[4:]
+
+
+class BlobStore:
+    """Blobs on disk under ``folder``, one file per CID."""
+
+    def __init__(self, folder: str | Path, *, max_bytes: int = MAX_BLOB_BYTES) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.stored = 0
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably; return its CID. Storing the same bytes twice is a no-op."""
+        if len(data) > self.max_bytes:
+            raise PayloadTooLargeError(
+                f"blob of {len(data)} bytes is over the limit of {self.max_bytes} bytes",
+                limit=self.max_bytes,
+                received=len(data),
+            )
+        cid = cid_of(data)
+        path = self.folder / cid
+        if path.exists():
+            return cid
+        temporary = self.folder / f".{cid}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        folder = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+        self.stored += 1
+        return cid
+
+    def get(self, cid: str) -> bytes:
+        """The bytes of ``cid``, verified against it; ``NotFoundError`` or ``BlobCorruptionError``."""
+        digest = digest_of_cid(cid)
+        try:
+            data = (self.folder / cid).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"no blob has id {cid}", cid=cid) from None
+        if hashlib.sha256(data).digest() != digest:
+            raise BlobCorruptionError(f"stored blob {cid} no longer matches its id; it is corrupted", cid=cid)
+        return data

@@ -1,0 +1,256 @@
+"""The append-only, hash-chained transaction log, behind one small storage interface.
+
+Every accepted transaction becomes one ``LogEntry``: its sequence number, the slot the sequencer
+stamped it with, its canonical bytes, its signature, the previous entry's hash and its own hash::
+
+    entry_hash = sha256_hex(f"{seq}:{slot}:{prev_hash}:{signature}:".encode() + tx)
+
+The first entry's ``prev_hash`` is the genesis hash, so a log cannot be moved onto another genesis.
+The receipt is stored beside the entry for ``GET /tx/{id}``; it is derived data (replay recomputes
+it) and is not hashed.
+
+``LogBackend`` is what a storage engine must offer. ``SQLiteLog`` is the default; a PostgreSQL
+backend implements the same methods and nothing about the ledger's rules changes.
+
+Durability: ``append`` returns only after its entries are on disk. ``SQLiteLog`` runs in WAL mode
+with ``synchronous=FULL``, so every commit fsyncs the write-ahead log before it returns; a batch of
+entries is one SQLite transaction, hence one fsync (group commit). Triggers refuse any ``UPDATE``
+or ``DELETE`` of the log table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One accepted transaction, as logged."""
+
+    seq: int
+    slot: int
+    tx_id: str
+    tx: bytes
+    """The transaction's canonical JSON bytes (what the signature covers)."""
+    signature: str
+    prev_hash: str
+    entry_hash: str
+    receipt: bytes = b""
+    """The receipt as JSON; derived data, not covered by ``entry_hash``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The ledger state after entry ``seq``, so start-up replays only the tail."""
+
+    seq: int
+    entry_hash: str
+    state_root: str
+    state: bytes
+    """The canonical JSON of the plain state."""
+
+
+def entry_hash_of(seq: int, slot: int, prev_hash: str, signature: str, tx: bytes) -> str:
+    """The hash that chains entry ``seq`` to ``prev_hash``."""
+    return hashlib.sha256(f"{seq}:{slot}:{prev_hash}:{signature}:".encode() + tx).hexdigest()
+
+
+class LogBackend(Protocol):
+    """Durable storage of genesis, log entries and checkpoints.
+
+    ``append`` is called from one writer thread at a time; the read methods may be called from
+    another thread meanwhile and see only committed entries.
+    """
+
+    def read_genesis(self) -> bytes | None:
+        """The genesis document's canonical bytes, or ``None`` for a new ledger."""
+        ...
+
+    def write_genesis(self, genesis: bytes) -> None:
+        """Record the genesis document durably (once)."""
+        ...
+
+    def append(self, entries: Sequence[LogEntry]) -> None:
+        """Append entries in one durable commit; return only once they are on disk."""
+        ...
+
+    def last_entry(self) -> LogEntry | None:
+        """The newest entry, if any."""
+        ...
+
+    def entries(self, after: int, limit: int) -> list[LogEntry]:
+        """Up to ``limit`` entries with ``seq > after``, oldest first."""
+        ...
+
+    def find(self, tx_id: str) -> LogEntry | None:
+        """The entry of transaction ``tx_id``, if it was accepted."""
+        ...
+
+    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint durably."""
+        ...
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The newest checkpoint, if any."""
+        ...
+
+    def checkpoint_roots(self) -> dict[int, str]:
+        """``{seq: state_root}`` of every checkpoint (for ``pykoii ledger verify``)."""
+        ...
+
+    def close(self) -> None:
+        """Release the storage."""
+        ...
+
+
+def iter_entries(backend: LogBackend, after: int = 0, page: int = 5000) -> Iterator[LogEntry]:
+    """Every entry with ``seq > after``, oldest first, read a page at a time."""
+    while True:
+        chunk = backend.entries(after, page)
+        yield from chunk
+        if len(chunk) < page:
+            return
+        after = chunk[-1].seq
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY,
+    slot INTEGER NOT NULL,
+    tx_id TEXT NOT NULL,
+    tx BLOB NOT NULL,
+    signature TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    entry_hash TEXT NOT NULL,
+    receipt BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_tx_id ON log (tx_id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq INTEGER PRIMARY KEY,
+    entry_hash TEXT NOT NULL,
+    state_root TEXT NOT NULL,
+    state BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS log_no_update BEFORE UPDATE ON log
+    BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
+    BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
+"""
+
+_COLUMNS = "seq, slot, tx_id, tx, signature, prev_hash, entry_hash, receipt"
+
+
+class SQLiteLog:
+    """``LogBackend`` on one SQLite file: WAL, ``synchronous=FULL``, one commit per ``append``.
+
+    Two connections: the writer (used by ``append`` and the other writes, from one thread) and the
+    reader (for the read methods, guarded by a lock so any thread may call them).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        self._reader = self._connect()
+        self._read_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def read_genesis(self) -> bytes | None:
+        row = self._read("SELECT value FROM meta WHERE key = 'genesis'")
+        return bytes(row[0][0]) if row else None
+
+    def write_genesis(self, genesis: bytes) -> None:
+        with self._transaction():
+            self._writer.execute("INSERT INTO meta (key, value) VALUES ('genesis', ?)", (genesis,))
+
+    def append(self, entries: Sequence[LogEntry]) -> None:
+        rows = [
+            (e.seq, e.slot, e.tx_id, e.tx, e.signature, e.prev_hash, e.entry_hash, e.receipt) for e in entries
+        ]
+        with self._transaction():
+            self._writer.executemany(f"INSERT INTO log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def last_entry(self) -> LogEntry | None:
+        rows = self._read(f"SELECT {_COLUMNS} FROM log ORDER BY seq DESC LIMIT 1")
+        return _entry(rows[0]) if rows else None
+
+    def entries(self, after: int, limit: int) -> list[LogEntry]:
+        rows = self._read(f"SELECT {_COLUMNS} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        return [_entry(row) for row in rows]
+
+    def find(self, tx_id: str) -> LogEntry | None:
+        rows = self._read(f"SELECT {_COLUMNS} FROM log WHERE tx_id = ? ORDER BY seq LIMIT 1", (tx_id,))
+        return _entry(rows[0]) if rows else None
+
+    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        c = checkpoint
+        with self._transaction():
+            self._writer.execute(
+                "INSERT OR REPLACE INTO checkpoints (seq, entry_hash, state_root, state) VALUES (?, ?, ?, ?)",
+                (c.seq, c.entry_hash, c.state_root, c.state),
+            )
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        rows = self._read(
+            "SELECT seq, entry_hash, state_root, state FROM checkpoints ORDER BY seq DESC LIMIT 1"
+        )
+        if not rows:
+            return None
+        seq, entry_hash, root, state = rows[0]
+        return Checkpoint(seq=seq, entry_hash=entry_hash, state_root=root, state=bytes(state))
+
+    def checkpoint_roots(self) -> dict[int, str]:
+        return dict(self._read("SELECT seq, state_root FROM checkpoints ORDER BY seq"))
+
+    def close(self) -> None:
+        self._writer.close()
+        with self._read_lock:
+            self._reader.close()
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._read_lock:
+            return self._reader.execute(sql, params).fetchall()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._writer)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on error)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _entry(row: tuple[object, ...]) -> LogEntry:
+    seq, slot, tx_id, tx, signature, prev_hash, entry_hash, receipt = row
+    return LogEntry(
+        seq=int(seq),  # type: ignore[call-overload]
+        slot=int(slot),  # type: ignore[call-overload]
+        tx_id=str(tx_id),
+        tx=tx.encode() if isinstance(tx, str) else bytes(tx),  # type: ignore[call-overload]
+        signature=str(signature),
+        prev_hash=str(prev_hash),
+        entry_hash=str(entry_hash),
+        receipt=receipt.encode() if isinstance(receipt, str) else bytes(receipt),  # type: ignore[call-overload]
+    )

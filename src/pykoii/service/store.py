@@ -1,0 +1,544 @@
+"""``LedgerStore``: the ledger's current state, its sequencer and its durable log.
+
+Accepting a transaction takes four steps::
+
+    envelope ─verify (worker processes, batched)─▶ queue ─sequencer: stamp slot, apply─▶
+        log batch ─one SQLite commit (one fsync)─▶ receipts returned
+
+One sequencer task drains the queue: it reads the slot once per pass, applies every waiting
+transaction with ``apply_transaction`` (refused ones get their error and write nothing), appends
+the accepted ones to the hash-chained log in one durable commit, and only then resolves the
+callers' futures. While a commit is on disk-wait, new transactions gather for the next pass: that
+is the group commit.
+
+The in-memory state runs at most one batch ahead of the disk. If a commit fails, the store stops
+accepting writes (``LedgerUnavailableError``) until it is restarted and has replayed its log.
+
+Start-up loads the newest checkpoint (if any; its recorded state root is checked), then replays
+the tail of the log, checking the hash chain and every signature again, and applying each entry at
+its recorded slot. Replicas (``append_replicated``) run the same checks on entries they receive.
+
+>>> import asyncio, tempfile, pathlib
+>>> from pykoii.clock import ManualClock
+>>> from pykoii.keys import Keypair
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> store = LedgerStore(SQLiteLog(folder / "ledger.sqlite3"), clock=ManualClock(),
+...                     genesis=Genesis(params=LedgerParams(devnet=True)))
+>>> alice = Keypair.from_seed(bytes(32))
+>>> async def main():
+...     await store.start()
+...     envelope = alice.sign_transaction({"type": "airdrop", "to": alice.public_key, "amount": 5,
+...                                        "recent_slot": store.slot()})
+...     receipt = await store.submit(envelope)
+...     await store.close()
+...     return receipt["seq"]
+>>> asyncio.run(main())
+1
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..clock import WallClock
+from ..errors import (
+    DuplicateTransactionError,
+    InvalidTransactionError,
+    LedgerUnavailableError,
+    LogCorruptionError,
+    NotFoundError,
+    PykoiiError,
+    ReadOnlyReplicaError,
+    StaleTransactionError,
+)
+from ..ledger import (
+    LedgerParams,
+    LedgerState,
+    apply_transaction,
+    canonical_bytes,
+    from_plain,
+    phase_of,
+    round_of,
+    state_root,
+    to_plain,
+)
+from ..ledger.codec import sha256_hex
+from .blobs import BlobStore
+from .events import EventHub
+from .log import Checkpoint, LogBackend, LogEntry, SQLiteLog, entry_hash_of, iter_entries
+from .records import Genesis, chain_problem, entry_from_plain, entry_to_plain, receipt_plain
+from .slots import SlotClock
+from .verify import Verified, Verifier
+
+PAYOUT_EVENTS = frozenset({"RoundPaid", "RoundFailed", "Rewarded", "Slashed"})
+"""Receipt events that ``GET /events`` streams as ``payout`` events."""
+
+
+@dataclass(slots=True)
+class _Group:
+    """The transactions of one ``submit_batch`` call, waiting for the sequencer."""
+
+    outcomes: list[Any]
+    future: asyncio.Future[list[Any]]
+
+
+@dataclass(slots=True)
+class Statistics:
+    """Counters for ``GET /metrics``."""
+
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    commits: int = 0
+    commit_seconds: float = 0.0
+    committed_entries: int = 0
+    replayed: int = 0
+
+    def reject(self, error: PykoiiError) -> None:
+        self.rejected[error.name] = self.rejected.get(error.name, 0) + 1
+
+
+class LedgerStore:
+    """Current state + sequencer + durable hash-chained log (+ optional blob store)."""
+
+    def __init__(
+        self,
+        backend: LogBackend,
+        *,
+        clock: WallClock,
+        genesis: Genesis | None = None,
+        verifier: Verifier | None = None,
+        blobs: BlobStore | None = None,
+        read_only: bool = False,
+        checkpoint_every: int = 200_000,
+        max_pending: int = 100_000,
+        use_checkpoint: bool = True,
+        on_progress: Any = None,
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.verifier = verifier or Verifier(0)
+        self.blobs = blobs
+        self.read_only = read_only
+        self.checkpoint_every = checkpoint_every
+        self.max_pending = max_pending
+        self.events = EventHub()
+        self.stats = Statistics()
+        recorded = backend.read_genesis()
+        if recorded is None:
+            genesis = genesis or Genesis()
+            if genesis.anchor_ms == 0:
+                genesis = Genesis(genesis.params, genesis.slot_ms, int(clock.wall() * 1000), genesis.version)
+            backend.write_genesis(genesis.to_bytes())
+        else:
+            genesis = Genesis.from_bytes(recorded)
+        self.genesis = genesis
+        self.state = LedgerState(params=from_plain(LedgerParams, to_plain(genesis.params)))
+        self.seq = 0
+        self.last_hash = genesis.hash
+        self.last_slot = 0
+        self._checkpoint_seq = 0
+        self._on_progress = on_progress
+        # Replaying from the start checks every recorded checkpoint root on the way.
+        self._expected_roots = {} if use_checkpoint else backend.checkpoint_roots()
+        if use_checkpoint:
+            self._load_checkpoint()
+        self._replay_tail()
+        self.slots = SlotClock(
+            clock, anchor_ms=genesis.anchor_ms, slot_ms=genesis.slot_ms, floor=self.last_slot
+        )
+        self._pending: list[_Group] = []
+        self._pending_count = 0
+        self._wakeup: asyncio.Event | None = None
+        self._committed: asyncio.Condition | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-log")
+        self._broken: BaseException | None = None
+        self._phases: dict[str, tuple[int, str]] = {}
+
+    # --- start-up ---------------------------------------------------------------------------
+
+    def _load_checkpoint(self) -> None:
+        checkpoint = self.backend.latest_checkpoint()
+        if checkpoint is None:
+            return
+        state = from_plain(LedgerState, orjson.loads(checkpoint.state))
+        root = state_root(state)
+        if root != checkpoint.state_root:
+            raise LogCorruptionError(
+                f"checkpoint at seq {checkpoint.seq} has state root {root}, but {checkpoint.state_root} "
+                "was recorded; remove the checkpoints table to replay the whole log",
+                seq=checkpoint.seq,
+            )
+        self.state = state
+        self.seq = self._checkpoint_seq = checkpoint.seq
+        self.last_hash = checkpoint.entry_hash
+        last = self.backend.entries(checkpoint.seq - 1, 1)
+        self.last_slot = last[0].slot if last else 0
+
+    def _replay_tail(self) -> None:
+        page: list[LogEntry] = []
+        for entry in iter_entries(self.backend, self.seq):
+            page.append(entry)
+            if len(page) >= 5000:
+                self._check_and_apply(page)
+                page = []
+                if self._on_progress is not None:
+                    self._on_progress(self.seq)
+        if page:
+            self._check_and_apply(page)
+        self.stats.replayed = self.seq - self._checkpoint_seq
+
+    def _check_and_apply(self, entries: Sequence[LogEntry]) -> list[LogEntry]:
+        """Check chain and signatures of entries that follow ``self.seq``, apply them, and return them
+        with their receipts. Raises ``LogCorruptionError`` naming the first bad entry."""
+        envelopes = []
+        problem: tuple[int, str] | None = None  # the first entry that breaks the chain, and why
+        prev_hash, seq, slot = self.last_hash, self.seq, self.last_slot
+        for index, entry in enumerate(entries):
+            seq += 1
+            why = chain_problem(entry, seq, prev_hash, slot)
+            if why is None:
+                try:
+                    envelopes.append({"tx": orjson.loads(entry.tx), "signature": entry.signature})
+                except orjson.JSONDecodeError:
+                    why = "transaction bytes are not JSON"
+            if why is not None:
+                problem = (index, why)
+                break
+            prev_hash, slot = entry.entry_hash, entry.slot
+        outcomes = self.verifier.verify_sync(envelopes)
+        out = []
+        for index, entry in enumerate(entries):
+            if problem is not None and index == problem[0]:
+                raise _corrupt(entry, problem[1])
+            outcome = outcomes[index]
+            if not isinstance(outcome, Verified):
+                raise _corrupt(entry, f"{outcome.name}: {outcome}")
+            if outcome.canonical != entry.tx:
+                raise _corrupt(entry, "transaction bytes are not in canonical form")
+            try:
+                receipt = apply_transaction(self.state, outcome.tx, entry.slot)
+            except InvalidTransactionError as exc:
+                raise _corrupt(entry, f"the ledger refuses it on replay: {exc.name}: {exc}") from None
+            self.seq, self.last_hash, self.last_slot = entry.seq, entry.entry_hash, entry.slot
+            expected = self._expected_roots.get(entry.seq)
+            if expected is not None and state_root(self.state) != expected:
+                raise _corrupt(entry, f"the state root after it differs from checkpoint root {expected}")
+            receipt_json = entry.receipt or orjson.dumps(receipt_plain(receipt, entry.seq))
+            out.append(
+                LogEntry(
+                    entry.seq,
+                    entry.slot,
+                    entry.tx_id,
+                    entry.tx,
+                    entry.signature,
+                    entry.prev_hash,
+                    entry.entry_hash,
+                    receipt_json,
+                )
+            )
+        return out
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def slot(self) -> int:
+        """The current slot."""
+        return self.slots.current()
+
+    def root(self) -> str:
+        """The state root of the current state."""
+        return state_root(self.state)
+
+    def receipt(self, tx_id: str) -> dict[str, Any]:
+        """The receipt of an accepted transaction, or ``NotFoundError``."""
+        entry = self.backend.find(tx_id)
+        if entry is None:
+            raise NotFoundError(f"no accepted transaction has id {tx_id!r}", tx_id=tx_id)
+        receipt: dict[str, Any] = orjson.loads(entry.receipt)
+        return receipt
+
+    def log_page(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Log entries with ``seq > after`` (at most ``limit``), as ``GET /log`` serves them."""
+        return [entry_to_plain(entry) for entry in self.backend.entries(after, limit)]
+
+    async def wait_for_entries(self, after: int, timeout: float) -> None:
+        """Return once the log holds an entry past ``after``, or ``timeout`` seconds have passed."""
+        if self.seq > after or self._committed is None or timeout <= 0:
+            return
+        async with self._committed:
+            try:
+                await asyncio.wait_for(self._committed.wait_for(lambda: self.seq > after), timeout)
+            except TimeoutError:
+                pass
+
+    @property
+    def healthy(self) -> bool:
+        """False once a log write failed (writes are refused until a restart)."""
+        return self._broken is None
+
+    def mark_failed(self, error: BaseException) -> None:
+        """Refuse writes and report unhealthy from now on (e.g. a replica whose primary's log broke)."""
+        self._broken = error
+
+    @property
+    def pending(self) -> int:
+        """Transactions verified and waiting for the sequencer."""
+        return self._pending_count
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the sequencer and the slot ticker on the running event loop."""
+        self._wakeup = asyncio.Event()
+        self._committed = asyncio.Condition()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._sequencer()), loop.create_task(self._ticker())]
+
+    async def submit(self, envelope: Any) -> dict[str, Any]:
+        """Accept one envelope; return its receipt once it is durable, or raise why it was refused."""
+        (outcome,) = await self.submit_batch([envelope])
+        if isinstance(outcome, PykoiiError):
+            raise outcome
+        return outcome
+
+    async def submit_batch(self, envelopes: list[Any]) -> list[dict[str, Any] | PykoiiError]:
+        """Accept envelopes; return, in order, each one's receipt (once durable) or its error."""
+        self._check_writable()
+        if self._pending_count + len(envelopes) > self.max_pending:
+            raise LedgerUnavailableError(
+                f"the sequencer has {self._pending_count} transactions waiting (limit {self.max_pending}); "
+                "retry shortly",
+                pending=self._pending_count,
+            )
+        outcomes: list[Any] = await self.verifier.verify(envelopes)
+        for outcome in outcomes:
+            if isinstance(outcome, PykoiiError):
+                self.stats.reject(outcome)
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Group(outcomes, future))
+        self._pending_count += len(outcomes)
+        assert self._wakeup is not None, "LedgerStore.start() was not called"
+        self._wakeup.set()
+        return await future
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyReplicaError("this ledger is a read-only replica; send transactions to its primary")
+        if self._broken is not None:
+            raise LedgerUnavailableError(
+                f"a log write failed ({self._broken!r}); the ledger refuses writes until it is restarted"
+            )
+
+    async def _sequencer(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            groups, self._pending = self._pending, []
+            self._pending_count = 0
+            if groups:
+                await self._sequence(groups)
+
+    async def _sequence(self, groups: list[_Group]) -> None:
+        slot = self.slots.current()
+        entries: list[LogEntry] = []
+        accepted: dict[str, dict[str, Any]] = {}
+        receipts: list[tuple[dict[str, Any], Verified]] = []
+        for group in groups:
+            outcomes = group.outcomes
+            for index, outcome in enumerate(outcomes):
+                if not isinstance(outcome, Verified):
+                    continue
+                try:
+                    receipt = apply_transaction(self.state, outcome.tx, slot)
+                except (DuplicateTransactionError, StaleTransactionError) as exc:
+                    outcomes[index] = accepted.get(outcome.tx.tx_id) or self._first_receipt(outcome, exc)
+                    continue
+                except InvalidTransactionError as exc:
+                    self.stats.reject(exc)
+                    outcomes[index] = exc
+                    continue
+                self.seq += 1
+                entry_hash = entry_hash_of(
+                    self.seq, slot, self.last_hash, outcome.signature, outcome.canonical
+                )
+                plain = receipt_plain(receipt, self.seq)
+                entries.append(
+                    LogEntry(
+                        self.seq,
+                        slot,
+                        receipt.tx_id,
+                        outcome.canonical,
+                        outcome.signature,
+                        self.last_hash,
+                        entry_hash,
+                        orjson.dumps(plain),
+                    )
+                )
+                self.last_hash, self.last_slot = entry_hash, slot
+                accepted[receipt.tx_id] = outcomes[index] = plain
+                receipts.append((plain, outcome))
+        if entries:
+            try:
+                await self._append(entries)
+            except Exception as exc:
+                self._broken = exc
+                error = LedgerUnavailableError(f"the log write failed and nothing was acknowledged: {exc!r}")
+                for group in groups:
+                    if not group.future.done():
+                        group.future.set_exception(error)
+                return
+        for group in groups:
+            if not group.future.done():
+                group.future.set_result(group.outcomes)
+        if entries:
+            self.stats.accepted += len(entries)
+            assert self._committed is not None
+            async with self._committed:
+                self._committed.notify_all()
+            if self.events.active:
+                self._publish(receipts)
+            if self.checkpoint_every and self.seq - self._checkpoint_seq >= self.checkpoint_every:
+                await self.checkpoint()
+
+    def _first_receipt(self, outcome: Verified, error: PykoiiError) -> Any:
+        """A replayed transaction gets the receipt of its first acceptance; otherwise its error."""
+        entry = self.backend.find(outcome.tx.tx_id)
+        if entry is not None:
+            return orjson.loads(entry.receipt)
+        self.stats.reject(error)
+        return error
+
+    async def _append(self, entries: list[LogEntry]) -> None:
+        started = self.clock.now()
+        await asyncio.get_running_loop().run_in_executor(self._writer, self.backend.append, entries)
+        self.stats.commits += 1
+        self.stats.committed_entries += len(entries)
+        self.stats.commit_seconds += self.clock.now() - started
+
+    async def append_replicated(self, plain_entries: list[Any]) -> int:
+        """Replica: check, apply and durably append entries streamed from a primary's ``GET /log``.
+
+        Returns how many were appended. Raises ``LogCorruptionError`` at the first entry that does
+        not verify, leaving the replica at the last good entry.
+        """
+        entries = [entry_from_plain(plain) for plain in plain_entries if int(plain["seq"]) > self.seq]
+        if not entries:
+            return 0
+        before = (self.seq, self.last_hash, self.last_slot)
+        try:
+            checked = self._check_and_apply(entries)
+        except LogCorruptionError:
+            if self.seq != before[0]:
+                self._broken = LogCorruptionError("a replicated entry failed after others applied")
+            raise
+        try:
+            await self._append(checked)
+        except Exception as exc:
+            self._broken = exc
+            raise
+        self.stats.accepted += len(checked)
+        if self._committed is not None:
+            async with self._committed:
+                self._committed.notify_all()
+        return len(checked)
+
+    def _publish(self, receipts: list[tuple[dict[str, Any], Verified]]) -> None:
+        for plain, outcome in receipts:
+            tx = outcome.tx
+            self.events.publish(
+                "tx",
+                {
+                    "tx_id": plain["tx_id"],
+                    "seq": plain["seq"],
+                    "slot": plain["slot"],
+                    "type": tx.TYPE,
+                    "signer": tx.signer,
+                },
+            )
+            for event in plain["events"]:
+                if event["kind"] in PAYOUT_EVENTS:
+                    self.events.publish("payout", event)
+
+    async def _ticker(self) -> None:
+        while True:
+            slot = await self.slots.wait_next()
+            if not self.events.active:
+                continue
+            self.events.publish("slot", {"slot": slot})
+            for task_id, task in self.state.tasks.items():
+                if not task.is_active or task.is_migrated or slot < task.starting_slot:
+                    continue
+                now = (round_of(task, slot), phase_of(task, slot).value)
+                if self._phases.get(task_id) != now:
+                    self._phases[task_id] = now
+                    self.events.publish(
+                        "phase", {"task_id": task_id, "round": now[0], "phase": now[1], "slot": slot}
+                    )
+
+    async def checkpoint(self) -> None:
+        """Record the current state durably, so the next start-up replays only what follows."""
+        plain = to_plain(self.state)
+        data = canonical_bytes(plain)
+        checkpoint = Checkpoint(
+            seq=self.seq, entry_hash=self.last_hash, state_root=sha256_hex(data), state=data
+        )
+        await asyncio.get_running_loop().run_in_executor(
+            self._writer, self.backend.write_checkpoint, checkpoint
+        )
+        self._checkpoint_seq = self.seq
+
+    async def close(self) -> None:
+        """Stop the sequencer after its current batch, write a checkpoint, and release storage."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
+        for group in self._pending:
+            if not group.future.done():
+                group.future.set_exception(LedgerUnavailableError("the ledger is shutting down"))
+        self._pending = []
+        self.events.close()
+        if self._broken is None and not self.read_only and self.seq > self._checkpoint_seq:
+            await self.checkpoint()
+        self._writer.shutdown(wait=True)
+        self.verifier.close()
+        self.backend.close()
+
+
+def _corrupt(entry: LogEntry, why: str) -> LogCorruptionError:
+    return LogCorruptionError(f"log entry {entry.seq} does not verify: {why}", seq=entry.seq)
+
+
+def open_store(
+    data_dir: str,
+    *,
+    clock: WallClock,
+    genesis: Genesis | None = None,
+    workers: int = 0,
+    read_only: bool = False,
+    **options: Any,
+) -> LedgerStore:
+    """A ``LedgerStore`` on ``DIR/ledger.sqlite3`` with blobs in ``DIR/blobs``."""
+    from pathlib import Path
+
+    folder = Path(data_dir)
+    return LedgerStore(
+        SQLiteLog(folder / "ledger.sqlite3"),
+        clock=clock,
+        genesis=genesis,
+        verifier=Verifier(workers),
+        blobs=BlobStore(folder / "blobs"),
+        read_only=read_only,
+        **options,
+    )

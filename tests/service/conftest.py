@@ -1,0 +1,130 @@
+"""Fixtures for ledger-service tests: a real store on a temporary folder, a manual clock, the app
+in process through Starlette's TestClient (no sockets), and helpers to start real servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pykoii.clock import ManualClock
+from pykoii.keys import Keypair
+from pykoii.ledger import LedgerParams
+from pykoii.service import Genesis, create_app, open_store
+from pykoii.service.store import LedgerStore
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
+
+KOII = 1_000_000_000
+SLOT_SECONDS = 0.4
+
+HELLO_TASK = dict(
+    task_name="Hello World",
+    task_description="Stores and submits Hello, World!",
+    task_audit_program="bafkreihelloworld",
+    total_bounty_amount=100 * KOII,
+    bounty_amount_per_round=10 * KOII,
+    round_time=10,
+    submission_window=3,
+    audit_window=3,
+    minimum_stake_amount=2 * KOII,
+    allowed_failed_distributions=3,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
+
+
+class Ledger:
+    """A store, its manual clock and an in-process HTTP client, with a few conveniences."""
+
+    def __init__(self, store: LedgerStore, clock: ManualClock, http: TestClient) -> None:
+        self.store, self.clock, self.http = store, clock, http
+
+    def slot(self) -> int:
+        return self.store.slot()
+
+    def to_slot(self, slot: int) -> None:
+        """Move the manual clock to the start of ``slot``."""
+        self.clock.advance(max(0.0, self.store.slots.start_of(slot) - self.clock.now()) + 1e-6)
+        assert self.store.slot() == slot
+
+    def sign(self, key: Keypair, kind: str, **fields: Any) -> dict[str, Any]:
+        fields.setdefault("recent_slot", self.slot())
+        return key.sign_transaction({"type": kind, **fields})
+
+    def send(self, key: Keypair, kind: str, **fields: Any) -> httpx.Response:
+        return self.http.post("/tx", json=self.sign(key, kind, **fields))
+
+    def ok(self, key: Keypair, kind: str, **fields: Any) -> dict[str, Any]:
+        response = self.send(key, kind, **fields)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def fund(self, key: Keypair, amount: int = 100 * KOII) -> None:
+        self.ok(key, "airdrop", to=key.public_key, amount=amount)
+
+
+def make_store(folder: Path, clock: ManualClock, **options: Any) -> LedgerStore:
+    genesis = Genesis(params=LedgerParams(devnet=True, airdrop_cooldown_slots=0), slot_ms=400)
+    return open_store(str(folder), clock=clock, genesis=genesis, **options)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    clock = ManualClock(start=0.0, wall_start=1_700_000_000.0)
+    store = make_store(tmp_path / "ledger", clock)
+    with TestClient(create_app(store)) as http:
+        yield Ledger(store, clock, http)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(*args: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``pykoii ledger ...`` as a real process and wait until it answers ``GET /health``."""
+    handle = open(log, "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pykoii.cli", "ledger", *args, "--port", str(port)],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"server did not start: {log.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,207 @@
+"""LedgerStore on a real SQLite log: replay, checkpoints, tampering, genesis, the slot clock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pykoii.clock import ManualClock
+from pykoii.errors import LogCorruptionError
+from pykoii.keys import Keypair
+from pykoii.ledger import LedgerParams
+from pykoii.service import Genesis, SlotClock, Verifier
+from pykoii.service.log import SQLiteLog
+from pykoii.service.store import LedgerStore
+
+from .conftest import KOII, make_store
+
+
+def fill(store: LedgerStore, clock: ManualClock, count: int = 30) -> list[dict[str, Any]]:
+    """Accept ``count`` transfers among a few keys across several slots; return the receipts."""
+    keys = [Keypair.from_seed(bytes([i]) * 32) for i in range(4)]
+
+    async def run() -> list[dict[str, Any]]:
+        await store.start()
+        receipts = []
+        for key in keys:
+            receipts.append(
+                await store.submit(
+                    key.sign_transaction(
+                        {
+                            "type": "airdrop",
+                            "to": key.public_key,
+                            "amount": 10 * KOII,
+                            "recent_slot": store.slot(),
+                        }
+                    )
+                )
+            )
+        for i in range(count):
+            clock.advance(0.2)
+            envelope = keys[i % 4].sign_transaction(
+                {
+                    "type": "transfer",
+                    "to": keys[(i + 1) % 4].public_key,
+                    "amount": i + 1,
+                    "recent_slot": store.slot(),
+                }
+            )
+            receipts.append(await store.submit(envelope))
+        await store.close()
+        return receipts
+
+    return asyncio.run(run())
+
+
+def reopen(folder: Path, clock: ManualClock, **options: Any) -> LedgerStore:
+    return make_store(folder, clock, **options)
+
+
+def test_restart_replays_to_the_same_root_with_or_without_checkpoint(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store = make_store(tmp_path, clock, checkpoint_every=10)
+    fill(store, clock)
+    root, seq, last_hash = store.root(), store.seq, store.last_hash
+    from_checkpoint = reopen(tmp_path, clock)
+    assert from_checkpoint.stats.replayed < seq  # only the tail after the last checkpoint
+    full = reopen(tmp_path, clock, use_checkpoint=False)
+    assert full.stats.replayed == seq
+    for other in (from_checkpoint, full):
+        assert (other.root(), other.seq, other.last_hash) == (root, seq, last_hash)
+        other.backend.close()
+
+
+def test_genesis_is_durable_and_wins_over_later_flags(tmp_path: Path) -> None:
+    clock = ManualClock()
+    first = make_store(tmp_path, clock)
+    genesis = first.genesis
+    first.backend.close()
+    again = LedgerStore(
+        SQLiteLog(tmp_path / "ledger.sqlite3"),
+        clock=clock,
+        genesis=Genesis(params=LedgerParams(devnet=False), slot_ms=1000),
+    )
+    assert again.genesis == genesis and again.state.params.devnet is True
+    again.backend.close()
+
+
+def test_the_log_is_append_only(tmp_path: Path) -> None:
+    clock = ManualClock()
+    fill(make_store(tmp_path, clock), clock, count=2)
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE log SET slot = 0")
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM log")
+
+
+def tamper(folder: Path, sql: str, *params: Any) -> None:
+    with sqlite3.connect(folder / "ledger.sqlite3") as conn:
+        conn.execute("DROP TRIGGER log_no_update")
+        conn.execute(sql, params)
+        conn.execute("DELETE FROM checkpoints")
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("UPDATE log SET tx = replace(tx, '\"amount\":3', '\"amount\":4') WHERE seq = 7", "entry_hash"),
+        ("UPDATE log SET signature = (SELECT signature FROM log WHERE seq = 3) WHERE seq = 7", "entry_hash"),
+        ("UPDATE log SET prev_hash = 'x' WHERE seq = 7", "prev_hash"),
+    ],
+)
+def test_a_tampered_entry_is_reported_by_number(tmp_path: Path, sql: str, why: str) -> None:
+    clock = ManualClock()
+    fill(make_store(tmp_path, clock), clock, count=10)
+    tamper(tmp_path, sql)
+    with pytest.raises(LogCorruptionError, match=why) as caught:
+        reopen(tmp_path, clock)
+    assert caught.value.seq == 7
+
+
+def test_a_rehashed_forgery_fails_its_signature(tmp_path: Path) -> None:
+    """Even with every hash recomputed, a changed transaction no longer matches its signature."""
+    clock = ManualClock()
+    fill(make_store(tmp_path, clock), clock, count=10)
+    from pykoii.service.log import entry_hash_of
+
+    backend = SQLiteLog(tmp_path / "ledger.sqlite3")
+    entries = backend.entries(0, 100)
+    backend.close()
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as conn:
+        conn.execute("DROP TRIGGER log_no_update")
+        conn.execute("DELETE FROM checkpoints")
+        prev = entries[5].entry_hash
+        for entry in entries[6:]:
+            tx = entry.tx.replace(b'"amount":3', b'"amount":4') if entry.seq == 7 else entry.tx
+            import hashlib
+
+            new_hash = entry_hash_of(entry.seq, entry.slot, prev, entry.signature, tx)
+            conn.execute(
+                "UPDATE log SET tx = ?, tx_id = ?, prev_hash = ?, entry_hash = ? WHERE seq = ?",
+                (tx, hashlib.sha256(tx).hexdigest(), prev, new_hash, entry.seq),
+            )
+            prev = new_hash
+    with pytest.raises(LogCorruptionError, match="InvalidSignatureError") as caught:
+        reopen(tmp_path, clock)
+    assert caught.value.seq == 7
+
+
+def test_slots_never_go_back_across_restarts(tmp_path: Path) -> None:
+    clock = ManualClock(start=0.0, wall_start=1_700_000_000.0)
+    store = make_store(tmp_path, clock)
+    fill(store, clock, count=20)
+    last = store.last_slot
+    assert last >= 9
+    # The machine's wall clock is set back an hour before the restart.
+    earlier = ManualClock(start=0.0, wall_start=1_700_000_000.0 - 3600)
+    again = reopen(tmp_path, earlier)
+    assert again.slot() == last
+    again.backend.close()
+
+
+def test_slot_clock_counts_from_its_anchor() -> None:
+    clock = ManualClock(start=50.0, wall_start=10.0)
+    slots = SlotClock(clock, anchor_ms=9_000, slot_ms=250)
+    assert slots.current() == 4
+    clock.advance(0.25)
+    assert slots.current() == 5
+    assert slots.start_of(6) == pytest.approx(50.5)
+    with pytest.raises(ValueError):
+        SlotClock(clock, anchor_ms=0, slot_ms=0)
+
+
+def test_worker_verifier_batches_across_callers_and_returns_errors() -> None:
+    alice = Keypair.generate()
+    good = [
+        alice.sign_transaction({"type": "airdrop", "to": alice.public_key, "amount": n, "recent_slot": 0})
+        for n in range(1, 200)
+    ]
+    forged = {"tx": good[0]["tx"], "signature": good[1]["signature"]}
+    verifier = Verifier(1)
+    try:
+
+        async def run() -> list[list[Any]]:
+            return await asyncio.gather(
+                *(verifier.verify(good[i : i + 10]) for i in range(0, 190, 10)),
+                verifier.verify([forged, {"tx": 1}]),
+            )
+
+        results = asyncio.run(run())
+        assert all(
+            outcome.tx.amount == n
+            for chunk in results[:-1]
+            for n, outcome in zip(range(results.index(chunk) * 10 + 1, 999), chunk, strict=False)
+        )
+        assert [type(error).__name__ for error in results[-1]] == [
+            "InvalidSignatureError",
+            "MalformedTransactionError",
+        ]
+        assert verifier.batches < 19  # callers shared batches
+        assert len(verifier.verify_sync(good)) == len(good)
+    finally:
+        verifier.close()
