@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "pykoii.cli.ledger",
     "pykoii.cli.node",
     "pykoii.cli.task",
+    "pykoii.cli.wallet",
 )
 """Modules that add subcommands, in the order ``pykoii --help`` lists them."""
 

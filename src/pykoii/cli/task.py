@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..packaging import build_archive, cid_of
+from .deploy import add_commands
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("task", help="package task code")
+    parser = subparsers.add_parser("task", help="build, deploy, update, fund and inspect tasks")
     commands = parser.add_subparsers(dest="task_command", metavar="COMMAND")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
@@ -23,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--upload", metavar="LEDGER_URL", help="also upload the archive to this ledger's blobs"
     )
     build.set_defaults(func=run_build)
+    add_commands(commands)
 
 
 def run_build(args: argparse.Namespace) -> int:
