@@ -180,8 +180,15 @@ def roe_to_koii(roe: int) -> str:
     return f"{sign}{whole}" + (f".{frac:09d}".rstrip("0") if frac else "")
 
 
+class _Number(str):
+    """A number as written in the file: shown without quotes in error messages."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def _shown(value: Any) -> Any:
-    return str(value) if isinstance(value, Decimal) else value
+    return _Number(format(value, "f")) if isinstance(value, Decimal) else value
 
 
 def _int(data: dict[str, Any], name: str, default: int | None, low: int, high: int | None, path: str) -> int:

@@ -356,11 +356,11 @@ class Simulation:
         return self.result(slot)
 
     def _progress_line(self, current: int) -> str:
-        phase = "work" if current < self.rounds else "settling"
         paid = sum(1 for report in self.reports.values() if report.outcome == "paid")
-        return (
-            f"round {current + 1}/{self.rounds} ({phase}): {len(self.log)} transactions, {paid} round(s) paid"
+        where = (
+            f"round {current}/{self.rounds - 1}" if current < self.rounds else f"settling (round {current})"
         )
+        return f"{where}: {len(self.log)} transactions, {paid}/{self.rounds} rounds paid"
 
     def result(self, slots: int) -> SimulationResult:
         task = self.task_state
