@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "pykoii.cli.node",
     "pykoii.cli.task",
     "pykoii.cli.wallet",
+    "pykoii.cli.network",
 )
 """Modules that add subcommands, in the order ``pykoii --help`` lists them."""
 

@@ -1,0 +1,262 @@
+"""A local network of real processes: one ledger service and K nodes on localhost.
+
+``Devnet`` starts ``pykoii ledger serve --devnet`` and ``pykoii node run`` as child processes, each
+with its own data folder and log file under one folder, funds wallets by airdrop, deploys tasks and
+adds them to nodes through each node's control API. ``pykoii devnet up`` and ``pykoii demo`` are
+built on it, and so are the end-to-end tests.
+
+>>> # with Devnet(Path("/tmp/net"), nodes=3, slot_ms=100) as net:
+>>> #     task_id = net.deploy(Path("examples/hello_world"))
+>>> #     for node in net.nodes: net.add_task(node, task_id, stake=5 * ROE_PER_KOII)
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .client import LedgerClient
+from .config import create_task_fields, load_config
+from .errors import PykoiiError, SandboxError
+from .keys import Keypair
+from .ledger.types import ROE_PER_KOII
+from .packaging import build_archive
+
+AIRDROP_LIMIT = 1_000 * ROE_PER_KOII
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """One child process of the devnet, with its log file."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    url: str
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        handle = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(
+            self.args,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        handle.close()
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class DevnetNode:
+    """A node process and what the devnet knows of it."""
+
+    index: int
+    process: Process
+    data_dir: Path
+    wallet: Keypair
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def name(self) -> str:
+        return f"node-{self.index}"
+
+    def staking_key(self) -> str:
+        """The node's staking public key (created by the node on its first start)."""
+        return Keypair.load(self.data_dir / "keys" / "staking_wallet.json").public_key
+
+    def control(self, method: str, path: str, body: Any = None, timeout: float = 120.0) -> Any:
+        """Call the node's control API with its token."""
+        token = (self.data_dir / "control.token").read_text().strip()
+        response = httpx.request(
+            method, self.url + path, json=body, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
+        data = response.json()
+        if response.status_code >= 400:
+            raise PykoiiError(f"{self.name} refused {method} {path}: {data.get('message', data)}")
+        return data
+
+
+@dataclass
+class Devnet:
+    """A ledger and ``nodes`` nodes as real processes under ``folder``."""
+
+    folder: Path
+    nodes_count: int = 3
+    slot_ms: int = 400
+    ledger_port: int = 0
+    node_ports: list[int] = field(default_factory=list)
+    poll: float = 0.1
+    ledger: Process | None = None
+    nodes: list[DevnetNode] = field(default_factory=list)
+    client: LedgerClient | None = None
+
+    def __enter__(self) -> Devnet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def ledger_url(self) -> str:
+        assert self.ledger is not None
+        return self.ledger.url
+
+    def _cli(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pykoii.cli", *args]
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        """Start the ledger, then every node; return once all of them answer HTTP."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        port = self.ledger_port or free_port()
+        self.ledger = Process(
+            "ledger",
+            self._cli(
+                "ledger",
+                "serve",
+                "--devnet",
+                "--data",
+                str(self.folder / "ledger"),
+                "--port",
+                str(port),
+                "--slot-ms",
+                str(self.slot_ms),
+                "--workers",
+                "1",
+            ),
+            self.folder / "ledger.log",
+            f"http://127.0.0.1:{port}",
+        )
+        self.ledger.start()
+        self._wait_http(self.ledger, "/health", timeout)
+        self.client = LedgerClient(self.ledger.url, retries=3)
+        for index in range(1, self.nodes_count + 1):
+            self.nodes.append(self._start_node(index))
+        for node in self.nodes:
+            self._wait_http(node.process, "/", timeout)
+
+    def _start_node(self, index: int) -> DevnetNode:
+        data_dir = self.folder / f"node-{index}"
+        wallet_path = data_dir / "keys" / "main_wallet.json"
+        wallet = Keypair.load(wallet_path) if wallet_path.exists() else None
+        if wallet is None:
+            wallet = Keypair.generate()
+            wallet.save(wallet_path)
+        port = self.node_ports[index - 1] if index <= len(self.node_ports) else free_port()
+        process = Process(
+            f"node-{index}",
+            self._cli(
+                "node",
+                "run",
+                "--ledger",
+                self.ledger_url,
+                "--data",
+                str(data_dir),
+                "--wallet",
+                str(wallet_path),
+                "--port",
+                str(port),
+                "--poll",
+                str(self.poll),
+            ),
+            self.folder / f"node-{index}.log",
+            f"http://127.0.0.1:{port}",
+        )
+        process.start()
+        return DevnetNode(index=index, process=process, data_dir=data_dir, wallet=wallet)
+
+    def _wait_http(self, process: Process, path: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not process.running():
+                raise SandboxError(
+                    f"{process.name} exited before it answered; its log ({process.log_path}) ends with:\n"
+                    f"{process.log_tail()}"
+                )
+            try:
+                httpx.get(process.url + path, timeout=1.0)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise SandboxError(f"{process.name} did not answer on {process.url} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stop every node, then the ledger. Safe to call twice."""
+        for node in self.nodes:
+            node.process.stop()
+        if self.ledger is not None:
+            self.ledger.stop()
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    # -- money, tasks ----------------------------------------------------------------------------
+
+    def airdrop(self, to: str, amount: int) -> None:
+        """Mint ``amount`` ROE to ``to`` in airdrops of at most the ledger's limit."""
+        assert self.client is not None
+        while amount > 0:
+            part = min(amount, AIRDROP_LIMIT)
+            self.client.send_transaction(Keypair.generate(), {"type": "airdrop", "to": to, "amount": part})
+            amount -= part
+            if amount:
+                time.sleep(self.slot_ms * 11 / 1000)  # one airdrop per recipient per 10 slots
+
+    def deploy(self, folder: Path, *, manager: Keypair | None = None, **overrides: Any) -> str:
+        """Upload a task folder's code and create the task from its config-task.yml; return its id."""
+        assert self.client is not None
+        config = load_config(folder)
+        manager = manager or Keypair.generate()
+        fields = create_task_fields(config, task_audit_program=self.client.put_blob(build_archive(folder)))
+        fields.update(overrides)
+        self.airdrop(manager.public_key, fields["total_bounty_amount"])
+        receipt = self.client.send_transaction(manager, {"type": "create_task", **fields})
+        return str(next(e["task_id"] for e in receipt["events"] if e["kind"] == "TaskCreated"))
+
+    def add_task(
+        self, node: DevnetNode, task_id: str, *, stake: int, variables: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Fund the node's wallet, then have it download, verify, stake on and start the task."""
+        self.airdrop(node.wallet.public_key, stake + ROE_PER_KOII)
+        body = {"task_id": task_id, "stake": stake, "variables": variables or {}}
+        result: dict[str, Any] = node.control("POST", "/tasks", body)
+        return result
