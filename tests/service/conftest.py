@@ -3,6 +3,7 @@ in process through Starlette's TestClient (no sockets), and helpers to start rea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -83,12 +84,19 @@ def make_store(folder: Path, clock: ManualClock, **options: Any) -> LedgerStore:
     return open_store(str(folder), clock=clock, genesis=genesis, **options)
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
+@contextlib.contextmanager
+def open_ledger(folder: Path) -> Iterator[Ledger]:
+    """A devnet store on ``folder`` behind its app, on a manual clock at slot 0."""
     clock = ManualClock(start=0.0, wall_start=1_700_000_000.0)
-    store = make_store(tmp_path / "ledger", clock)
+    store = make_store(folder, clock)
     with TestClient(create_app(store)) as http:
         yield Ledger(store, clock, http)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with open_ledger(tmp_path / "ledger") as opened:
+        yield opened
 
 
 def free_port() -> int:

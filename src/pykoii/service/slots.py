@@ -49,5 +49,6 @@ class SlotClock:
     async def wait_next(self) -> int:
         """Sleep until the next slot begins; return it."""
         target = self.current() + 1
-        await self.clock.sleep_until(self.start_of(target))
+        while self.current() < target:  # event loops may wake a timer a little early
+            await self.clock.sleep_until(self.start_of(target) + 1e-4)
         return self.current()
