@@ -31,7 +31,7 @@ def _slots(window: range) -> str:
 
 def timeline(result: SimulationResult) -> str:
     """Per round: work, proof submission and audit, distribution list, payout."""
-    task = result.final_state.tasks[result.task_id]
+    task = result.final_state.tasks[result.task_id]  # type: ignore[index]
     lines = ["Timeline (slots; round r: work in r, proofs in r+1, list and payout in r+2)"]
     for report in result.reports:
         r = report.round
@@ -71,7 +71,7 @@ def timeline(result: SimulationResult) -> str:
 def stacking_diagram(result: SimulationResult) -> str:
     """One row per round, one character per slot: W work, S proof submission, A proof audit,
     D list submission, d list audit, P payout (only for short runs)."""
-    task = result.final_state.tasks[result.task_id]
+    task = result.final_state.tasks[result.task_id]  # type: ignore[index]
     end = max((r.payout_slot or 0) for r in result.reports) + 1
     if end > MAX_DIAGRAM_SLOTS or len(result.reports) > 12:
         return ""

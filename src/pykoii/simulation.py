@@ -75,10 +75,10 @@ class StateReader:
         return plain
 
     def stakes(self) -> dict[str, int]:
-        return dict(self._task.stake_list)
+        return {str(key): int(amount) for key, amount in self._task.stake_list.items()}
 
     def node_urls(self) -> dict[str, str]:
-        return dict(self._task.ip_address_list)
+        return {str(key): url for key, url in self._task.ip_address_list.items()}
 
 
 @dataclass

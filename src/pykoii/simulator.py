@@ -323,7 +323,8 @@ class Simulation:
     def settled(self) -> bool:
         task = self.task_state
         return all(
-            r in task.distributions_audit_record or not task.submissions.get(r) for r in range(self.rounds)
+            r in task.distributions_audit_record or not task.submissions.get(r)  # type: ignore[call-overload]
+            for r in range(self.rounds)
         )
 
     async def run_async(self) -> SimulationResult:
@@ -375,7 +376,7 @@ class Simulation:
             reports=[self.reports[r] for r in range(self.rounds)],
             rewards=dict(self.rewards),
             slashes=dict(self.slashes),
-            final_stakes={node.public_key: task.stake_list.get(node.public_key, 0) for node in self.nodes},
+            final_stakes={n.public_key: task.stake_list.get(n.public_key, 0) for n in self.nodes},  # type: ignore[call-overload]
             timings=self.timings,
             task_errors=self.task_errors,
             properties=self.check_properties(),

@@ -36,13 +36,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..ledger.audits import AuditRing, beacon_of, is_judged_valid, ring_for
 from ..ledger.codec import from_plain
 from ..ledger.distribution import round_bounty
 from ..ledger.rounds import distribution_audit_window, distribution_window, round_of, round_start
 from ..ledger.state import AuditTrigger, DistributionList, TaskState
+from ..ledger.types import Roe
 from ..sdk import Submitter
 
 
@@ -164,7 +165,7 @@ def round_beacon_of(task: TaskState, round_number: int) -> str:
     """The round's beacon as the ledger computes it (``ledger.round_beacon``), without storing it."""
     beacon = task.round_beacons.get(round_number)  # type: ignore[call-overload]
     if beacon is not None:
-        return beacon
+        return str(beacon)
     submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
     # Memoized by (task, round, count): once the window has closed the submissions are fixed.
     memo_key = (task.task_id, round_number, len(submissions))
@@ -262,7 +263,7 @@ def submitters_of(task: TaskState | Mapping[str, Any], round_number: int) -> lis
                 submission_value=sub.submission_value,
                 valid=is_judged_valid(trigger),
                 votes=net_votes(trigger),
-                stake=stakes.get(key, 0),
+                stake=stakes.get(key, Roe(0)),
             )
         )
     return result
@@ -275,10 +276,11 @@ def distribution_bounty(task: TaskState | Mapping[str, Any]) -> int:
 
 def submitted_list(task: TaskState, round_number: int, submitter: str) -> DistributionList | None:
     """The distribution list ``submitter`` sent for the round, if the ledger holds it."""
-    return task.distribution_lists.get(round_number, {}).get(submitter)  # type: ignore[call-overload]
+    found = task.distribution_lists.get(round_number, {}).get(submitter)  # type: ignore[call-overload]
+    return cast(DistributionList | None, found)
 
 
-def _nonzero(entries: Mapping[str, int]) -> dict[str, int]:
+def _nonzero(entries: Mapping[Any, int]) -> dict[str, int]:
     return {key: amount for key, amount in entries.items() if amount}
 
 
