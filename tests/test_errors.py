@@ -10,8 +10,9 @@ import pykoii
 from pykoii import errors
 
 SOURCE = Path(pykoii.__file__).parent
-ALLOWED_BUILTINS = {"ValueError", "TypeError", "KeyError", "NotImplementedError"}
-"""API misuse; NotImplementedError marks a method a subclass must provide."""
+ALLOWED_BUILTINS = {"ValueError", "TypeError", "KeyError", "NotImplementedError", "ArgumentTypeError"}
+"""API misuse; NotImplementedError marks a method a subclass must provide; argparse's
+ArgumentTypeError is how a CLI option's type function reports a bad value (argparse prints it)."""
 ERROR_CLASSES = {
     name for name, obj in vars(errors).items() if inspect.isclass(obj) and issubclass(obj, Exception)
 }

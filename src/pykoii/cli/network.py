@@ -7,6 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..errors import ConfigError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo = subparsers.add_parser(
@@ -39,7 +41,9 @@ def demo_command(args: argparse.Namespace) -> int:
     from ..demo import main_demo
 
     if not 1 <= args.faulty < args.nodes:
-        raise argparse.ArgumentTypeError(f"--faulty must be between 1 and --nodes - 1, got {args.faulty}")
+        raise ConfigError(
+            f"--faulty is {args.faulty}; accepted: 1 to --nodes - 1 = {args.nodes - 1}", received=args.faulty
+        )
     return main_demo(args)
 
 

@@ -1,0 +1,134 @@
+"""The CLI end to end against a real ledger and real nodes:
+deploy → node add-task → rounds → claim → withdraw (refused while locked, then accepted) → claim."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pykoii.devnet import Devnet
+from pykoii.keys import Keypair
+
+REPO = Path(__file__).resolve().parents[1]
+KOII = 10**9
+
+
+def cli(*args: str, env_ledger: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pykoii.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYKOII_LEDGER": env_ledger},
+    )
+    if check:
+        assert result.returncode == 0, result.stderr + result.stdout
+    return result
+
+
+def node_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pykoii.cli", *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result
+
+
+def wait_for(what: str, predicate, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def devnet(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with Devnet(tmp_path / "net", nodes_count=2, slot_ms=150, poll=0.05) as net:
+        yield net
+
+
+def test_deploy_run_claim_withdraw_through_the_cli(devnet: Devnet, tmp_path: Path) -> None:
+    ledger = devnet.ledger_url
+    author = tmp_path / "author.json"
+    cli("wallet", "new", "--wallet", str(author), env_ledger=ledger)
+    cli("wallet", "airdrop", "150", "--wallet", str(author), env_ledger=ledger)
+    deployed = cli(
+        "task", "deploy", str(REPO / "examples" / "hello_world"), "--wallet", str(author), env_ledger=ledger
+    )
+    task_id = re.search(r"task id: (\w+)", deployed.stdout).group(1)  # type: ignore[union-attr]
+    assert task_id in cli("task", "list", env_ledger=ledger).stdout
+    info = cli("task", "info", task_id, env_ledger=ledger).stdout
+    assert "bounty left       100 KOII" in info and "FAULTY" in info
+
+    for node in devnet.nodes:
+        cli(
+            "wallet",
+            "airdrop",
+            "10",
+            "--to",
+            node.wallet.public_key,
+            "--wallet",
+            str(author),
+            env_ledger=ledger,
+        )
+        node_cli(
+            "node", "add-task", task_id, "--stake", "5", "--node", node.url, "--data", str(node.data_dir)
+        )
+
+    assert devnet.client is not None
+    client = devnet.client
+    wait_for(
+        "a paid round",
+        lambda: (
+            "PayoutSuccessful"
+            in client.task(task_id, is_distribution_required=True)["distributions_audit_record"].values()
+        ),
+    )
+    node = devnet.nodes[0]
+    staking = str(node.data_dir / "keys" / "staking_wallet.json")
+    before = client.account(node.wallet.public_key)["balance"]
+    claimed = cli(
+        "claim",
+        task_id,
+        "--staking-key",
+        staking,
+        "--wallet",
+        str(node.data_dir / "keys" / "main_wallet.json"),
+        env_ledger=ledger,
+    )
+    assert "RewardClaimed" in claimed.stdout
+    assert client.account(node.wallet.public_key)["balance"] > before
+
+    refused = cli("withdraw", task_id, "--staking-key", staking, env_ledger=ledger, check=False)
+    assert refused.returncode == 1
+    assert "StakeLockedError" in refused.stderr and "withdraw is accepted from round" in refused.stderr
+
+    node_cli("node", "stop-task", task_id, "--node", node.url, "--data", str(node.data_dir))
+    unlock = wait_for(
+        "the stake lock to pass",
+        lambda: (
+            cli("withdraw", task_id, "--staking-key", staking, env_ledger=ledger, check=False).returncode == 0
+        ),
+        timeout=90,
+    )
+    assert unlock
+    stake_back = cli(
+        "claim",
+        task_id,
+        "--staking-key",
+        staking,
+        "--beneficiary",
+        Keypair.load(author).public_key,
+        env_ledger=ledger,
+    )
+    amount = re.search(r"RewardClaimed: .*amount=([0-9.]+) KOII", stake_back.stdout)
+    assert amount is not None and float(amount.group(1)) >= 5  # the stake, plus rewards paid since the claim
