@@ -268,6 +268,11 @@ def _report(
         once("payout", f"round {r}  payout ({record}): {paid}" + (f"; slashed {slashed}" if slashed else ""))
 
 
+def span(window: dict[str, int]) -> str:
+    """A window from the API as ``first–last``."""
+    return f"{window['first_slot']}–{window['last_slot']}"
+
+
 def _print_timeline(result: DemoResult, out: Callable[[str], None]) -> None:
     """The gradual-consensus diagram as a table: one row per paid round, one column per stage."""
     out("")
@@ -278,7 +283,6 @@ def _print_timeline(result: DemoResult, out: Callable[[str], None]) -> None:
     for watch in result.rounds:
         w = watch.windows
         attempt = 0  # the demo's lists pass their first audit
-        span = lambda x: f"{x['first_slot']}–{x['last_slot']}"  # noqa: E731
         proofs = f"{span(w['submission'])} ×{len(watch.submitters)}"
         audits = f"{span(w['audit'])} ✗{len(watch.invalid)}"
         author = result.names.get(watch.list_submitter, "?").split()[0]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -111,7 +111,7 @@ class Ledger:
             creator,
             {
                 "type": "create_task",
-                "task_name": "Hello World",
+                "task_name": f"Hello World {next(_NAMES)}",
                 "task_audit_program": cid,
                 "total_bounty_amount": 100 * 10**9,
                 "bounty_amount_per_round": bounty_per_round,
@@ -206,4 +206,4 @@ def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, default=str)[:4000]
 
 
-_ = os
+_NAMES = itertools.count(1)

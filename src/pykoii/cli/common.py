@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def koii(roe: int) -> str:
     return f"{roe_to_koii(roe)} KOII"
 
 
-def print_receipt(receipt: dict[str, Any]) -> None:
+def print_receipt(receipt: Mapping[str, Any]) -> None:
     """One line per event of a receipt, amounts in KOII."""
     print(f"accepted at slot {receipt['slot']} (tx {receipt['tx_id'][:16]}…)")
     for event in receipt["events"]:

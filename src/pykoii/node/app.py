@@ -69,7 +69,10 @@ def create_node_app(node: Node) -> Starlette:
             body = await request.json()
             try:
                 info = await node.add_task(
-                    str(body["task_id"]), int(body["stake"]), dict(body.get("variables", {}))
+                    str(body["task_id"]),
+                    int(body["stake"]),
+                    dict(body.get("variables", {})),
+                    body.get("code"),
                 )
             except PykoiiError as exc:
                 return error(exc)

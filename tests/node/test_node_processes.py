@@ -1,0 +1,254 @@
+"""Real node processes against a real ledger service subprocess: rounds, payouts, restarts, proxy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pykoii.keys import Keypair
+
+from .conftest import write_task
+from .harness import Ledger, NodeProcess
+
+BOUNTY = 10**9
+STAKE_KOII = 5
+
+
+@pytest.fixture
+def ledger(sandbox_root: Path) -> Iterator[Ledger]:
+    (sandbox_root / "ledger").mkdir()
+    service = Ledger(sandbox_root / "ledger", slot_ms=100)
+    yield service
+    service.stop()
+
+
+def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def add(node: NodeProcess, ledger: Ledger, task_id: str, *extra: str) -> None:
+    ledger.airdrop(node.info["main_account"], 50)
+    result = node.cli("add-task", task_id, "--stake", str(STAKE_KOII), *extra)
+    assert result.returncode == 0, result.stderr
+
+
+def paid_rounds(ledger: Ledger, task_id: str) -> list[int]:
+    record = ledger.task(task_id)["distributions_audit_record"]
+    return sorted(int(r) for r, v in record.items() if v == "PayoutSuccessful")
+
+
+def watch_rounds(ledger: Ledger, task_id: str, enough, timeout: float):  # type: ignore[no-untyped-def]
+    """Poll the ledger, keeping every round's submissions and list before settled rounds are pruned."""
+    submissions: dict[int, dict] = {}
+    lists: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = ledger.task(task_id)
+        for r, subs in state["submissions"].items():
+            submissions[int(r)] = subs
+        for r, by_submitter in state["distribution_lists"].items():
+            lists[int(r)] = next(iter(by_submitter.values()))
+        paid = sorted(
+            int(r) for r, v in state["distributions_audit_record"].items() if v == "PayoutSuccessful"
+        )
+        if enough(paid, submissions):
+            return state, paid, submissions, lists
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s; paid so far: {paid}")
+
+
+@pytest.mark.slow
+def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger, sandbox_root: Path) -> None:
+    task_id = ledger.create_hello_world(
+        Keypair.generate(), round_time=24, submission_window=9, audit_window=9, minimum_stake=10**7
+    )
+    nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(5)]
+    try:
+        for index, node in enumerate(nodes):
+            add(node, ledger, task_id, *(["--var", "FAULTY=1"] if index == 4 else []))
+        everyone = {n.info["staking_key"] for n in nodes}
+        faulty = nodes[4].info["staking_key"]
+        honest = everyone - {faulty}
+
+        def enough(paid: list[int], submissions: dict[int, dict]) -> bool:
+            return sum(1 for r in paid if set(submissions.get(r, {})) == everyone) >= 4
+
+        state, paid, submissions, lists = watch_rounds(ledger, task_id, enough, 150)
+        expected_balance = {key: 0 for key in honest}
+        stake = STAKE_KOII * 10**9
+        full_rounds = 0
+        for r in paid:
+            valid = [key for key in submissions[r] if key != faulty]
+            assert set(valid) <= honest
+            assert lists[r]["rewards"] == {key: BOUNTY // len(valid) for key in valid}  # the seed's rule
+            for key in valid:
+                expected_balance[key] += BOUNTY // len(valid)
+            if faulty in submissions[r]:
+                assert lists[r]["slashes"] == {faulty: stake * 70 // 100}  # 70 % of its stake
+                stake -= stake * 70 // 100
+            else:
+                assert lists[r]["slashes"] == {}
+            full_rounds += set(submissions[r]) == everyone
+        assert full_rounds >= 4
+        final = ledger.task(task_id)
+        settled = sorted(
+            int(r) for r, v in final["distributions_audit_record"].items() if v == "PayoutSuccessful"
+        )
+        if settled == paid:  # nothing more was paid since we looked: balances must match exactly
+            assert {k: final["available_balances"].get(k, 0) for k in honest} == expected_balance
+            assert final["stake_list"][faulty] == stake
+        assert faulty not in final["available_balances"]
+        assert final["stake_list"][faulty] < STAKE_KOII * 10**9 * 30 // 100 + 1
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+@pytest.mark.slow
+def test_killed_node_restarts_without_double_submission_and_catches_up(
+    ledger: Ledger, sandbox_root: Path
+) -> None:
+    task_id = ledger.create_hello_world(
+        Keypair.generate(), round_time=20, submission_window=7, audit_window=7
+    )
+    nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(3)]
+    try:
+        for node in nodes:
+            add(node, ledger, task_id)
+        victim = nodes[0]
+        me = victim.info["staking_key"]
+        wait_until(
+            lambda: me in ledger.task(task_id)["submissions"].get("1", {}), 60, "a submission for round 1"
+        )
+        # kill it inside a submission window, right after it has sent work: mid-round
+        wait_until(lambda: (ledger.slot() % 20) in (2, 3), 10, "a slot inside the submission window")
+        victim.kill()
+        killed_round = ledger.task(task_id)["current_round"]
+        time.sleep(0.5)
+        victim.start()
+        wait_until(
+            lambda: me in ledger.task(task_id)["submissions"].get(str(killed_round + 2), {}),
+            60,
+            "the restarted node to submit again",
+        )
+        actions = [a for a in victim.actions() if a["kind"] == "submit_proof"]
+        rounds = [a["round"] for a in actions]
+        assert len(rounds) == len(set(rounds))
+        assert all(a["status"] == "done" for a in actions), actions
+        log = httpx.get(f"{victim.url}/tasks/{task_id}/logs", params={"lines": 5000}).text
+        assert not any("submit_proof" in line and "refused" in line for line in log.splitlines()), log
+        assert "re-sending" in log or all(a["status"] == "done" for a in actions)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+CRASHER = """
+    import os
+    from pykoii import sdk
+    class Crasher(sdk.Task):
+        def task(self, ctx):
+            os._exit(1)
+"""
+
+HANGER = """
+    import time
+    from pykoii import sdk
+    class Hanger(sdk.Task):
+        def task(self, ctx):
+            time.sleep(3600)
+"""
+
+
+def test_node_proxies_routes_and_survives_crashing_and_hanging_tasks(
+    ledger: Ledger, sandbox_root: Path
+) -> None:
+    creator = Keypair.generate()
+    hello = ledger.create_hello_world(creator, round_time=10, submission_window=4, audit_window=4)
+    crash = ledger.create_hello_world(creator, round_time=10, submission_window=4, audit_window=4)
+    hang = ledger.create_hello_world(creator, round_time=10, submission_window=4, audit_window=4)
+    node = NodeProcess(sandbox_root / "node", ledger.url, extra=("--phase-timeout", "1", "--grace", "0.5"))
+    try:
+        add(node, ledger, hello)
+        add(node, ledger, crash, "--code", str(write_task(sandbox_root / "crasher", CRASHER)))
+        add(node, ledger, hang, "--code", str(write_task(sandbox_root / "hanger", HANGER)))
+        assert httpx.get(f"{node.url}/task/unknown-task/value").status_code == 422
+        assert httpx.get(f"{node.url}/task/unknown-task/value").json() == {
+            "message": "Task unknown-task not running"
+        }
+        value = wait_until(
+            lambda: httpx.get(f"{node.url}/task/{hello}/value").json().get("value"), 20, "the value"
+        )
+        assert value == "Hello, World!"
+
+        def tasks() -> dict[str, dict]:
+            return {t["TaskID"]: t for t in httpx.get(f"{node.url}/tasks").json()}
+
+        wait_until(
+            lambda: tasks()[crash]["restarts"] >= 2 and tasks()[hang]["restarts"] >= 1,
+            40,
+            "the crashing and the hanging task to be restarted",
+        )
+        listed = tasks()
+        assert "exit code 1" in listed[crash]["last_error"]
+        assert "ran over its 1 s limit" in listed[hang]["last_error"]
+        assert listed[hello]["status"] == "running" and listed[hello]["restarts"] == 0
+        assert httpx.get(f"{node.url}/task/{hello}/value").json() == {"value": "Hello, World!"}
+        assert httpx.get(f"{node.url}/").json()["status"] == "OK"
+        logs = httpx.get(f"{node.url}/tasks/{crash}/logs").text
+        assert "restarting the task child" in logs
+        assert "exit code 1" in logs
+
+        result = node.cli("stop-task", hello)
+        assert result.returncode == 0, result.stderr
+        assert httpx.get(f"{node.url}/task/{hello}/value").status_code == 422
+        assert node.cli("start-task", hello).returncode == 0
+        wait_until(lambda: httpx.get(f"{node.url}/task/{hello}/value").status_code == 200, 20, "restart")
+        assert node.cli("remove-task", hang).returncode == 0
+        assert hang not in tasks()
+        unauthorized = httpx.post(f"{node.url}/tasks/{hello}/stop")
+        assert unauthorized.status_code == 401
+    finally:
+        node.stop()
+
+
+def test_node_refuses_code_that_does_not_match_its_cid(ledger: Ledger, sandbox_root: Path) -> None:
+    creator = Keypair.generate()
+    ledger.airdrop(creator.public_key, 200)
+    receipt = ledger.send(
+        creator,
+        {
+            "type": "create_task",
+            "task_name": "Forged",
+            "task_audit_program": "b" + "a" * 58,
+            "total_bounty_amount": 10 * 10**9,
+            "bounty_amount_per_round": 10**9,
+            "round_time": 10,
+            "audit_window": 4,
+            "submission_window": 4,
+            "minimum_stake_amount": 10**9,
+            "allowed_failed_distributions": 3,
+            "requirements_tags": [],
+            "sample_size": 5,
+        },
+    )
+    task_id = next(e["task_id"] for e in receipt["events"] if e.get("task_id"))
+    node = NodeProcess(sandbox_root / "node", ledger.url)
+    try:
+        ledger.airdrop(node.info["main_account"], 50)
+        result = node.cli("add-task", task_id, "--stake", "2")
+        assert result.returncode == 1
+        assert "Error" in result.stderr
+        assert httpx.get(f"{node.url}/tasks").json() == []
+    finally:
+        node.stop()
