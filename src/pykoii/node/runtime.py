@@ -294,7 +294,7 @@ class Node(RoundExecutor):
         }
 
     def _record(self, task_id: str) -> TaskRecord:
-        record = self.journal.task(task_id)
+        record: TaskRecord | None = self.journal.task(task_id)
         if record is None:
             raise UnknownTaskError(
                 f"task {task_id} is not added to this node; add it with `pykoii node add-task`",
