@@ -20,8 +20,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
+from ..dashboard import create_explorer
 from ..errors import (
     BlobCorruptionError,
     InvalidRequestError,
@@ -276,6 +277,7 @@ def create_app(
         Route("/health", get_health, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
+        Mount("/explorer", app=create_explorer(store)),
     ]
     app = Starlette(
         routes=routes,

@@ -134,6 +134,9 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/metrics": {"get": _op("Counters in Prometheus text format.", content="text/plain", errors=())},
     "/openapi.json": {"get": _op("This document.", errors=())},
+    "/explorer": {
+        "get": _op("The ledger explorer: HTML pages for people (pykoii.dashboard).", content="text/html")
+    },
 }
 
 
