@@ -67,7 +67,6 @@ def watch_rounds(ledger: Ledger, task_id: str, enough, timeout: float):  # type:
     raise AssertionError(f"timed out after {timeout} s; paid so far: {paid}")
 
 
-@pytest.mark.slow
 def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger, sandbox_root: Path) -> None:
     task_id = ledger.create_hello_world(
         Keypair.generate(), round_time=24, submission_window=9, audit_window=9, minimum_stake=10**7
@@ -114,7 +113,6 @@ def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger,
             node.stop()
 
 
-@pytest.mark.slow
 def test_killed_node_restarts_without_double_submission_and_catches_up(
     ledger: Ledger, sandbox_root: Path
 ) -> None:
