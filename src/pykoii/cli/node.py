@@ -11,25 +11,13 @@ import argparse
 import asyncio
 import json
 import os
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from ..config import koii_to_roe
 from ..errors import ConfigError, PykoiiError
 
 DEFAULT_DATA = Path(os.path.expanduser("~/.pykoii/node"))
-ROE_PER_KOII = 1_000_000_000
-
-
-def koii_to_roe(text: str) -> int:
-    """``"2.5"`` KOII → 2_500_000_000 ROE; refuses negatives and sub-ROE precision."""
-    try:
-        amount = Decimal(text) * ROE_PER_KOII
-    except InvalidOperation:
-        raise ConfigError(f"{text!r} is not an amount in KOII (e.g. 5 or 2.5)", received=text) from None
-    if amount < 0 or amount != amount.to_integral_value():
-        raise ConfigError(f"{text!r} KOII is negative or finer than 1 ROE (1e-9 KOII)", received=text)
-    return int(amount)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -159,7 +147,7 @@ def add_task(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise ConfigError(f"--var {item!r} must be NAME=VALUE", received=item)
         variables[name] = value
-    body = {"task_id": args.task_id, "stake": koii_to_roe(args.stake), "variables": variables}
+    body = {"task_id": args.task_id, "stake": koii_to_roe(args.stake, "--stake"), "variables": variables}
     if args.code is not None:
         body["code"] = str(args.code.resolve())
     info = _request(args, "POST", "/tasks", body)
