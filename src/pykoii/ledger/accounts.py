@@ -6,7 +6,7 @@ from ..errors import AirdropError, InsufficientFundsError, MalformedTransactionE
 from .events import Airdropped, Event, Transferred
 from .state import LedgerState, TaskState, add, assign, put
 from .transactions import Airdrop, Transfer
-from .types import ROE_PER_KOII, Address, Roe
+from .types import ROE_PER_KOII, Address, Roe, TaskId
 
 
 def koii(amount: int) -> str:
@@ -26,7 +26,7 @@ def require_amount(amount: int, what: str) -> None:
 
 def get_task(state: LedgerState, task_id: str) -> TaskState:
     """The task with ``task_id``, or ``UnknownTaskError``."""
-    task = state.tasks.get(task_id)  # type: ignore[call-overload]
+    task = state.tasks.get(TaskId(task_id))
     if task is None:
         raise UnknownTaskError(f"no task has id {task_id!r}", task_id=task_id)
     return task

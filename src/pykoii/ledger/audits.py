@@ -48,9 +48,9 @@ def round_beacon(state: LedgerState | None, task: TaskState, round_number: int) 
 
     Pass ``state=None`` to compute without storing (read-only callers).
     """
-    beacon = task.round_beacons.get(round_number)  # type: ignore[call-overload]
+    beacon = task.round_beacons.get(RoundNumber(round_number))
     if beacon is None:
-        submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
+        submissions = task.submissions.get(RoundNumber(round_number), {})
         beacon = beacon_of(
             task.task_id, round_number, {key: sub.submission_value for key, sub in submissions.items()}
         )
@@ -70,14 +70,14 @@ class AuditRing:
     def auditors_of(self, candidate: str) -> list[Address]:
         """The nodes that must audit ``candidate``: the ``sample_size`` that follow it in the ring."""
         n = len(self.order)
-        start = self.position[candidate]  # type: ignore[index]
+        start = self.position[Address(candidate)]
         count = min(self.sample_size, n - 1)
         return [self.order[(start + step) % n] for step in range(1, count + 1)]
 
     def candidates_of(self, auditor: str) -> list[Address]:
         """The candidates ``auditor`` must audit: the ``sample_size`` that precede it in the ring."""
         n = len(self.order)
-        start = self.position.get(auditor)  # type: ignore[call-overload]
+        start = self.position.get(Address(auditor))
         if start is None:
             return []
         count = min(self.sample_size, n - 1)
@@ -85,8 +85,8 @@ class AuditRing:
 
     def is_assigned(self, auditor: str, candidate: str) -> bool:
         """Whether ``auditor`` must audit ``candidate``."""
-        a = self.position.get(auditor)  # type: ignore[call-overload]
-        c = self.position.get(candidate)  # type: ignore[call-overload]
+        a = self.position.get(Address(auditor))
+        c = self.position.get(Address(candidate))
         if a is None or c is None:
             return False
         distance = (a - c) % len(self.order)
@@ -97,16 +97,14 @@ _RINGS: dict[tuple[str, int], AuditRing] = {}
 _RING_CACHE_SIZE = 64
 
 
-def ring_for(beacon: str, submitters: Iterable[str], sample_size: int) -> AuditRing:
+def ring_for(beacon: str, submitters: Iterable[Address], sample_size: int) -> AuditRing:
     """Order ``submitters`` by ``sha256(beacon:pubkey)``. Memoized by beacon, which fixes the set,
     so ``submitters`` is only read when the ring is not cached yet."""
     key = (beacon, sample_size)
     ring = _RINGS.get(key)
     if ring is None:
         prefix = beacon.encode() + b":"
-        order = tuple(
-            sorted(submitters, key=lambda pk: hashlib.sha256(prefix + pk.encode()).digest())  # type: ignore[misc]
-        )
+        order = tuple(sorted(submitters, key=lambda pk: hashlib.sha256(prefix + pk.encode()).digest()))
         ring = AuditRing(order=order, position={pk: i for i, pk in enumerate(order)}, sample_size=sample_size)
         if len(_RINGS) >= _RING_CACHE_SIZE:
             del _RINGS[next(iter(_RINGS))]

@@ -108,7 +108,7 @@ def selected_submitter(
     return candidates[attempt] if attempt < len(candidates) else None
 
 
-def list_digest(rewards: Mapping[str, int], slashes: Mapping[str, int]) -> str:
+def list_digest(rewards: Mapping[Address, int], slashes: Mapping[Address, int]) -> str:
     """The hex SHA-256 of a list's canonical JSON, recorded as its ``submission_value``."""
     return sha256_hex(canonical_bytes({"rewards": dict(rewards), "slashes": dict(slashes)}))
 
@@ -132,7 +132,7 @@ def _passed_list(task: TaskState, round_number: int, submitter: Address | None) 
 
 
 def validate_list(
-    task: TaskState, round_number: int, rewards: Mapping[str, int], slashes: Mapping[str, int]
+    task: TaskState, round_number: int, rewards: Mapping[Address, int], slashes: Mapping[Address, int]
 ) -> None:
     """Refuse a list that pays or slashes what it may not (see the module docstring)."""
     submitters = task.submissions.get(round_number, {})  # type: ignore[call-overload]
@@ -159,7 +159,7 @@ def validate_list(
             limit=limit,
         )
     for key, amount in slashes.items():
-        stake = task.stake_list.get(key, 0)  # type: ignore[call-overload]
+        stake = task.stake_list.get(key, 0)
         if amount > stake:
             raise InvalidDistributionListError(
                 f"slashes[{key}] is {koii(amount)} but its stake is {koii(stake)}; "
@@ -348,7 +348,7 @@ def _prune(state: LedgerState, task: TaskState, settled_round: int) -> None:
     old_rounds = [r for r in task.submissions if r < cutoff and r in task.distributions_audit_record]
     for round_number in old_rounds:
         for rounds in per_round_maps:
-            remove(state, rounds, round_number)  # type: ignore[arg-type]
+            remove(state, rounds, round_number)
 
 
 def list_to_plain(dist: DistributionList) -> dict[str, dict[str, int]]:

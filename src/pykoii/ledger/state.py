@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .types import Address, Roe, RoundNumber, Slot, TaskId
 
@@ -197,7 +197,11 @@ def assign(state: LedgerState, obj: Any, name: str, value: Any) -> None:
     setattr(obj, name, value)
 
 
-def add(state: LedgerState, mapping: dict[Any, int], key: Any, amount: int) -> None:
+_K = TypeVar("_K")
+_N = TypeVar("_N", bound=int)
+
+
+def add(state: LedgerState, mapping: dict[_K, _N], key: _K, amount: int) -> None:
     """Add ``amount`` to ``mapping[key]`` (missing counts as 0); drop the entry when it reaches 0."""
     new = mapping.get(key, 0) + amount
     if new:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from ..errors import MalformedTransactionError
 from .codec import _hints, canonical_bytes, from_plain, is_address, sha256_hex
@@ -263,7 +263,7 @@ def decode_transaction(data: Any, *, canonical: bytes | None = None) -> Transact
         if name not in data:
             raise MalformedTransactionError(f"{kind} needs field {name!r}", received=None)
     if layout.simple is not None:
-        tx = _decode_simple(cls, kind, layout.simple, data)
+        tx = _decode_simple(cls, cast(str, kind), layout.simple, data)
     else:
         fields = {key: value for key, value in data.items() if key != "type"}
         try:

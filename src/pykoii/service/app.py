@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -61,7 +61,7 @@ STATUS: dict[type[PykoiiError], int] = {
 def status_of(error: PykoiiError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 
@@ -143,7 +143,7 @@ def path_int(request: Request, name: str) -> int:
 def create_app(
     store: LedgerStore,
     *,
-    background: Sequence[Callable[[], Awaitable[None]]] = (),
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     close_store: bool = True,
 ) -> Starlette:
     """The ledger's HTTP API over ``store``. ``background`` coroutines (e.g. a replica's follower)
@@ -249,7 +249,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
-        tasks = [asyncio.get_running_loop().create_task(job()) for job in background]
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.get_running_loop().create_task(job()) for job in background
+        ]
         try:
             yield
         finally:

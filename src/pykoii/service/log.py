@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +171,7 @@ class SQLiteLog:
 
     def read_genesis(self) -> bytes | None:
         row = self._read("SELECT value FROM meta WHERE key = 'genesis'")
-        return bytes(row[0][0]) if row else None
+        return bytes(cast(bytes, row[0][0])) if row else None
 
     def write_genesis(self, genesis: bytes) -> None:
         with self._transaction():
@@ -211,10 +211,16 @@ class SQLiteLog:
         if not rows:
             return None
         seq, entry_hash, root, state = rows[0]
-        return Checkpoint(seq=seq, entry_hash=entry_hash, state_root=root, state=bytes(state))
+        return Checkpoint(
+            seq=cast(int, seq),
+            entry_hash=cast(str, entry_hash),
+            state_root=cast(str, root),
+            state=bytes(cast(bytes, state)),
+        )
 
     def checkpoint_roots(self) -> dict[int, str]:
-        return dict(self._read("SELECT seq, state_root FROM checkpoints ORDER BY seq"))
+        rows = cast(list[tuple[int, str]], self._read("SELECT seq, state_root FROM checkpoints ORDER BY seq"))
+        return dict(rows)
 
     def close(self) -> None:
         self._writer.close()

@@ -22,7 +22,7 @@ def render_metrics(store: LedgerStore) -> str:
         f'pykoii_ledger_tx_rejected_total{{error="{name}"}} {count}'
         for name, count in sorted(stats.rejected.items())
     ]
-    gauges = {
+    gauges: dict[str, tuple[str, float]] = {
         "pykoii_ledger_log_seq": ("Sequence number of the newest log entry.", store.seq),
         "pykoii_ledger_slot": ("The current slot.", store.slot()),
         "pykoii_ledger_pending": ("Verified transactions waiting for the sequencer.", store.pending),
@@ -30,7 +30,7 @@ def render_metrics(store: LedgerStore) -> str:
         "pykoii_ledger_event_subscribers": ("Open GET /events streams.", store.events.subscriber_count),
         "pykoii_ledger_healthy": ("1 while the log accepts writes.", int(store.healthy)),
     }
-    counters = {
+    counters: dict[str, tuple[str, float]] = {
         "pykoii_ledger_commits_total": ("Durable log commits (each one fsync).", stats.commits),
         "pykoii_ledger_committed_entries_total": (
             "Entries written by those commits.",

@@ -72,7 +72,8 @@ from ..ledger.codec import sha256_hex
 from .blobs import BlobStore
 from .events import EventHub
 from .log import Checkpoint, LogBackend, LogEntry, SQLiteLog, entry_hash_of, iter_entries
-from .records import Genesis, chain_problem, entry_from_plain, entry_to_plain, receipt_plain
+from .records import Genesis as Genesis
+from .records import chain_problem, entry_from_plain, entry_to_plain, receipt_plain
 from .slots import SlotClock
 from .verify import Verified, Verifier
 

@@ -13,6 +13,7 @@ from typing import Any
 from ..errors import InvalidRequestError, NotFoundError
 from ..ledger import (
     LedgerState,
+    TaskId,
     TaskState,
     audit_assignments,
     audit_window,
@@ -42,7 +43,7 @@ TASK_FLAGS: dict[str, tuple[str, ...]] = {
 
 def get_task(state: LedgerState, task_id: str) -> TaskState:
     """The task ``task_id`` or ``NotFoundError`` (404)."""
-    task = state.tasks.get(task_id)  # type: ignore[call-overload]
+    task = state.tasks.get(TaskId(task_id))
     if task is None:
         raise NotFoundError(f"no task has id {task_id!r}; GET /tasks lists them", task_id=task_id)
     return task
