@@ -175,8 +175,9 @@ def load_task(path: str | Path) -> Task:
     path = Path(path)
     file = path / "task.py" if path.is_dir() else path
     if not file.is_file():
-        raise ConfigError(f"no task code at {file}; expected a task.py file or a folder containing one",
-                          path=str(file))
+        raise ConfigError(
+            f"no task code at {file}; expected a task.py file or a folder containing one", path=str(file)
+        )
     module_name = f"pykoii_task_{abs(hash(str(file.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
@@ -194,8 +195,11 @@ def load_task(path: str | Path) -> Task:
     if isinstance(instance, Task):
         return instance
     classes = [
-        value for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, Task) and value is not Task
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, Task)
+        and value is not Task
         and value.__module__ == module_name
     ]
     if len(classes) != 1:
