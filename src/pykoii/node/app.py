@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..dashboard import create_dashboard
 from ..errors import PykoiiError
 
 if TYPE_CHECKING:
@@ -146,6 +147,7 @@ def create_node_app(node: Node) -> Starlette:
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
     return Starlette(
         routes=[
+            *create_dashboard(node),  # HTML pages at / (for browsers) and /dashboard/...
             Route("/", status),
             Route("/tasks", tasks, methods=["GET", "POST"]),
             Route("/tasks/{task_id}", task_detail, methods=["GET", "DELETE"]),

@@ -1,0 +1,214 @@
+"""What the node dashboard shows, gathered from the node (its tasks, statuses, logs) and its
+ledger (balances, stakes, claimable rewards, rounds), as plain dicts for the templates."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..errors import PykoiiError
+from .history import RewardHistory, RoundOutcome
+from .timing import round_start, round_timing
+
+CHART_ROUNDS = 24
+"""Rounds shown in a task's rewards chart."""
+
+
+def status_of(runtime: Any) -> tuple[str, str]:
+    """``(label, css class)``: running, starting, restarting, stopped, failed, or flagged."""
+    if runtime.flagged and runtime.status != "stopped":
+        return "flagged", "bad"
+    return {
+        "running": ("running", "ok"),
+        "starting": ("starting", "warn"),
+        "backoff": ("restarting", "warn"),
+        "failed": ("failed", "bad"),
+    }.get(runtime.status, (runtime.status or "stopped", ""))
+
+
+def tally(trigger: dict[str, Any]) -> tuple[int, int]:
+    votes = trigger.get("votes", {}).values()
+    false = sum(1 for v in votes if not v.get("is_valid"))
+    return false, len(votes) - false
+
+
+def last_submission(
+    state: dict[str, Any], me: str, slot: int, outcomes: list[RoundOutcome]
+) -> dict[str, Any]:
+    """This node's last accepted proof and what its audit said (or ``{}`` if it never submitted)."""
+    number = state.get("last_submission_round", {}).get(me)
+    if number is None:
+        return {}
+    number = int(number)
+    proof = state.get("submissions", {}).get(str(number), {}).get(me, {})
+    trigger = state.get("submissions_audit_trigger", {}).get(str(number), {}).get(me)
+    audit_end = round_start(state, number + 1) + int(state["submission_window"]) + int(state["audit_window"])
+    paid = {o.round: o for o in outcomes}
+    if trigger:
+        false, true = tally(trigger)
+        verdict = ("invalid", "bad") if false > true else ("valid (accusation outvoted)", "ok")
+        result = f"{verdict[0]}: {false} false / {true} true votes"
+        css = verdict[1]
+    elif number in paid:
+        outcome = paid[number]
+        result, css = ("invalid, slashed", "bad") if outcome.slash else ("valid, rewarded", "ok")
+    elif slot >= audit_end:
+        result, css = "valid (no audit trigger)", "ok"
+    else:
+        result, css = "audit in progress", "warn"
+    return {
+        "round": number,
+        "value": proof.get("submission_value", ""),
+        "slot": proof.get("slot"),
+        "result": result,
+        "css": css,
+    }
+
+
+def chart(outcomes: list[RoundOutcome], current: int) -> dict[str, Any]:
+    """Bars for the last ``CHART_ROUNDS`` rounds: rewards up, slashes down, as SVG coordinates."""
+    last = max([current - 2, *(o.round for o in outcomes)], default=0)
+    first = max(0, last - CHART_ROUNDS + 1)
+    by_round = {o.round: o for o in outcomes}
+    top = max([o.reward for o in outcomes] + [1])
+    low = max([o.slash for o in outcomes] + [0])
+    width, height, axis = 12, 64, 70
+    bars = []
+    for index, number in enumerate(range(first, last + 1)):
+        outcome = by_round.get(number)
+        x = 30 + index * (width + 4)
+        if outcome and outcome.reward:
+            h = max(2, round(outcome.reward / top * height))
+            bars.append(
+                {
+                    "x": x,
+                    "y": axis - h,
+                    "w": width,
+                    "h": h,
+                    "kind": "reward",
+                    "round": number,
+                    "amount": outcome.reward,
+                }
+            )
+        if outcome and outcome.slash:
+            h = max(2, round(outcome.slash / max(low, 1) * 16))
+            bars.append(
+                {
+                    "x": x,
+                    "y": axis,
+                    "w": width,
+                    "h": h,
+                    "kind": "slash",
+                    "round": number,
+                    "amount": outcome.slash,
+                }
+            )
+    return {
+        "bars": bars,
+        "first": first,
+        "last": last,
+        "top": top,
+        "width": 30 + (last - first + 1) * (width + 4) + 10,
+        "axis": axis,
+    }
+
+
+async def task_row(
+    node: Any, runtime: Any, history: RewardHistory, now: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One task of the node, with its ledger state when the ledger answers."""
+    task_id = runtime.record.task_id
+    me = node.staking.public_key
+    label, css = status_of(runtime)
+    row: dict[str, Any] = {
+        "task_id": task_id,
+        "name": runtime.state.get("task_name", "") or task_id,
+        "status": label,
+        "status_css": css,
+        "running": runtime.loop is not None and not runtime.loop.done(),
+        "restarts": runtime.restarts,
+        "last_error": runtime.last_error,
+        "flagged": runtime.flagged,
+        "state": None,
+    }
+    if now is None:
+        return row
+    try:
+        state = await node.ledger.task(task_id)
+    except PykoiiError as exc:
+        row["ledger_error"] = exc.message
+        return row
+    outcomes = history.for_task(task_id)
+    timing = round_timing(state, now["slot"], now["slot_ms"])
+    row.update(
+        name=state.get("task_name") or task_id,
+        state=state,
+        stake=int(state.get("stake_list", {}).get(me, 0)),
+        claimable=int(state.get("available_balances", {}).get(me, 0)),
+        timing=timing,
+        last=last_submission(state, me, now["slot"], outcomes),
+        outcomes=outcomes,
+        rewards_total=sum(o.reward for o in outcomes),
+        slashes=[o for o in outcomes if o.slash],
+        chart=chart(outcomes, timing["round"]),
+        variables=sorted(runtime.record.variables),
+    )
+    return row
+
+
+async def overview(node: Any, history: RewardHistory) -> dict[str, Any]:
+    """Balances, health and every task of the node."""
+    client = node.ledger.client
+    view: dict[str, Any] = {
+        "wallet": node.wallet.public_key,
+        "staking_key": node.staking.public_key,
+        "ledger_url": node.ledger.base_url,
+        "now": None,
+        "ledger_error": "",
+    }
+    try:
+        now = dict(await asyncio.to_thread(client.slot))
+        wallet = await asyncio.to_thread(client.account, node.wallet.public_key)
+        staking = await asyncio.to_thread(client.account, node.staking.public_key)
+        ledger_tasks = await asyncio.to_thread(client.tasks)
+        await asyncio.to_thread(history.update)
+    except PykoiiError as exc:
+        view["ledger_error"] = exc.message
+        now, wallet, staking, ledger_tasks = None, {}, {}, []
+    view["now"] = now
+    rows = [await task_row(node, rt, history, now) for rt in list(node.tasks.values())]
+    per_task = staking.get("tasks", {})
+    view.update(
+        wallet_balance=wallet.get("balance", 0),
+        staking_balance=staking.get("balance", 0),
+        staked=sum(int(t.get("stake", 0)) for t in per_task.values()),
+        claimable=sum(int(t.get("available_balance", 0)) for t in per_task.values()),
+        per_task=per_task,
+        tasks=rows,
+        other_tasks=[
+            t
+            for t in ledger_tasks
+            if t["task_id"] not in node.tasks and t["is_active"] and not t["is_migrated"]
+        ],
+        rewards_total=sum(o.reward for o in history.outcomes.values()),
+        health=health(node, view["ledger_error"], rows, now),
+    )
+    return view
+
+
+def health(
+    node: Any, ledger_error: str, rows: list[dict[str, Any]], now: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``{ok, problems}``: the ledger answers, no task is flagged, failing or restarting."""
+    problems = []
+    if ledger_error:
+        problems.append(f"the ledger at {node.ledger.base_url} does not answer: {ledger_error}")
+    for row in rows:
+        if row["status"] in ("flagged", "failed", "restarting"):
+            why = " (no accepted submission for 3 rounds)" if row["status"] == "flagged" else ""
+            error = f": {row['last_error'].splitlines()[0][:200]}" if row["last_error"] else ""
+            problems.append(f"{row['name']} is {row['status']}{why}{error}")
+    running = any(row["running"] for row in rows)
+    if now is not None and running and node.slot >= 0 and now["slot"] - node.slot > 50:
+        problems.append(f"the node last saw slot {node.slot}, the ledger is at slot {now['slot']}")
+    return {"ok": not problems, "problems": problems}

@@ -1,0 +1,182 @@
+"""The node dashboard's pages and actions in process: a real Node object (no task child started)
+against a real ledger store, through the node's own app, with JavaScript off."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pykoii.client import LedgerClient
+from pykoii.keys import Keypair
+from pykoii.ledger.codec import base58_encode
+from pykoii.node.app import create_node_app
+from pykoii.node.journal import TaskRecord
+from pykoii.node.runtime import Node, NodeConfig, TaskRuntime
+
+from .conftest import KOII, LOCAL, Ledger
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
+
+HTML = {"accept": "text/html,application/xhtml+xml"}
+
+
+def text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+
+
+class Setup:
+    def __init__(self, ledger: Ledger, node: Node, http: TestClient) -> None:
+        self.ledger, self.node, self.http = ledger, node, http
+
+    def join(self, task_id: str, koii: int = 5) -> None:
+        """The node stakes (with its staking key) and knows the task, stopped (no child process)."""
+        self.ledger.stake(self.node.staking, task_id, koii)
+        record = TaskRecord(task_id=task_id, stake=koii * KOII, variables={}, enabled=False, code_cid="x")
+        self.node.journal.put_task(record)
+        self.node.tasks[task_id] = TaskRuntime(record=record, logger=self.node._task_logger(task_id))
+
+
+@pytest.fixture
+def setup(ledger: Ledger, tmp_path: Path) -> Iterator[Setup]:
+    client = LedgerClient("http://testserver", transport=ledger.transport, retries=0)
+    node = Node(NodeConfig(data_dir=tmp_path / "node"), client=client)
+    with TestClient(create_node_app(node), client=LOCAL, base_url="http://127.0.0.1:30017") as http:
+        yield Setup(ledger, node, http)
+    node.journal.close()
+
+
+def post(setup: Setup, path: str, data: dict[str, Any], **kwargs: Any) -> Any:
+    return setup.http.post(path, data=data, follow_redirects=True, **kwargs)
+
+
+def test_root_is_the_dashboard_for_browsers_and_koiis_json_for_others(setup: Setup) -> None:
+    assert setup.http.get("/").json()["message"] == "Node is running"
+    page = setup.http.get("/", headers=HTML)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    body = text(page.text)
+    assert "Node overview" in body and "Healthy" in body
+    assert "Wallet" in body and "Staked" in body and "Claimable" in body
+    assert setup.http.get("/dashboard/").status_code == 200
+
+
+def test_no_private_key_ever_reaches_a_page(setup: Setup) -> None:
+    task_id = setup.ledger.create_task()
+    setup.join(task_id)
+    html = "".join(
+        setup.http.get(path, headers=HTML).text
+        for path in ("/", f"/dashboard/tasks/{task_id}", f"/dashboard/add?task_id={task_id}")
+    )
+    assert setup.node.wallet.public_key in html and setup.node.staking.public_key in html
+    for keypair in (setup.node.wallet, setup.node.staking):
+        seed = bytes(keypair.signing_key)
+        for form in (
+            seed.hex(),
+            base58_encode(seed),
+            base58_encode(seed + bytes(keypair.signing_key.verify_key)),
+        ):
+            assert form not in html
+        assert ",".join(str(b) for b in seed[:8]) not in html.replace(" ", "")
+    assert setup.node.control_token not in html
+
+
+def test_add_page_shows_config_variables_and_minimum_stake(setup: Setup) -> None:
+    task_id = setup.ledger.create_task()
+    page = setup.http.get(f"/dashboard/add?task_id={task_id}")
+    assert page.status_code == 200
+    body = text(page.text)
+    assert "Minimum stake 2 KOII" in body
+    assert "10 KOII per round" in body
+    assert "Task variable FAULTY" in body and "1 submits a wrong value" in body
+    assert 'name="csrf"' in page.text and "Stake and start" in body
+    missing = setup.http.get("/dashboard/add?task_id=nope")
+    assert missing.status_code == 404 and "no task has id" in missing.text
+
+
+def test_actions_need_the_token_and_the_local_machine(setup: Setup) -> None:
+    task_id = setup.ledger.create_task()
+    setup.join(task_id)
+    token = csrf_of(setup.http.get(f"/dashboard/tasks/{task_id}").text)
+    assert token == (setup.node.data_dir / "dashboard.token").read_text().strip()
+    for data in ({}, {"csrf": "wrong"}):
+        refused = setup.http.post(f"/dashboard/tasks/{task_id}/claim", data=data)
+        assert refused.status_code == 403 and "security token" in refused.text
+        assert (
+            setup.http.post("/dashboard/add", data={**data, "task_id": task_id, "stake": "2"}).status_code
+            == 403
+        )
+    remote = setup.http.post(
+        f"/dashboard/tasks/{task_id}/claim", data={"csrf": token}, headers={"host": "node.example.org"}
+    )
+    assert remote.status_code == 403 and "own machine" in remote.text
+    cross = setup.http.post(
+        f"/dashboard/tasks/{task_id}/claim", data={"csrf": token}, headers={"origin": "http://evil.example"}
+    )
+    assert cross.status_code == 403
+    with TestClient(create_node_app(setup.node), client=("192.0.2.7", 4000)) as other:
+        page = other.get(f"/dashboard/tasks/{task_id}")
+        assert page.status_code == 200 and 'name="csrf"' not in page.text and token not in page.text
+        assert other.post(f"/dashboard/tasks/{task_id}/claim", data={"csrf": token}).status_code == 403
+
+
+def test_a_paid_round_shows_its_reward_and_claim_moves_it_to_the_wallet(setup: Setup) -> None:
+    task_id = setup.ledger.create_task()
+    setup.join(task_id)
+    others = [Keypair.generate() for _ in range(3)]
+    for key in others:
+        setup.ledger.stake(key, task_id)
+    faulty = others[2]
+    setup.ledger.play_round(task_id, 0, [setup.node.staking, *others], {faulty.public_key})
+    page = setup.http.get(f"/dashboard/tasks/{task_id}")
+    body = text(page.text)
+    assert "Round 0: +3.333333333 KOII" in body
+    assert "valid, rewarded" in body or "valid (no audit trigger)" in body
+    assert re.search(r'<rect class="reward"[^>]*><title>Round 0: \+3.333333333 KOII', page.text)
+    token = csrf_of(page.text)
+    wallet = setup.node.wallet.public_key
+    before = setup.ledger.http.get(f"/accounts/{wallet}").json()["balance"]
+    claimed = post(setup, f"/dashboard/tasks/{task_id}/claim", {"csrf": token})
+    assert claimed.status_code == 200 and "Rewards claimed" in claimed.text
+    assert "Claimed 3.333333333 KOII" in text(claimed.text)
+    after = setup.ledger.http.get(f"/accounts/{wallet}").json()["balance"]
+    assert after - before == 3_333_333_333
+    again = post(setup, f"/dashboard/tasks/{task_id}/claim", {"csrf": token})
+    assert "Nothing to claim" in again.text
+
+
+def test_a_refused_withdraw_explains_the_lock_in_plain_words(setup: Setup) -> None:
+    task_id = setup.ledger.create_task()
+    setup.join(task_id)
+    others = [Keypair.generate() for _ in range(2)]
+    for key in others:
+        setup.ledger.stake(key, task_id)
+    setup.ledger.play_round(task_id, 0, [setup.node.staking, *others], set())
+    token = csrf_of(setup.http.get(f"/dashboard/tasks/{task_id}").text)
+    refused = post(setup, f"/dashboard/tasks/{task_id}/withdraw", {"csrf": token})
+    body = text(refused.text)
+    assert "Your stake is still locked" in body
+    assert "submitted work for round 0" in body and "until round 4 begins" in body
+    assert "from now" in body and "StakeLockedError" not in body  # plain words, ledger detail below
+    poor = post(setup, f"/dashboard/tasks/{task_id}/stake", {"csrf": token, "amount": "1000"})
+    assert "Stake refused" in poor.text and setup.node.wallet.public_key[:8] in poor.text
+    setup.ledger.fund(setup.node.wallet, 10)
+    stake = post(setup, f"/dashboard/tasks/{task_id}/stake", {"csrf": token, "amount": "1.5"})
+    assert "Staked 1.5 KOII more; your stake on this task is now 6.5 KOII" in text(stake.text)
+    bad = post(setup, f"/dashboard/tasks/{task_id}/stake", {"csrf": token, "amount": "-3"})
+    assert "Stake refused" in bad.text
+
+
+def test_a_task_the_node_does_not_run_redirects_to_add(setup: Setup) -> None:
+    task_id = setup.ledger.create_task()
+    response = setup.http.get(f"/dashboard/tasks/{task_id}", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == f"/dashboard/add?task_id={task_id}"
