@@ -20,7 +20,7 @@ from .accounts import debit, get_task, koii, require_amount
 from .codec import derive_address
 from .events import Event, TaskActivationChanged, TaskCreated, TaskFunded, TaskMigrated
 from .state import LedgerState, RequirementTag, TaskState, assign, put
-from .transactions import CreateTask, FundTask, SetActive, UpdateTask
+from .transactions import CreateTask, FundTask, SetActive, TaskFields, UpdateTask
 from .types import Address, Roe, Slot, TaskId
 
 EXECUTABLE_NETWORKS = ("IPFS", "ARWEAVE", "DEVELOPMENT")
@@ -43,7 +43,7 @@ def _config_error(name: str, value: object, accepted: str) -> InvalidTaskConfigE
     return InvalidTaskConfigError(f"{name} is {value!r}; accepted: {accepted}", field=name, received=value)
 
 
-def validate_task_fields(tx: CreateTask | UpdateTask, total_bounty_amount: int) -> None:
+def validate_task_fields(tx: TaskFields, total_bounty_amount: int) -> None:
     """Check a task's configuration; raise ``InvalidTaskConfigError`` naming the first bad field."""
     if not 1 <= len(tx.task_name) <= 24:
         raise _config_error("task_name", tx.task_name, "1 to 24 characters")
@@ -97,7 +97,7 @@ def validate_task_fields(tx: CreateTask | UpdateTask, total_bounty_amount: int) 
             raise _config_error("requirements_tags.value", tag.value, "a value of at most 64 characters")
 
 
-def _new_task(tx: CreateTask | UpdateTask, task_id: TaskId, total: int, slot: int) -> TaskState:
+def _new_task(tx: TaskFields, task_id: TaskId, total: int, slot: int) -> TaskState:
     return TaskState(
         task_id=task_id,
         task_name=tx.task_name,

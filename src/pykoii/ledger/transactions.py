@@ -54,15 +54,13 @@ class Transfer(Transaction):
 
 
 @dataclass(frozen=True, slots=True)
-class CreateTask(Transaction):
-    """Create a task managed by the signer; ``total_bounty_amount`` moves into its bounty pot."""
+class TaskFields(Transaction):
+    """The ``config-task.yml`` fields that ``create_task`` and ``update_task`` both carry."""
 
-    TYPE: ClassVar[str] = "create_task"
     task_name: str = ""
     task_description: str = ""
     task_audit_program: str = ""
     task_executable_network: str = "IPFS"
-    total_bounty_amount: Roe = Roe(0)
     bounty_amount_per_round: Roe = Roe(0)
     round_time: int = 0
     audit_window: int = 0
@@ -77,26 +75,22 @@ class CreateTask(Transaction):
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateTask(Transaction):
-    """Replace task ``task_id`` by a new version: the remaining bounty moves, the old one is migrated."""
+class CreateTask(TaskFields):
+    """Create a task managed by the signer; ``total_bounty_amount`` moves into its bounty pot."""
+
+    TYPE: ClassVar[str] = "create_task"
+    total_bounty_amount: Roe = Roe(0)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTask(TaskFields):
+    """Replace task ``task_id`` by a new version: the remaining bounty moves, the old one is migrated.
+
+    The total bounty is not a field: it is what the old task has left.
+    """
 
     TYPE: ClassVar[str] = "update_task"
     task_id: TaskId = TaskId("")
-    task_name: str = ""
-    task_description: str = ""
-    task_audit_program: str = ""
-    task_executable_network: str = "IPFS"
-    bounty_amount_per_round: Roe = Roe(0)
-    round_time: int = 0
-    audit_window: int = 0
-    submission_window: int = 0
-    minimum_stake_amount: Roe = Roe(0)
-    allowed_failed_distributions: int = 3
-    task_metadata: str = ""
-    task_vars: str = ""
-    koii_vars: str = ""
-    requirements_tags: list[RequirementTag] = field(default_factory=list)
-    sample_size: int = 5
     migration_description: str = ""
 
 
