@@ -12,7 +12,8 @@ from pykoii import errors
 from pykoii.client import LedgerClient, error_from_body
 from pykoii.clock import ManualClock
 from pykoii.keys import Keypair
-from tests.service.conftest import HELLO_TASK, KOII, Ledger, TestClient, open_ledger
+from tests.ledger.helpers import HELLO_TASK, KOII
+from tests.service.conftest import Ledger, TestClient, open_ledger
 
 
 def in_process(http: TestClient) -> httpx.BaseTransport:

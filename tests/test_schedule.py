@@ -27,20 +27,9 @@ from pykoii.node.schedule import (
     selected_for,
     submitters_of,
 )
+from tests.ledger.helpers import HELLO_TASK, KOII
 
-KOII = 1_000_000_000
-TASK = dict(
-    task_name="Hello World",
-    task_description="Stores and submits Hello, World!",
-    task_audit_program="hello",
-    total_bounty_amount=100 * KOII,
-    bounty_amount_per_round=10 * KOII,
-    round_time=10,
-    submission_window=3,
-    audit_window=3,
-    minimum_stake_amount=2 * KOII,
-    allowed_failed_distributions=2,
-)
+TASK = {**HELLO_TASK, "task_audit_program": "hello", "allowed_failed_distributions": 2}
 
 
 class Net:

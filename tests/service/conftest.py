@@ -22,26 +22,13 @@ from pykoii.keys import Keypair
 from pykoii.ledger import LedgerParams
 from pykoii.service import Genesis, create_app, open_store
 from pykoii.service.store import LedgerStore
+from tests.ledger.helpers import KOII
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient
 
-KOII = 1_000_000_000
 SLOT_SECONDS = 0.4
-
-HELLO_TASK = dict(
-    task_name="Hello World",
-    task_description="Stores and submits Hello, World!",
-    task_audit_program="bafkreihelloworld",
-    total_bounty_amount=100 * KOII,
-    bounty_amount_per_round=10 * KOII,
-    round_time=10,
-    submission_window=3,
-    audit_window=3,
-    minimum_stake_amount=2 * KOII,
-    allowed_failed_distributions=3,
-)
 
 
 def pytest_configure(config: pytest.Config) -> None:

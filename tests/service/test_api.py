@@ -11,8 +11,9 @@ import pytest
 from pykoii.keys import Keypair
 from pykoii.service.app import MAX_TX_BODY
 from pykoii.service.blobs import cid_of
+from tests.ledger.helpers import HELLO_TASK, KOII
 
-from .conftest import HELLO_TASK, KOII, Ledger
+from .conftest import Ledger
 
 
 def error_of(response: Any, status: int, name: str) -> str:
