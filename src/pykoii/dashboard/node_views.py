@@ -108,7 +108,7 @@ def chart(outcomes: list[RoundOutcome], current: int) -> dict[str, Any]:
         "first": first,
         "last": last,
         "top": top,
-        "width": 30 + (last - first + 1) * (width + 4) + 10,
+        "width": 30 + CHART_ROUNDS * (width + 4) + 10,
         "axis": axis,
     }
 
