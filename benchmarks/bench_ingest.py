@@ -88,7 +88,7 @@ class Load:
                     {
                         "type": "transfer",
                         "to": self.keys[(i * 7 + 1) % n].public_key,
-                        "amount": 1 + i % 1000,
+                        "amount": i,  # unique per counter: no two envelopes are the same transaction
                         "recent_slot": slot,
                     }
                 )
@@ -101,14 +101,100 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+class RawHTTP(asyncio.Protocol):
+    """A minimal HTTP/1.1 keep-alive client connection (what wrk does): one request in flight, requests
+    pre-encoded, answers read by ``Content-Length``. It costs the load generator a fraction of aiohttp's
+    CPU per request, so more of the shared cores measure the server."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        found = re.search(rb"\r\ncontent-length: *(\d+)", head)
+        if found is None:
+            self.waiter.set_exception(RuntimeError(f"no content-length in {head!r}"))
+            return
+        size = end + 4 + int(found.group(1))
+        if len(self.buffer) < size:
+            return
+        body = bytes(self.buffer[end + 4 : size])
+        del self.buffer[:size]
+        waiter, self.waiter = self.waiter, None
+        waiter.set_result((int(head[9:12]), body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(f"connection lost: {exc!r}"))
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        return await self.waiter
+
+
+async def saturate_raw(url: str, bodies: list[bytes], connections: int) -> dict[str, float]:
+    """``saturate`` with ``RawHTTP`` connections instead of aiohttp."""
+    host, port = url.removeprefix("http://").split(":")
+    head = f"POST /tx HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+    requests = [head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body for body in bodies]
+    latencies: list[float] = []
+    accepted = 0
+    position = 0
+    loop = asyncio.get_running_loop()
+
+    async def worker() -> None:
+        nonlocal accepted, position
+        transport, connection = await loop.create_connection(RawHTTP, host, int(port))
+        try:
+            while position < len(requests):
+                raw = requests[position]
+                position += 1
+                started = time.perf_counter()
+                status, body = await connection.request(raw)
+                latencies.append(time.perf_counter() - started)
+                if status == 200:
+                    answer = orjson.loads(body)
+                    accepted += len(answer) if isinstance(answer, list) else 1
+        finally:
+            transport.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return {
+        "tx_per_s": accepted / elapsed,
+        "accepted": accepted,
+        "sent": len(bodies),
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
 async def saturate(
-    url: str, envelopes: list[dict[str, Any]], batch: int, connections: int
+    url: str, envelopes: list[dict[str, Any]], batch: int, connections: int, client: str = "aiohttp"
 ) -> dict[str, float]:
-    """Closed loop: each connection posts its next batch as soon as the previous one is acknowledged."""
+    """Closed loop: each connection posts its next batch as soon as the previous one is acknowledged.
+    Bodies are encoded before the clock starts; ``client`` is ``aiohttp`` or ``raw`` (``RawHTTP``)."""
     bodies = [
         orjson.dumps(envelopes[i : i + batch] if batch > 1 else envelopes[i])
         for i in range(0, len(envelopes), batch)
     ]
+    if client == "raw":
+        result = await saturate_raw(url, bodies, connections)
+        result["sent"] = len(envelopes)
+        return result
     latencies: list[float] = []
     accepted = 0
     position = 0
@@ -174,6 +260,40 @@ async def offered(url: str, envelopes: list[dict[str, Any]], rate: int, batch: i
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
     }
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` and its children (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        pids = [pid] + [
+            int(name)
+            for name in os.listdir("/proc")
+            if name.isdigit() and _proc_stat(int(name))[1] == pid
+        ]
+    except OSError:
+        return float("nan")
+    return sum(_proc_stat(p)[0] for p in pids)
+
+
+def _proc_stat(pid: int) -> tuple[float, int]:
+    """``(CPU seconds, parent pid)`` of a process; ``(0, 0)`` if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[1])
+
+
+def measured(server: int, run: Any) -> dict[str, float]:
+    """``asyncio.run(run)`` plus the CPU per acknowledged transaction of the server (main process and
+    signature workers) and of this load generator, in microseconds."""
+    server_before, client_before = tree_cpu(server), time.process_time()
+    result: dict[str, float] = asyncio.run(run)
+    accepted = max(result["accepted"], 1)
+    result["server_us"] = (tree_cpu(server) - server_before) / accepted * 1e6
+    result["client_us"] = (time.process_time() - client_before) / accepted * 1e6
+    return result
 
 
 def start_server(folder: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -252,8 +372,12 @@ def main() -> int:
 
         batched = asyncio.run(saturate(url, load.sign(total), batch=100, connections=32))
         print(f"saturation, batches of 100: {batched}", flush=True)
-        single = asyncio.run(saturate(url, load.sign(total // 4), batch=1, connections=64))
-        print(f"saturation, one per request: {single}", flush=True)
+        envelopes = load.sign(total // 2)
+        single = measured(server.pid, saturate(url, envelopes, batch=1, connections=64))
+        print(f"saturation, one per request, aiohttp: {single}", flush=True)
+        envelopes = load.sign(total // 2)
+        raw = measured(server.pid, saturate(url, envelopes, batch=1, connections=64, client="raw"))
+        print(f"saturation, one per request, raw HTTP/1.1 client: {raw}", flush=True)
         fixed = asyncio.run(
             offered(url, load.sign(50_000 if not args.quick else 25_000), rate=5000, batch=50)
         )
