@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from pykoii.clock import ManualClock
-from pykoii.errors import LogCorruptionError
+from pykoii.errors import LedgerUnavailableError, LogCorruptionError
 from pykoii.keys import Keypair
 from pykoii.ledger import LedgerParams
 from pykoii.service import Genesis, SlotClock, Verifier
-from pykoii.service.log import SQLiteLog
+from pykoii.service.log import LogEntry, SQLiteLog
 from pykoii.service.store import LedgerStore
 
 from .conftest import KOII, make_store
@@ -203,5 +203,42 @@ def test_worker_verifier_batches_across_callers_and_returns_errors() -> None:
         ]
         assert verifier.batches < 19  # callers shared batches
         assert len(verifier.verify_sync(good)) == len(good)
+    finally:
+        verifier.close()
+
+
+def test_stage_then_commit_is_append_and_a_failed_stage_writes_nothing(tmp_path: Path) -> None:
+    log = SQLiteLog(tmp_path / "log.sqlite3")
+    try:
+        entry = LogEntry(1, 0, "t1", b"{}", "sig", "0" * 64, "1" * 64, b"{}")
+        log.stage([entry])
+        assert log.find("t1") is None  # staged is not yet committed
+        log.commit()
+        assert log.find("t1") == entry
+        second = LogEntry(2, 0, "t2", b"{}", "sig", "1" * 64, "2" * 64, b"{}")
+        with pytest.raises(sqlite3.IntegrityError):
+            log.stage([second, entry])  # seq 1 again: the whole batch is rolled back
+        assert log.find("t2") is None
+        log.append([second])  # and the log keeps working
+        assert [e.seq for e in log.entries(0, 10)] == [1, 2]
+    finally:
+        log.close()
+
+
+def test_worker_verifier_fails_the_batches_of_a_dead_worker_with_unavailable() -> None:
+    alice = Keypair.generate()
+    envelope = alice.sign_transaction(
+        {"type": "airdrop", "to": alice.public_key, "amount": 1, "recent_slot": 0}
+    )
+    verifier = Verifier(1)
+    try:
+        assert [type(o).__name__ for o in asyncio.run(verifier.verify([envelope]))] == ["Verified"]
+        worker = verifier._workers[0]
+        worker.process.kill()
+        worker.process.join()
+        with pytest.raises(LedgerUnavailableError, match="workers are down"):
+            asyncio.run(verifier.verify([envelope]))
+        with pytest.raises(LedgerUnavailableError, match="workers are down"):
+            verifier.verify_sync([envelope] * 64)
     finally:
         verifier.close()

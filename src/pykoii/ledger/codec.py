@@ -70,14 +70,23 @@ def derive_address(*parts: str) -> str:
     return base58_encode(hashlib.sha256(":".join(parts).encode()).digest())
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+_ENCODED_FIELDS: dict[type, tuple[str, ...]] = {}
+"""Per dataclass: the names of the fields ``to_plain`` writes (fields are fixed per class)."""
+
+
 def to_plain(value: Any) -> Any:
     """Turn ledger dataclasses, dicts and lists into JSON-ready values (dict keys become strings)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            field.name: to_plain(getattr(value, field.name))
-            for field in dataclasses.fields(value)
-            if field.metadata.get("encode", True)
-        }
+    cls = type(value)
+    if cls in _SCALARS:
+        return value
+    names = _ENCODED_FIELDS.get(cls)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _ENCODED_FIELDS[cls] = tuple(
+            field.name for field in dataclasses.fields(value) if field.metadata.get("encode", True)
+        )
+    if names is not None:
+        return {name: to_plain(getattr(value, name)) for name in names}
     if isinstance(value, dict):
         return {str(key): to_plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

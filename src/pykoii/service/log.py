@@ -12,10 +12,10 @@ it) and is not hashed.
 ``LogBackend`` is what a storage engine must offer. ``SQLiteLog`` is the default; a PostgreSQL
 backend implements the same methods and nothing about the ledger's rules changes.
 
-Durability: ``append`` returns only after its entries are on disk. ``SQLiteLog`` runs in WAL mode
-with ``synchronous=FULL``, so every commit fsyncs the write-ahead log before it returns; a batch of
-entries is one SQLite transaction, hence one fsync (group commit). Triggers refuse any ``UPDATE``
-or ``DELETE`` of the log table.
+Durability: ``append`` (or ``stage`` then ``commit``) returns only after its entries are on disk.
+``SQLiteLog`` runs in WAL mode with ``synchronous=FULL``, so every commit fsyncs the write-ahead log
+before it returns; a batch of entries is one SQLite transaction, hence one fsync (group commit).
+Triggers refuse any ``UPDATE`` or ``DELETE`` of the log table.
 """
 
 from __future__ import annotations
@@ -78,6 +78,16 @@ class LogBackend(Protocol):
 
     def append(self, entries: Sequence[LogEntry]) -> None:
         """Append entries in one durable commit; return only once they are on disk."""
+        ...
+
+    def stage(self, entries: Sequence[LogEntry]) -> None:
+        """The first half of ``append``: write entries into an open transaction, not yet durable.
+        Nothing else is written until ``commit`` (which may run on another thread) returns."""
+        ...
+
+    def commit(self) -> None:
+        """The second half of ``append``: make the staged entries durable (one commit); on failure
+        roll them back and raise."""
         ...
 
     def last_entry(self) -> LogEntry | None:
@@ -178,11 +188,27 @@ class SQLiteLog:
             self._writer.execute("INSERT INTO meta (key, value) VALUES ('genesis', ?)", (genesis,))
 
     def append(self, entries: Sequence[LogEntry]) -> None:
+        self.stage(entries)
+        self.commit()
+
+    def stage(self, entries: Sequence[LogEntry]) -> None:
         rows = [
             (e.seq, e.slot, e.tx_id, e.tx, e.signature, e.prev_hash, e.entry_hash, e.receipt) for e in entries
         ]
-        with self._transaction():
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
             self._writer.executemany(f"INSERT INTO log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        except BaseException:
+            self._writer.execute("ROLLBACK")
+            raise
+
+    def commit(self) -> None:
+        try:
+            self._writer.execute("COMMIT")
+        except BaseException:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            raise
 
     def last_entry(self) -> LogEntry | None:
         rows = self._read(f"SELECT {_COLUMNS} FROM log ORDER BY seq DESC LIMIT 1")

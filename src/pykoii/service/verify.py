@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import threading
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,23 +79,99 @@ def _outcome(item: tuple[Any, ...]) -> Outcome:
     return cls(message)
 
 
-def _warm(_: int = 0) -> int:
-    return os.getpid()
+_HEADER = struct.Struct("!I")
+"""Frames between the service and a worker: a 4-byte big-endian length, then the payload."""
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    """Exactly ``size`` bytes from a blocking socket, or ``None`` at end of stream."""
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv_frame(sock: socket.socket) -> bytes | None:
+    header = _recv_exact(sock, _HEADER.size)
+    if header is None:
+        return None
+    return _recv_exact(sock, _HEADER.unpack(header)[0])
+
+
+def _worker_main(channels: list[socket.socket]) -> None:
+    """A worker process: answer every frame (a JSON list of envelopes) on either channel with the
+    pickled ``_verify_payload`` of it; exit when the service closes a channel (or dies)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the service's to handle
+    selector = selectors.DefaultSelector()
+    for channel in channels:
+        channel.setblocking(True)
+        selector.register(channel, selectors.EVENT_READ, channel)
+    while True:
+        for key, _ in selector.select():
+            channel = key.data
+            payload = _recv_frame(channel)
+            if payload is None:
+                return
+            try:
+                result: Any = _verify_payload(payload)
+            except Exception as exc:  # answered as a failed batch; the worker keeps serving
+                result = repr(exc)
+            answer = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            channel.sendall(_HEADER.pack(len(answer)) + answer)
+
+
+Done = Callable[[list[Outcome] | PykoiiError], None]
+"""Called once with a request's outcomes, in order, or with the error that failed its whole batch."""
+_Batch = list[tuple[list[Any], Done]]
+
+
+class _Worker:
+    """One worker process and the service's two channels to it: ``async_sock`` is read and written by
+    the event loop (non-blocking, callbacks; answers come back in the order requests were sent),
+    ``sync_sock`` by ``verify_sync`` (blocking, from any thread, under a lock)."""
+
+    def __init__(self, context: Any) -> None:
+        self.async_sock, async_child = socket.socketpair()
+        self.sync_sock, sync_child = socket.socketpair()
+        self.process = context.Process(
+            target=_worker_main, args=([async_child, sync_child],), name="pykoii-verify", daemon=True
+        )
+        self.process.start()
+        async_child.close()
+        sync_child.close()
+        self.async_sock.setblocking(False)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.sent: deque[tuple[_Batch, int]] = deque()
+        """Batches sent and not answered yet, oldest first."""
+        self.dead: BaseException | None = None
+        self.writing = False
+        """Whether the loop watches ``async_sock`` to send the rest of ``outbox``."""
 
 
 class Verifier:
-    """Verifies envelopes, inline (``workers=0``) or in ``workers`` processes, in batches."""
+    """Verifies envelopes, inline (``workers=0``) or in ``workers`` processes, in batches.
+
+    Each worker is a process with a socket pair to the service; the event loop writes a batch and
+    reads the answer through callbacks on the socket, with no helper threads (whose hand-offs of the
+    GIL cost the service's main process latency on every batch)."""
 
     def __init__(self, workers: int = 0, *, batch_max: int = 4096) -> None:
         self.workers = workers
         self.batch_max = batch_max
-        self._pool: ProcessPoolExecutor | None = None
+        self._workers: list[_Worker] = []
+        self._sync_lock = threading.Lock()
         if workers > 0:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-            # Start every worker now, not on the first request.
-            list(self._pool.map(_warm, range(workers)))
-        self._waiting: deque[tuple[list[Any], asyncio.Future[list[Outcome]]]] = deque()
+            self._workers = [_Worker(context) for _ in range(workers)]
+            # Wait until every worker is up and answering, not on the first request.
+            self._sync_round([orjson.dumps([]) for _ in self._workers])
+        self._waiting: deque[tuple[list[Any], Done]] = deque()
         self._waiting_count = 0
         self._in_flight = 0
         self._flush_scheduled = False
@@ -100,21 +180,55 @@ class Verifier:
 
     def verify_sync(self, envelopes: list[Any]) -> list[Outcome]:
         """Verify a list of envelopes and wait; spread over the workers in chunks if there are any."""
-        if self._pool is None or len(envelopes) < 64:
+        if not self._workers or len(envelopes) < 64:
             return [verify_one(envelope) for envelope in envelopes]
         size = max(64, len(envelopes) // (self.workers * 4) + 1)
         chunks = [orjson.dumps(envelopes[i : i + size]) for i in range(0, len(envelopes), size)]
-        return [_outcome(item) for result in self._pool.map(_verify_payload, chunks) for item in result]
+        out: list[Outcome] = []
+        for i in range(0, len(chunks), len(self._workers)):
+            for result in self._sync_round(chunks[i : i + len(self._workers)]):
+                out.extend(_outcome(item) for item in result)
+        return out
+
+    def _sync_round(self, payloads: list[bytes]) -> list[list[tuple[Any, ...]]]:
+        """Send payload ``i`` to worker ``i`` on its blocking channel, then read every answer."""
+        with self._sync_lock:
+            workers = self._workers[: len(payloads)]
+            try:
+                for worker, payload in zip(workers, payloads, strict=True):
+                    worker.sync_sock.sendall(_HEADER.pack(len(payload)) + payload)
+                answers = [_recv_frame(worker.sync_sock) for worker in workers]
+            except OSError as exc:
+                raise LedgerUnavailableError(f"signature verification workers are down: {exc!r}") from None
+            if any(answer is None for answer in answers):
+                raise LedgerUnavailableError("signature verification workers are down: a worker exited")
+            return [pickle.loads(answer) for answer in answers if answer is not None]
 
     async def verify(self, envelopes: list[Any]) -> list[Outcome]:
         """Verify envelopes, batched with those of concurrent callers."""
-        if self._pool is None:
-            return [verify_one(envelope) for envelope in envelopes]
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((envelopes, future))
+
+        def done(result: list[Outcome] | PykoiiError) -> None:
+            if future.done():
+                return
+            if isinstance(result, PykoiiError):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        self.verify_then(envelopes, done)
+        return await future
+
+    def verify_then(self, envelopes: list[Any], done: Done) -> None:
+        """Verify envelopes, batched with those of concurrent callers, and call ``done`` with the
+        outcomes from the event loop (at once when verifying inline). The sequencer's queue is fed
+        this way, without waking each caller's coroutine in between."""
+        if not self._workers:
+            done([verify_one(envelope) for envelope in envelopes])
+            return
+        self._waiting.append((envelopes, done))
         self._waiting_count += len(envelopes)
         self._schedule_flush()
-        return await future
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._waiting:
@@ -125,44 +239,122 @@ class Verifier:
         self._flush_scheduled = False
         # At most two batches per worker in flight; the rest wait and grow into bigger batches.
         while self._waiting and self._in_flight < 2 * self.workers:
-            batch: list[tuple[list[Any], asyncio.Future[list[Outcome]]]] = []
+            # What waits is split evenly over the idle workers, so a burst is verified in parallel.
+            idle = sum(1 for worker in self._workers if not worker.sent and worker.dead is None)
+            share = min(self.batch_max, -(-self._waiting_count // max(idle, 1)))
+            batch: _Batch = []
             count = 0
-            while self._waiting and (not batch or count + len(self._waiting[0][0]) <= self.batch_max):
+            while self._waiting and (not batch or count + len(self._waiting[0][0]) <= share):
                 item = self._waiting.popleft()
                 batch.append(item)
                 count += len(item[0])
             self._waiting_count -= count
-            self._in_flight += 1
-            asyncio.get_running_loop().create_task(self._run(batch, count))
+            self._send(batch, count)
 
-    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[list[Outcome]]]], count: int) -> None:
-        assert self._pool is not None
+    def _send(self, batch: _Batch, count: int) -> None:
+        """Hand a batch to the worker with the fewest batches in flight."""
         try:
             payload = orjson.dumps([envelope for envelopes, _ in batch for envelope in envelopes])
-            loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self._pool, _verify_payload, payload)
+        except Exception as exc:  # an unencodable envelope: fail this batch only
+            _fail(batch, MalformedTransactionError(f"envelopes could not be verified: {exc!r}"))
+            return
+        worker = min(self._workers, key=lambda w: (w.dead is not None, len(w.sent)))
+        if worker.dead is not None:
+            _fail(batch, _down(worker.dead))
+            return
+        self._attach(worker)
+        worker.sent.append((batch, count))
+        self._in_flight += 1
+        worker.outbox += _HEADER.pack(len(payload))
+        worker.outbox += payload
+        if not worker.writing:
+            self._write(worker)
+
+    def _attach(self, worker: _Worker) -> None:
+        loop = asyncio.get_running_loop()
+        if worker.loop is not loop:
+            worker.loop = loop
+            loop.add_reader(worker.async_sock.fileno(), self._read, worker)
+
+    def _write(self, worker: _Worker) -> None:
+        try:
+            sent = worker.async_sock.send(worker.outbox)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._lost(worker, exc)
+            return
+        del worker.outbox[:sent]
+        assert worker.loop is not None
+        if worker.outbox and not worker.writing:
+            worker.loop.add_writer(worker.async_sock.fileno(), self._write, worker)
+        elif not worker.outbox and worker.writing:
+            worker.loop.remove_writer(worker.async_sock.fileno())
+        worker.writing = bool(worker.outbox)
+
+    def _read(self, worker: _Worker) -> None:
+        try:
+            data = worker.async_sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(worker, exc)
+            return
+        if not data:
+            self._lost(worker, ConnectionResetError("the worker process exited"))
+            return
+        worker.inbox += data
+        while len(worker.inbox) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(worker.inbox)
+            if len(worker.inbox) < _HEADER.size + size:
+                break
+            results = pickle.loads(worker.inbox[_HEADER.size : _HEADER.size + size])
+            del worker.inbox[: _HEADER.size + size]
+            batch, count = worker.sent.popleft()
+            self._in_flight -= 1
+            if isinstance(results, str):  # the worker failed on the whole batch
+                _fail(batch, MalformedTransactionError(f"envelopes could not be verified: {results}"))
+                continue
             start = 0
-            for envelopes, future in batch:
-                if not future.done():
-                    future.set_result([_outcome(item) for item in results[start : start + len(envelopes)]])
+            for envelopes, done in batch:
+                done([_outcome(item) for item in results[start : start + len(envelopes)]])
                 start += len(envelopes)
             self.batches += 1
             self.verified += count
-        except Exception as exc:  # a dead worker or an unencodable envelope: fail this batch only
-            error: PykoiiError
-            if isinstance(exc, BrokenProcessPool | RuntimeError):
-                error = LedgerUnavailableError(f"signature verification workers are down: {exc!r}")
-            else:
-                error = MalformedTransactionError(f"envelopes could not be verified: {exc!r}")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-        finally:
+        self._schedule_flush()
+
+    def _lost(self, worker: _Worker, exc: BaseException) -> None:
+        """A worker's channel broke: fail its batches; later batches go to the other workers."""
+        worker.dead = exc
+        if worker.loop is not None and not worker.loop.is_closed():
+            worker.loop.remove_reader(worker.async_sock.fileno())
+            worker.loop.remove_writer(worker.async_sock.fileno())
+        while worker.sent:
+            batch, _ = worker.sent.popleft()
             self._in_flight -= 1
-            self._schedule_flush()
+            _fail(batch, _down(exc))
+        self._schedule_flush()
 
     def close(self) -> None:
         """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for worker in self._workers:
+            if worker.loop is not None and not worker.loop.is_closed():
+                worker.loop.remove_reader(worker.async_sock.fileno())
+                worker.loop.remove_writer(worker.async_sock.fileno())
+            worker.async_sock.close()
+            worker.sync_sock.close()
+        for worker in self._workers:
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+        self._workers = []
+
+
+def _down(exc: BaseException) -> LedgerUnavailableError:
+    return LedgerUnavailableError(f"signature verification workers are down: {exc!r}")
+
+
+def _fail(batch: _Batch, error: PykoiiError) -> None:
+    for _, done in batch:
+        done(error)
