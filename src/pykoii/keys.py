@@ -111,6 +111,11 @@ def verify_envelope(envelope: Any) -> Transaction:
     Raises ``MalformedTransactionError`` for a bad shape and ``InvalidSignatureError`` when the
     signature does not verify against ``tx["signer"]``.
     """
+    return verify_envelope_bytes(envelope)[0]
+
+
+def verify_envelope_bytes(envelope: Any) -> tuple[Transaction, bytes]:
+    """``verify_envelope``, also returning the canonical bytes of ``tx`` that the signature covers."""
     if not isinstance(envelope, dict) or set(envelope) != {"tx", "signature"}:
         raise MalformedTransactionError(
             'an envelope must be a JSON object {"tx": {...}, "signature": "<base58>"}', received=envelope
@@ -140,4 +145,4 @@ def verify_envelope(envelope: Any) -> Transaction:
             f"signature does not verify for signer {tx.signer} over the canonical bytes of tx",
             signer=tx.signer,
         ) from None
-    return tx
+    return tx, canonical

@@ -6,8 +6,8 @@ being verified are gathered into the next batch, across HTTP requests, so a work
 hundreds of envelopes per round trip instead of one.
 
 ``Verifier(workers=0)`` verifies inline, in the calling thread: tests and small tools use it.
-Either way each envelope goes through ``pykoii.keys.verify_envelope``, the one place signatures are
-checked, and comes back as a ``Verified`` or as the ``PykoiiError`` that refused it.
+Either way each envelope goes through ``pykoii.keys.verify_envelope_bytes``, the one place
+signatures are checked, and comes back as a ``Verified`` or as the ``PykoiiError`` that refused it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ import orjson
 
 from .. import errors
 from ..errors import LedgerUnavailableError, MalformedTransactionError, PykoiiError
-from ..keys import verify_envelope
-from ..ledger.codec import canonical_bytes
+from ..keys import verify_envelope_bytes
 from ..ledger.transactions import Transaction
 
 
@@ -49,8 +48,8 @@ Outcome = Verified | PykoiiError
 def verify_one(envelope: Any) -> Outcome:
     """Verify one envelope; return a ``Verified`` or the error that refuses it."""
     try:
-        tx = verify_envelope(envelope)
-        return Verified(tx=tx, canonical=canonical_bytes(envelope["tx"]), signature=envelope["signature"])
+        tx, canonical = verify_envelope_bytes(envelope)
+        return Verified(tx=tx, canonical=canonical, signature=envelope["signature"])
     except PykoiiError as exc:
         return exc
     except (TypeError, ValueError, RecursionError) as exc:
