@@ -12,10 +12,10 @@ import pytest
 from pykoii.clock import ManualClock
 from pykoii.errors import LedgerUnavailableError, LogCorruptionError
 from pykoii.keys import Keypair
-from pykoii.ledger import LedgerParams
+from pykoii.ledger import LedgerParams, canonical_bytes, to_plain
 from pykoii.service import Genesis, SlotClock, Verifier
 from pykoii.service.log import LogEntry, SQLiteLog
-from pykoii.service.store import LedgerStore
+from pykoii.service.store import LedgerStore, state_bytes
 
 from .conftest import KOII, make_store
 
@@ -242,3 +242,32 @@ def test_worker_verifier_fails_the_batches_of_a_dead_worker_with_unavailable() -
             verifier.verify_sync([envelope] * 64)
     finally:
         verifier.close()
+
+
+def test_state_bytes_is_canonical_bytes(tmp_path: Path) -> None:
+    chars = [chr(i) for i in range(0x80)] + [
+        "é",
+        "中",
+        "😀",
+        "\u2028",
+        "\u2029",
+        "\ufeff",
+        "\ue000",
+        "\uffff",
+        "𝔘",
+    ]
+    text = "".join(chars)
+    cases: list[Any] = [
+        text,
+        {text: 1, "é": 2, "z": 3, "😀": 4, "\uffff": 5, "\ue000": 6, "a": [1, -1, 0, 2**63 - 1, -(2**63)]},
+        {char: index for index, char in enumerate(chars)},
+        {"n": None, "t": True, "f": False, "e": [], "o": {}, "s": "", "big": 2**64 - 1, "bigger": 2**64},
+        {"x": {"b": 1, "a": {"d": [1, {"z": 0, "y": 1}], "c": 2}}},
+        {2: "int keys: canonical_bytes does it", 10: 2},
+    ]
+    clock = ManualClock()
+    store = make_store(tmp_path, clock)
+    fill(store, clock, count=20)
+    cases.append(to_plain(store.state))
+    for case in cases:
+        assert state_bytes(case) == canonical_bytes(case)

@@ -103,7 +103,7 @@ class LogBackend(Protocol):
         ...
 
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Store a checkpoint durably."""
+        """Store a checkpoint durably. May run on its own thread while entries are appended."""
         ...
 
     def latest_checkpoint(self) -> Checkpoint | None:
@@ -171,6 +171,9 @@ class SQLiteLog:
         self._writer.executescript(_SCHEMA)
         self._reader = self._connect()
         self._read_lock = threading.Lock()
+        # Checkpoints are written on their own connection, so a big one runs beside the appends
+        # (SQLite serialises the two writes; ``busy_timeout`` makes either wait for the other).
+        self._checkpointer = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -224,8 +227,8 @@ class SQLiteLog:
 
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         c = checkpoint
-        with self._transaction():
-            self._writer.execute(
+        with _Transaction(self._checkpointer):
+            self._checkpointer.execute(
                 "INSERT OR REPLACE INTO checkpoints (seq, entry_hash, state_root, state) VALUES (?, ?, ?, ?)",
                 (c.seq, c.entry_hash, c.state_root, c.state),
             )
@@ -250,6 +253,7 @@ class SQLiteLog:
 
     def close(self) -> None:
         self._writer.close()
+        self._checkpointer.close()
         with self._read_lock:
             self._reader.close()
 
