@@ -15,7 +15,8 @@ from pykoii.keys import Keypair
 from pykoii.ledger import LedgerParams, canonical_bytes, to_plain
 from pykoii.service import Genesis, SlotClock, Verifier
 from pykoii.service.log import LogEntry, SQLiteLog
-from pykoii.service.store import LedgerStore, state_bytes
+from pykoii.service.records import state_bytes
+from pykoii.service.store import LedgerStore
 
 from .conftest import KOII, make_store
 

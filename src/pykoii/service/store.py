@@ -61,7 +61,6 @@ from ..ledger import (
     LedgerParams,
     LedgerState,
     apply_transaction,
-    canonical_bytes,
     from_plain,
     phase_of,
     round_of,
@@ -73,7 +72,7 @@ from .blobs import BlobStore
 from .events import EventHub
 from .log import Checkpoint, LogBackend, LogEntry, SQLiteLog, entry_hash_of, iter_entries
 from .records import Genesis as Genesis
-from .records import chain_problem, entry_from_plain, entry_to_plain, receipt_plain
+from .records import chain_problem, entry_from_plain, entry_to_plain, receipt_plain, state_bytes
 from .slots import SlotClock
 from .verify import Verified, Verifier
 
@@ -549,29 +548,6 @@ class LedgerStore:
         self._checkpointer.shutdown(wait=True)
         self.verifier.close()
         self.backend.close()
-
-
-_STATE_OPTIONS = (
-    orjson.OPT_SORT_KEYS
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-)
-
-
-def state_bytes(plain: Any) -> bytes:
-    """``canonical_bytes`` of a plain ledger state, by orjson (several times faster on a big state).
-
-    For what a plain state holds (dicts with string keys, lists, strings, integers up to 64 bits,
-    booleans, None: the ledger has no fractional numbers, see tests/ledger/test_purity.py) orjson
-    with sorted keys writes exactly the bytes of ``canonical_bytes`` (tests/service/test_store.py
-    checks escapes, non-ASCII text and key order); anything else (subclasses, bigger integers) makes
-    it refuse, and ``canonical_bytes`` does the work.
-    """
-    try:
-        return orjson.dumps(plain, option=_STATE_OPTIONS)
-    except orjson.JSONEncodeError:
-        return canonical_bytes(plain)
 
 
 def _corrupt(entry: LogEntry, why: str) -> LogCorruptionError:
