@@ -51,29 +51,37 @@ def test_devnet_up_prints_urls_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert process.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "Ctrl-C stops all" in line:
-            break
-    output = "".join(lines)
-    assert f"http://127.0.0.1:{ledger_port}" in output, output
-    assert "node-1" in output and "node-2" in output, output
-    assert httpx.get(f"http://127.0.0.1:{ledger_port}/health").status_code == 200
-    node_urls = [
-        word for line in lines for word in line.split() if word.startswith("http://") and "node" not in word
-    ]
-    assert any(str(node_port) in url for url in node_urls)
-    assert httpx.get(f"http://127.0.0.1:{node_port}/").status_code == 200
-    assert len(processes_under(folder)) >= 3  # the ledger and two nodes
+    try:
+        assert process.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C stops all" in line:
+                break
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{ledger_port}" in output, output
+        assert "node-1" in output and "node-2" in output, output
+        assert httpx.get(f"http://127.0.0.1:{ledger_port}/health").status_code == 200
+        node_urls = [
+            word
+            for line in lines
+            for word in line.split()
+            if word.startswith("http://") and "node" not in word
+        ]
+        assert any(str(node_port) in url for url in node_urls)
+        assert httpx.get(f"http://127.0.0.1:{node_port}/").status_code == 200
+        assert len(processes_under(folder)) >= 3  # the ledger and two nodes
 
-    process.send_signal(signal.SIGINT)
-    assert process.wait(30) == 0
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:  # a failed assertion above must not leave a devnet running
+            process.send_signal(signal.SIGINT)
+            process.wait(30)
     deadline = time.monotonic() + 10
     while processes_under(folder) and time.monotonic() < deadline:
         time.sleep(0.2)
