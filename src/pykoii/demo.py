@@ -20,6 +20,9 @@ from typing import Any
 from .config import roe_to_koii
 from .devnet import Devnet
 from .errors import PykoiiError
+from .ledger.audits import is_judged_valid
+from .ledger.codec import from_plain
+from .ledger.state import AuditTrigger
 from .ledger.types import ROE_PER_KOII, SLASH_PERCENT
 
 HELLO_WORLD = Path(__file__).resolve().parents[2] / "examples" / "hello_world"
@@ -231,12 +234,7 @@ def _report(
         )
     if slot > windows["audit"]["last_slot"] and submissions:
         triggers = view["submissions_audit_trigger"]
-        watch.invalid = {
-            k
-            for k, t in triggers.items()
-            if sum(1 for v in t["votes"].values() if not v["is_valid"])
-            > sum(1 for v in t["votes"].values() if v["is_valid"])
-        }
+        watch.invalid = {k for k, t in triggers.items() if not is_judged_valid(from_plain(AuditTrigger, t))}
         accused = (
             "; ".join(
                 f"{names.get(k, k[:8])} accused by {len(t['votes'])} auditor(s)" for k, t in triggers.items()
