@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..client import LedgerClient
 from ..config import create_task_fields, load_config, update_task_fields
 from ..packaging import build_archive
 from .common import add_ledger_option, add_wallet_option, amount, client_for, koii, load_wallet, print_receipt
@@ -55,9 +56,8 @@ def _signed(parser: argparse.ArgumentParser, wallet_help: str) -> None:
     add_ledger_option(parser)
 
 
-def _upload(args: argparse.Namespace) -> str:
-    client = client_for(args)
-    data = build_archive(args.folder)
+def _upload(client: LedgerClient, folder: Path) -> str:
+    data = build_archive(folder)
     cid = client.put_blob(data)
     print(f"uploaded task code ({len(data)} bytes) as {cid}")
     return cid
@@ -66,9 +66,10 @@ def _upload(args: argparse.Namespace) -> str:
 def deploy_command(args: argparse.Namespace) -> int:
     config = load_config(args.folder)
     wallet = load_wallet(args.wallet)
-    cid = _upload(args)
+    client = client_for(args)
+    cid = _upload(client, args.folder)
     tx: dict[str, Any] = {"type": "create_task", **create_task_fields(config, task_audit_program=cid)}
-    receipt = client_for(args).send_transaction(wallet, tx)
+    receipt = client.send_transaction(wallet, tx)
     print_receipt(receipt)
     task_id = next(e["task_id"] for e in receipt["events"] if e["kind"] == "TaskCreated")
     print(f"task id: {task_id}")
@@ -78,9 +79,10 @@ def deploy_command(args: argparse.Namespace) -> int:
 def update_command(args: argparse.Namespace) -> int:
     config = load_config(args.folder)
     wallet = load_wallet(args.wallet)
-    cid = _upload(args)
+    client = client_for(args)
+    cid = _upload(client, args.folder)
     tx = {"type": "update_task", **update_task_fields(config, args.task_id, task_audit_program=cid)}
-    receipt = client_for(args).send_transaction(wallet, tx)
+    receipt = client.send_transaction(wallet, tx)
     print_receipt(receipt)
     new_id = next(e["task_id"] for e in receipt["events"] if e["kind"] == "TaskCreated")
     print(f"new task id: {new_id} (nodes follow migrated_to to it)")
