@@ -51,8 +51,7 @@ def run_new(args: argparse.Namespace) -> int:
 
 def run_simulate(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..simulate import render
-    from ..testing import simulate
+    from ..testing import render, simulate
 
     variables = {}
     for item in args.var:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import statistics
 
-from .config import roe_to_koii
-from .ledger.rounds import distribution_audit_window, distribution_window
-from .simulation import PHASES, SimulationResult
+from ..config import roe_to_koii
+from ..ledger.rounds import distribution_audit_window, distribution_window
+from .result import PHASES, SimulationResult
 
 SLOT_MS = 408
 """Koii's simulateTask converts milliseconds to slots with ``ceil(ms / 408)``."""

@@ -22,6 +22,10 @@ The result checks three incentive properties (``result.properties``):
 - ``honest nodes never slashed``: no node that submitted the task's own proof lost stake;
 - ``payouts within bounty``: no round paid more than ``bounty_amount_per_round``;
 - ``faulty submitters caught``: every corrupted proof of a paid round was slashed.
+
+The package: ``engine.py`` (``Simulation``, the slot loop), ``nodes.py`` (the virtual nodes and
+their behaviours), ``result.py`` (``SimulationResult`` and its property checks) and ``report.py``
+(``render``, the text ``pykoii simulate`` prints).
 """
 
 from __future__ import annotations
@@ -30,24 +34,13 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import TaskConfig, load_config
-from .errors import ConfigError
-from .sdk import Task, load_task
-from .simulation import (
-    FAULTY,
-    HONEST,
-    LAZY,
-    OFFLINE,
-    PHASES,
-    MemoryStore,
-    PropertyCheck,
-    RoundReport,
-    SimulatedNode,
-    SimulationResult,
-    StateReader,
-    corrupt,
-)
-from .simulator import Simulation
+from ..config import TaskConfig, load_config
+from ..errors import ConfigError
+from ..sdk import Task, load_task
+from .engine import Simulation
+from .nodes import FAULTY, HONEST, LAZY, OFFLINE, MemoryStore, SimulatedNode, StateReader, corrupt
+from .report import render
+from .result import PHASES, PropertyCheck, RoundReport, SimulationResult
 
 
 def simulate(
@@ -146,6 +139,7 @@ __all__ = [
     "SimulationResult",
     "StateReader",
     "corrupt",
+    "render",
     "simulate",
     "simulate_async",
 ]

@@ -14,15 +14,15 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from .clock import SystemClock
-from .config import TaskConfig, create_task_fields
-from .errors import ConfigError, InvalidTransactionError
-from .keys import Keypair, verify_envelope
-from .ledger import LedgerParams, LedgerState, apply_transaction
-from .ledger.events import event_to_plain
-from .ledger.rounds import audit_window, round_start, submission_window
-from .ledger.state import TaskState
-from .node.schedule import (
+from ..clock import SystemClock
+from ..config import TaskConfig, create_task_fields
+from ..errors import ConfigError, InvalidTransactionError
+from ..keys import Keypair, verify_envelope
+from ..ledger import LedgerParams, LedgerState, apply_transaction
+from ..ledger.events import event_to_plain
+from ..ledger.rounds import audit_window, round_start, submission_window
+from ..ledger.state import TaskState
+from ..node.schedule import (
     Action,
     ActionKind,
     decide_vote,
@@ -33,23 +33,16 @@ from .node.schedule import (
     submitted_list,
     submitters_of,
 )
-from .sdk import RoundContext, Task, as_distribution_list, invoke
-from .simulation import (
-    FAULTY,
-    HONEST,
-    LAZY,
-    OFFLINE,
+from ..sdk import RoundContext, Task, as_distribution_list, invoke
+from .nodes import FAULTY, HONEST, LAZY, OFFLINE, MemoryStore, SimulatedNode, StateReader, corrupt
+from .result import (
     PHASES,
     PROPERTY_BOUNTY,
     PROPERTY_CAUGHT,
     PROPERTY_HONEST,
-    MemoryStore,
     PropertyCheck,
     RoundReport,
-    SimulatedNode,
     SimulationResult,
-    StateReader,
-    corrupt,
 )
 
 
