@@ -10,6 +10,8 @@ from typing import Any
 
 from ..clock import SystemClock
 from ..errors import LogCorruptionError, PykoiiError
+from ..service.blobs import DEFAULT_QUOTA_BYTES
+from ..service.space import DEFAULT_RESERVE_BYTES
 
 DEFAULT_DATA = ".pykoii/ledger"
 
@@ -55,10 +57,36 @@ def _server_options(parser: argparse.ArgumentParser, port: int) -> None:
         default=os.cpu_count() or 1,
         help="signature-checking processes (default: one per core; 0 checks inline)",
     )
+    parser.add_argument(
+        "--reserve-mb",
+        type=float,
+        default=DEFAULT_RESERVE_BYTES / 2**20,
+        help="refuse writes (507) while the data folder's disk has less free space than this "
+        f"(default {DEFAULT_RESERVE_BYTES // 2**20})",
+    )
+    parser.add_argument(
+        "--blob-quota-mb",
+        type=float,
+        default=DEFAULT_QUOTA_BYTES / 2**20,
+        help=f"total size of all blobs (default {DEFAULT_QUOTA_BYTES // 2**20})",
+    )
+
+
+def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "reserve_bytes": int(args.reserve_mb * 2**20),
+        "blob_quota_bytes": int(args.blob_quota_mb * 2**20),
+    }
 
 
 def _run(app: Any, args: argparse.Namespace) -> None:
+    import logging
+
     import uvicorn
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s pykoii ledger %(levelname)s: %(message)s", stream=sys.stderr
+    )
 
     options: dict[str, Any] = {
         "host": args.host,
@@ -92,6 +120,7 @@ def serve(args: argparse.Namespace) -> int:
         genesis=genesis,
         workers=args.workers,
         on_progress=_progress("replayed"),
+        **_storage_options(args),
     )
     if store.genesis.slot_ms != args.slot_ms or store.genesis.params.devnet != args.devnet:
         print(
@@ -152,7 +181,14 @@ def follow(args: argparse.Namespace) -> int:
 
     client = LedgerClient(args.url)
     genesis = primary_genesis(client)
-    store = open_store(args.data, clock=SystemClock(), genesis=genesis, workers=args.workers, read_only=True)
+    store = open_store(
+        args.data,
+        clock=SystemClock(),
+        genesis=genesis,
+        workers=args.workers,
+        read_only=True,
+        **_storage_options(args),
+    )
     if store.genesis.hash != genesis.hash:
         raise PykoiiError(
             f"{args.data} holds a ledger with another genesis; follow {args.url} with an empty folder"

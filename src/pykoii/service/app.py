@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from ..dashboard import create_explorer
 from ..errors import (
     BlobCorruptionError,
+    InsufficientStorageError,
     InvalidRequestError,
     InvalidTransactionError,
     LedgerUnavailableError,
@@ -41,6 +43,8 @@ from .openapi import openapi_document
 from .store import LedgerStore
 from .views import TASK_FLAGS, account_view, get_task, round_view, task_summary, task_view
 
+LOG = logging.getLogger("pykoii.ledger")
+
 MAX_TX_BODY = 4 * 1024 * 1024
 """The largest ``POST /tx`` body, in bytes."""
 MAX_BATCH = 5000
@@ -53,6 +57,7 @@ STATUS: dict[type[PykoiiError], int] = {
     NotFoundError: 404,
     ReadOnlyReplicaError: 403,
     LedgerUnavailableError: 503,
+    InsufficientStorageError: 507,
     LogCorruptionError: 500,
     BlobCorruptionError: 500,
 }
@@ -120,18 +125,42 @@ async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes | No
             return b"".join(chunks)
 
 
+UNGUARDED = frozenset({"/health", "/metrics", "/openapi.json", "/genesis"})
+"""Routes that read only durable figures (or nothing of the state), answered at once, also while
+the state is rebuilt from disk."""
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """A whole JSON response (``body`` already encoded) on the raw ASGI interface."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class LedgerApp(Starlette):
     """Starlette, with ``POST /tx`` (the ingest hot path) answered directly on the ASGI interface:
     same body limit, parsing, store call, status codes and JSON as the ``/tx`` route, without the
     middleware, routing and ``Request``/``Response`` objects, which cost about as much CPU per
-    request as the rest of the service's main process does."""
+    request as the rest of the service's main process does.
+
+    Every other answer waits, before its first byte, until the state it was computed from is on
+    disk (``LedgerStore.durable``): a read never shows what a failed commit then rolled back, it
+    answers 503 instead; while the state is rebuilt from disk, routes that read it answer 503."""
 
     post_tx: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+    store: LedgerStore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
         if (
             self.post_tx is not None
-            and scope["type"] == "http"
             and scope["path"] == "/tx"
             and scope["method"] == "POST"
             and not scope.get("root_path")
@@ -139,7 +168,37 @@ class LedgerApp(Starlette):
             scope["app"] = self
             await self.post_tx(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        store = self.store
+        if store is None:
+            await super().__call__(scope, receive, send)
+            return
+        if scope["path"] in UNGUARDED:
+            await super().__call__(scope, receive, send)
+            return
+        if store.recovering:
+            await send_json(send, 503, orjson.dumps(error_plain(store_rebuilding())))
+            return
+        epoch, replaced = store.read_epoch, False
+
+        async def send_when_durable(message: Any) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start":
+                try:
+                    await store.durable(store.seq, epoch)
+                except LedgerUnavailableError as exc:
+                    replaced = True
+                    await send_json(send, 503, orjson.dumps(error_plain(exc)))
+                    return
+            if not replaced:
+                await send(message)
+
+        await super().__call__(scope, receive, send_when_durable)
+
+
+def store_rebuilding() -> LedgerUnavailableError:
+    return LedgerUnavailableError(
+        "a log write failed; the ledger is rebuilding its state from disk and answers again shortly"
+    )
 
 
 def decode_envelopes(body: bytes) -> tuple[list[Any], bool]:
@@ -221,14 +280,7 @@ def create_app(
                 )
         except PykoiiError as exc:
             status, body = status_of(exc), orjson.dumps(error_plain(exc), default=str)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, body)
 
     async def get_tx(request: Request) -> Response:
         return JSON(store.receipt(request.path_params["tx_id"]))
@@ -259,7 +311,7 @@ def create_app(
         return JSON(
             {
                 "entries": store.log_page(after, limit),
-                "last_seq": store.seq,
+                "last_seq": store.durable_seq,
                 "genesis_hash": store.genesis.hash,
             }
         )
@@ -290,17 +342,18 @@ def create_app(
         return Response(data, media_type="application/octet-stream")
 
     async def get_health(request: Request) -> Response:
-        body = {
-            "status": "ok" if store.healthy else "failed",
+        with_root = flag_param(request, "state_root")
+        root = await store.durable_root() if with_root and store.healthy and not store.recovering else {}
+        body: dict[str, Any] = {
+            "status": "recovering" if store.recovering else "ok" if store.healthy else "failed",
             "role": "replica" if store.read_only else "primary",
-            "seq": store.seq,
+            "seq": store.durable_seq,
             "slot": store.slot(),
-            "last_hash": store.last_hash,
+            "last_hash": store.durable_hash,
             "pending": store.pending,
         }
-        if flag_param(request, "state_root"):
-            body["state_root"] = store.root()
-        return JSON(body, status_code=200 if store.healthy else 503)
+        body |= root
+        return JSON(body, status_code=200 if body["status"] == "ok" else 503)
 
     async def get_metrics(request: Request) -> Response:
         return Response(render_metrics(store), media_type="text/plain; version=0.0.4")
@@ -311,6 +364,13 @@ def create_app(
     async def on_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PykoiiError)
         return json_error(exc)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        LOG.exception("%s %s failed", request.method, request.url.path)
+        return JSON(
+            {"error": "LedgerHTTPError", "message": f"{request.method} {request.url.path}: {exc!r}"},
+            status_code=500,
+        )
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -358,9 +418,10 @@ def create_app(
     app = LedgerApp(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={PykoiiError: on_error, HTTPException: on_http_error},
+        exception_handlers={PykoiiError: on_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
     app.post_tx = post_tx_direct
+    app.store = store
     app.state.store = store
     return app
 

@@ -9,6 +9,10 @@ and on IPFS (``ipfs add --cid-version 1 --raw-leaves`` of a small file)::
 Blobs are written to a temporary file, fsynced, renamed into place and the folder fsynced, so a
 stored blob survives a crash. Reads hash the bytes again and refuse a blob that no longer matches.
 
+Blobs have a total quota of their own (``quota_bytes``, 1 GiB by default) and respect the ledger's
+free-space reserve (``space.reserve_error``), so uploads cannot fill the disk the log needs: past
+either, ``put`` raises ``InsufficientStorageError`` (507) and writes nothing.
+
 >>> cid_of(b"hello")
 'bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq'
 """
@@ -16,17 +20,29 @@ stored blob survives a crash. Reads hash the bytes again and refuse a blob that 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
+import threading
 from pathlib import Path
 
-from ..errors import BlobCorruptionError, InvalidCidError, NotFoundError, PayloadTooLargeError
+from ..errors import (
+    BlobCorruptionError,
+    InsufficientStorageError,
+    InvalidCidError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from .space import reserve_error
 
 CID_PREFIX = bytes([0x01, 0x55, 0x12, 0x20])
 """CIDv1, codec raw (0x55), multihash sha2-256 (0x12) of 32 bytes (0x20)."""
 
 MAX_BLOB_BYTES = 8 * 1024 * 1024
 """The default size limit of one blob."""
+
+DEFAULT_QUOTA_BYTES = 1024 * 1024 * 1024
+"""The default total size of all blobs."""
 
 
 def cid_of(data: bytes) -> str:
@@ -51,13 +67,28 @@ def digest_of_cid(cid: str) -> bytes:
 
 
 class BlobStore:
-    """Blobs on disk under ``folder``, one file per CID."""
+    """Blobs on disk under ``folder``, one file per CID, at most ``quota_bytes`` in all, never
+    leaving less than ``reserve_bytes`` free on the disk."""
 
-    def __init__(self, folder: str | Path, *, max_bytes: int = MAX_BLOB_BYTES) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        max_bytes: int = MAX_BLOB_BYTES,
+        quota_bytes: int = DEFAULT_QUOTA_BYTES,
+        reserve_bytes: int = 0,
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.quota_bytes = quota_bytes
+        self.reserve_bytes = reserve_bytes
         self.stored = 0
+        for leftover in self.folder.glob(".*.tmp"):  # a write that a crash interrupted
+            leftover.unlink(missing_ok=True)
+        self.used = sum(path.stat().st_size for path in self.folder.iterdir() if path.is_file())
+        """Bytes of all stored blobs (plus those being written)."""
+        self._lock = threading.Lock()
 
     def put(self, data: bytes) -> str:
         """Store ``data`` durably; return its CID. Storing the same bytes twice is a no-op."""
@@ -71,17 +102,41 @@ class BlobStore:
         path = self.folder / cid
         if path.exists():
             return cid
-        temporary = self.folder / f".{cid}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        folder = os.open(self.folder, os.O_RDONLY)
+        with self._lock:  # concurrent uploads cannot overshoot the quota together
+            if self.used + len(data) > self.quota_bytes:
+                raise InsufficientStorageError(
+                    f"blobs hold {self.used} bytes; {len(data)} more would pass their quota of "
+                    f"{self.quota_bytes} bytes",
+                    used=self.used,
+                    quota=self.quota_bytes,
+                )
+            refused = reserve_error(self.folder, self.reserve_bytes, need=len(data))
+            if refused is not None:
+                raise refused
+            self.used += len(data)
+        temporary = self.folder / f".{cid}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+            folder = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            with self._lock:
+                self.used -= len(data)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            raise InsufficientStorageError(
+                f"blob {cid} of {len(data)} bytes could not be written: {exc.strerror or exc}",
+                used=self.used,
+                quota=self.quota_bytes,
+            ) from None
         self.stored += 1
         return cid
 

@@ -23,7 +23,7 @@ def render_metrics(store: LedgerStore) -> str:
         for name, count in sorted(stats.rejected.items())
     ]
     gauges: dict[str, tuple[str, float]] = {
-        "pykoii_ledger_log_seq": ("Sequence number of the newest log entry.", store.seq),
+        "pykoii_ledger_log_seq": ("Sequence number of the newest durable log entry.", store.durable_seq),
         "pykoii_ledger_slot": ("The current slot.", store.slot()),
         "pykoii_ledger_pending": ("Verified transactions waiting for the sequencer.", store.pending),
         "pykoii_ledger_tasks": ("Tasks on the ledger.", len(store.state.tasks)),

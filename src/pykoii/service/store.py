@@ -11,8 +11,12 @@ the accepted ones to the hash-chained log in one durable commit, and only then r
 callers' futures. While a commit is on disk-wait, new transactions gather for the next pass: that
 is the group commit.
 
-The in-memory state runs at most one batch ahead of the disk. If a commit fails, the store stops
-accepting writes (``LedgerUnavailableError``) until it is restarted and has replayed its log.
+The in-memory state runs at most one batch ahead of the disk (``seq`` ahead of ``durable_seq``);
+``durable`` lets a reader wait until what it read is on disk. If a commit fails, nothing of that
+pass, and nothing that waited behind it, is acknowledged (``LedgerUnavailableError``); the store
+rebuilds its state from what the log holds on disk (``read_epoch`` changes, so readers that saw
+the lost state answer 503 instead), then accepts writes again. Below the free-space reserve every
+write is refused with ``InsufficientStorageError`` (507) before anything is applied.
 
 Start-up loads the newest checkpoint (if any; its recorded state root is checked), then replays
 the tail of the log, checking the hash chain and every signature again, and applying each entry at
@@ -39,6 +43,7 @@ its recorded slot. Replicas (``append_replicated``) run the same checks on entri
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,6 +54,7 @@ import orjson
 from ..clock import WallClock
 from ..errors import (
     DuplicateTransactionError,
+    InsufficientStorageError,
     InvalidTransactionError,
     LedgerUnavailableError,
     LogCorruptionError,
@@ -68,13 +74,16 @@ from ..ledger import (
     to_plain,
 )
 from ..ledger.codec import sha256_hex
-from .blobs import BlobStore
+from .blobs import DEFAULT_QUOTA_BYTES, BlobStore
 from .events import EventHub
 from .log import Checkpoint, LogBackend, LogEntry, SQLiteLog, entry_hash_of, iter_entries
 from .records import Genesis as Genesis
 from .records import chain_problem, entry_from_plain, entry_to_plain, receipt_plain, state_bytes
 from .slots import SlotClock
+from .space import DEFAULT_RESERVE_BYTES, reserve_error
 from .verify import Verified, Verifier
+
+LOG = logging.getLogger("pykoii.ledger")
 
 PAYOUT_EVENTS = frozenset({"RoundPaid", "RoundFailed", "Rewarded", "Slashed"})
 """Receipt events that ``GET /events`` streams as ``payout`` events."""
@@ -119,6 +128,8 @@ class LedgerStore:
         max_pending: int = 100_000,
         use_checkpoint: bool = True,
         on_progress: Any = None,
+        data_dir: str | None = None,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
     ) -> None:
         self.backend = backend
         self.clock = clock
@@ -138,17 +149,16 @@ class LedgerStore:
         else:
             genesis = Genesis.from_bytes(recorded)
         self.genesis = genesis
-        self.state = LedgerState(params=from_plain(LedgerParams, to_plain(genesis.params)))
-        self.seq = 0
-        self.last_hash = genesis.hash
-        self.last_slot = 0
-        self._checkpoint_seq = 0
+        self.data_dir = data_dir
+        """The folder whose free space the reserve guards (``None``: no reserve)."""
+        self.reserve_bytes = reserve_bytes if data_dir is not None else 0
+        self._use_checkpoint = use_checkpoint
         self._on_progress = on_progress
-        # Replaying from the start checks every recorded checkpoint root on the way.
-        self._expected_roots = {} if use_checkpoint else backend.checkpoint_roots()
-        if use_checkpoint:
-            self._load_checkpoint()
-        self._replay_tail()
+        self.read_epoch = 0
+        """Changes whenever the in-memory state is rolled back to the disk's (after a failed commit)."""
+        self.recovering = False
+        """True while the state is being rebuilt from disk; reads are refused meanwhile."""
+        self._restore()
         self.slots = SlotClock(
             clock, anchor_ms=genesis.anchor_ms, slot_ms=genesis.slot_ms, floor=self.last_slot
         )
@@ -161,9 +171,27 @@ class LedgerStore:
         self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-checkpoint")
         self._checkpointing: asyncio.Task[None] | None = None
         self._broken: BaseException | None = None
+        self._low_space = False
+        self._root_cache: tuple[tuple[int, int], asyncio.Future[str]] | None = None
         self._phases: dict[str, tuple[int, str]] = {}
 
     # --- start-up ---------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Build the state from what is on disk: the newest checkpoint (unless ``use_checkpoint``
+        is off), then the log's tail, checked again. Start-up and the roll-back after a failed
+        commit both run this."""
+        self.state = LedgerState(params=from_plain(LedgerParams, to_plain(self.genesis.params)))
+        self.seq = self._checkpoint_seq = 0
+        self.last_hash = self.genesis.hash
+        self.last_slot = 0
+        # Replaying from the start checks every recorded checkpoint root on the way.
+        self._expected_roots = {} if self._use_checkpoint else self.backend.checkpoint_roots()
+        if self._use_checkpoint:
+            self._load_checkpoint()
+        self._replay_tail()
+        self.durable_seq, self.durable_hash = self.seq, self.last_hash
+        """The newest entry on disk and its hash (``seq`` may run one pass ahead while it commits)."""
 
     def _load_checkpoint(self) -> None:
         checkpoint = self.backend.latest_checkpoint()
@@ -257,6 +285,22 @@ class LedgerStore:
         """The state root of the current state."""
         return state_root(self.state)
 
+    async def durable_root(self) -> dict[str, Any]:
+        """``{state_root, state_root_seq}``: the root of the state after entry ``state_root_seq``,
+        once that entry is durable. The state is copied on the event loop (``to_plain``) and
+        encoded and hashed on a thread, once per seq, for every concurrent caller."""
+        epoch, seq = self.read_epoch, self.seq
+        cached = self._root_cache
+        if cached is None or cached[0] != (epoch, seq):
+            plain = to_plain(self.state)
+            future = asyncio.get_running_loop().run_in_executor(
+                self._checkpointer, lambda: sha256_hex(state_bytes(plain))
+            )
+            cached = self._root_cache = ((epoch, seq), future)
+        root = await cached[1]
+        await self.durable(seq, epoch)
+        return {"state_root": root, "state_root_seq": seq}
+
     def receipt(self, tx_id: str) -> dict[str, Any]:
         """The receipt of an accepted transaction, or ``NotFoundError``."""
         entry = self.backend.find(tx_id)
@@ -270,18 +314,38 @@ class LedgerStore:
         return [entry_to_plain(entry) for entry in self.backend.entries(after, limit)]
 
     async def wait_for_entries(self, after: int, timeout: float) -> None:
-        """Return once the log holds an entry past ``after``, or ``timeout`` seconds have passed."""
-        if self.seq > after or self._committed is None or timeout <= 0:
+        """Return once the log holds a durable entry past ``after``, or ``timeout`` seconds have
+        passed (also while a failed commit is being rolled back: no busy loop for followers)."""
+        if self.durable_seq > after or self._committed is None or timeout <= 0:
             return
         async with self._committed:
             try:
-                await asyncio.wait_for(self._committed.wait_for(lambda: self.seq > after), timeout)
+                await asyncio.wait_for(self._committed.wait_for(lambda: self.durable_seq > after), timeout)
             except TimeoutError:
                 pass
 
+    async def durable(self, seq: int, epoch: int) -> None:
+        """Return once entry ``seq`` is on disk, for a reader that looked at the state during
+        ``read_epoch == epoch``; ``LedgerUnavailableError`` if what it saw was rolled back (or is
+        being rebuilt) instead."""
+        if self.durable_seq < seq and self._committed is not None and self.read_epoch == epoch:
+            async with self._committed:
+                await self._committed.wait_for(
+                    lambda: self.durable_seq >= seq or self.read_epoch != epoch or self._stuck
+                )
+        if self.read_epoch != epoch or self.recovering or self.durable_seq < seq:
+            raise LedgerUnavailableError(
+                "a log write failed and the ledger's state went back to what is on disk; retry shortly"
+            )
+
+    @property
+    def _stuck(self) -> bool:
+        return self._broken is not None and not self.recovering
+
     @property
     def healthy(self) -> bool:
-        """False once a log write failed (writes are refused until a restart)."""
+        """False once a log write failed and the state could not be rebuilt (until a restart),
+        and while it is being rebuilt."""
         return self._broken is None
 
     def mark_failed(self, error: BaseException) -> None:
@@ -323,6 +387,8 @@ class LedgerStore:
         def verified(outcomes: list[Any] | PykoiiError) -> None:
             # Straight from the verifier to the sequencer's queue: the caller's coroutine next wakes
             # with its receipts.
+            if self._broken is not None and not isinstance(outcomes, PykoiiError):
+                outcomes = self._unavailable()
             if isinstance(outcomes, PykoiiError):
                 if not future.done():
                     future.set_exception(outcomes)
@@ -342,9 +408,29 @@ class LedgerStore:
         if self.read_only:
             raise ReadOnlyReplicaError("this ledger is a read-only replica; send transactions to its primary")
         if self._broken is not None:
-            raise LedgerUnavailableError(
-                f"a log write failed ({self._broken!r}); the ledger refuses writes until it is restarted"
+            raise self._unavailable()
+        if self._low_space:
+            refused = self._storage_error()
+            if refused is not None:
+                raise refused
+
+    def _unavailable(self) -> LedgerUnavailableError:
+        if self.recovering:
+            return LedgerUnavailableError(
+                f"a log write failed ({self._broken!r}); the ledger is rebuilding its state from disk; "
+                "retry shortly"
             )
+        return LedgerUnavailableError(
+            f"a log write failed ({self._broken!r}); the ledger refuses writes until it is restarted"
+        )
+
+    def _storage_error(self) -> InsufficientStorageError | None:
+        """The refusal of writes while the disk is below the reserve (checked once per pass)."""
+        if self.data_dir is None:
+            return None
+        refused = reserve_error(self.data_dir, self.reserve_bytes)
+        self._low_space = refused is not None
+        return refused
 
     async def _sequencer(self) -> None:
         assert self._wakeup is not None
@@ -357,6 +443,12 @@ class LedgerStore:
                 await self._sequence(groups)
 
     async def _sequence(self, groups: list[_Group]) -> None:
+        refused = self._storage_error()
+        if refused is not None:  # before anything is applied: nothing to undo
+            for group in groups:
+                if not group.future.done():
+                    group.future.set_exception(refused)
+            return
         slot = self.slots.current()
         entries: list[LogEntry] = []
         accepted: dict[str, dict[str, Any]] = {}
@@ -399,20 +491,15 @@ class LedgerStore:
             try:
                 await self._append(entries)
             except Exception as exc:
-                self._broken = exc
-                error = LedgerUnavailableError(f"the log write failed and nothing was acknowledged: {exc!r}")
-                for group in groups:
-                    if not group.future.done():
-                        group.future.set_exception(error)
+                await self._roll_back(exc, groups)
                 return
+            self.durable_seq, self.durable_hash = self.seq, self.last_hash
         for group in groups:
             if not group.future.done():
                 group.future.set_result(group.outcomes)
         if entries:
             self.stats.accepted += len(entries)
-            assert self._committed is not None
-            async with self._committed:
-                self._committed.notify_all()
+            await self._notify()
             if self.events.active:
                 self._publish(receipts)
             if self.checkpoint_every and self.seq - self._checkpoint_seq >= self.checkpoint_every:
@@ -423,6 +510,47 @@ class LedgerStore:
                     self._checkpointing = asyncio.get_running_loop().create_task(
                         self._write_checkpoint(*snapshot)
                     )
+
+    async def _notify(self) -> None:
+        """Wake whoever waits for durable entries (``wait_for_entries``, ``durable``)."""
+        if self._committed is not None:
+            async with self._committed:
+                self._committed.notify_all()
+
+    async def _roll_back(self, failure: BaseException, groups: list[_Group]) -> None:
+        """A commit failed: answer its pass and everything that waits behind it with 503 (nothing
+        of it is acknowledged, and nothing is stamped after it), then rebuild the in-memory state
+        from the log on disk, off the event loop; writes are accepted again once that is done."""
+        self._broken = failure
+        self.recovering = True
+        self.read_epoch += 1
+        LOG.error(
+            "log commit failed after seq %d: %r; nothing past it was acknowledged; "
+            "rebuilding the state from disk",
+            self.durable_seq,
+            failure,
+        )
+        error = LedgerUnavailableError(
+            f"the log write failed and nothing was acknowledged: {failure!r}; retry shortly"
+        )
+        waiting, self._pending = self._pending, []
+        self._pending_count = 0
+        for group in [*groups, *waiting]:
+            if not group.future.done():
+                group.future.set_exception(error)
+        await self._notify()
+        try:
+            await asyncio.to_thread(self._restore)
+        except Exception as exc:
+            self._broken = exc
+            LOG.error("the state could not be rebuilt from disk (%r); restart the ledger", exc)
+        else:
+            self._broken = None
+            LOG.warning("state rebuilt from disk at seq %d; accepting writes again", self.seq)
+        finally:
+            self.recovering = False
+            self.read_epoch += 1
+            await self._notify()
 
     def _first_receipt(self, outcome: Verified, error: PykoiiError) -> Any:
         """A replayed transaction gets the receipt of its first acceptance; otherwise its error."""
@@ -450,25 +578,29 @@ class LedgerStore:
         Returns how many were appended. Raises ``LogCorruptionError`` at the first entry that does
         not verify, leaving the replica at the last good entry.
         """
+        if self._broken is not None:
+            raise self._unavailable()
         entries = [entry_from_plain(plain) for plain in plain_entries if int(plain["seq"]) > self.seq]
         if not entries:
             return 0
-        before = (self.seq, self.last_hash, self.last_slot)
+        refused = self._storage_error()
+        if refused is not None:
+            raise refused
+        before = self.seq
         try:
             checked = self._check_and_apply(entries)
-        except LogCorruptionError:
-            if self.seq != before[0]:
-                self._broken = LogCorruptionError("a replicated entry failed after others applied")
+        except LogCorruptionError as exc:
+            if self.seq != before:  # entries before the bad one were applied, not written
+                await self._roll_back(exc, [])
             raise
         try:
             await self._append(checked)
         except Exception as exc:
-            self._broken = exc
-            raise
+            await self._roll_back(exc, [])
+            raise LedgerUnavailableError(f"the replica's log write failed: {exc!r}") from exc
+        self.durable_seq, self.durable_hash = self.seq, self.last_hash
         self.stats.accepted += len(checked)
-        if self._committed is not None:
-            async with self._committed:
-                self._committed.notify_all()
+        await self._notify()
         return len(checked)
 
     def _publish(self, receipts: list[tuple[dict[str, Any], Verified]]) -> None:
@@ -491,7 +623,7 @@ class LedgerStore:
     async def _ticker(self) -> None:
         while True:
             slot = await self.slots.wait_next()
-            if not self.events.active:
+            if not self.events.active or self.recovering:
                 continue
             self.events.publish("slot", {"slot": slot})
             for task_id, task in self.state.tasks.items():
@@ -561,9 +693,12 @@ def open_store(
     genesis: Genesis | None = None,
     workers: int = 0,
     read_only: bool = False,
+    reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+    blob_quota_bytes: int = DEFAULT_QUOTA_BYTES,
     **options: Any,
 ) -> LedgerStore:
-    """A ``LedgerStore`` on ``DIR/ledger.sqlite3`` with blobs in ``DIR/blobs``."""
+    """A ``LedgerStore`` on ``DIR/ledger.sqlite3`` with blobs in ``DIR/blobs``; writes refused below
+    ``reserve_bytes`` free on the disk, blobs limited to ``blob_quota_bytes`` in all."""
     from pathlib import Path
 
     folder = Path(data_dir)
@@ -572,7 +707,9 @@ def open_store(
         clock=clock,
         genesis=genesis,
         verifier=Verifier(workers),
-        blobs=BlobStore(folder / "blobs"),
+        blobs=BlobStore(folder / "blobs", reserve_bytes=reserve_bytes, quota_bytes=blob_quota_bytes),
         read_only=read_only,
+        data_dir=str(folder),
+        reserve_bytes=reserve_bytes,
         **options,
     )
