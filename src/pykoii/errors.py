@@ -35,7 +35,7 @@
     ├── SandboxError                     the runtime could not run task code (not the author's fault)
     │   └── TaskCodeMismatchError        downloaded task code does not hash to its CID
     ├── LedgerUnavailableError           the ledger service cannot be reached (or cannot write now)
-    │   └── InsufficientStorageError     the ledger's disk is below its free-space reserve, or blobs over quota
+    │   └── InsufficientStorageError     disk below the free-space reserve, or blobs over their quota
     ├── LedgerHTTPError                  the ledger service answered with an error
     ├── LogCorruptionError               the durable log's hash chain or a signature does not verify
     ├── BlobCorruptionError              a stored blob no longer hashes to its CID
@@ -206,9 +206,9 @@ class LedgerUnavailableError(PykoiiError):
 
 
 class InsufficientStorageError(LedgerUnavailableError):
-    """Raised (HTTP 507) when a write would take the ledger's disk below its free-space reserve
-    (``free`` and ``reserve`` bytes), or blobs over their total quota (``used`` and ``quota``).
-    Nothing was written; retry once space is freed."""
+    """Raised when a write would take the ledger's disk below its free-space reserve (``free`` and
+    ``reserve`` bytes), or blobs over their total quota (``used`` and ``quota``); HTTP 507. Nothing
+    was written; retry once space is freed."""
 
 
 class LedgerHTTPError(PykoiiError):

@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     follow_parser = commands.add_parser("follow", help="run a read-only replica of a ledger at URL")
     follow_parser.add_argument("url", help="the primary, e.g. http://127.0.0.1:8899")
     _server_options(follow_parser, port=8900)
+    follow_parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=30.0,
+        help="/health answers 503 once the primary has failed for this long (default 30)",
+    )
     follow_parser.set_defaults(func=follow)
 
 
@@ -176,8 +182,8 @@ def verify(args: argparse.Namespace) -> int:
 def follow(args: argparse.Namespace) -> int:
     from ..client import LedgerClient
     from ..service import create_app, open_store
+    from ..service.follow import Replication, primary_genesis
     from ..service.follow import follow as follow_log
-    from ..service.follow import primary_genesis
 
     client = LedgerClient(args.url)
     genesis = primary_genesis(client)
@@ -198,7 +204,14 @@ def follow(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port}",
         flush=True,
     )
-    _run(create_app(store, background=[lambda: follow_log(store, client)]), args)
+    replication = Replication(args.url, stall_seconds=args.stall_seconds)
+    app = create_app(
+        store,
+        background=[lambda: follow_log(store, client, replication)],
+        replication=replication,
+        blob_source=client.get_blob,
+    )
+    _run(app, args)
     return 0
 
 

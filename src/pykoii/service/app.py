@@ -38,6 +38,7 @@ from ..errors import (
     PykoiiError,
     ReadOnlyReplicaError,
 )
+from .follow import Replication
 from .metrics import render_metrics
 from .openapi import openapi_document
 from .store import LedgerStore
@@ -252,9 +253,13 @@ def create_app(
     *,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     close_store: bool = True,
+    replication: Replication | None = None,
+    blob_source: Callable[[str], bytes] | None = None,
 ) -> Starlette:
     """The ledger's HTTP API over ``store``. ``background`` coroutines (e.g. a replica's follower)
-    run for the app's lifetime; the store is started with the app and closed after it."""
+    run for the app's lifetime; the store is started with the app and closed after it. A replica
+    passes its ``replication`` status (for ``/health``) and a ``blob_source`` (its primary's
+    ``GET /blobs``) for the blobs it does not hold yet."""
 
     async def post_tx(request: Request) -> Response:
         envelopes, is_batch = decode_envelopes(await read_body(request, MAX_TX_BODY))
@@ -336,9 +341,18 @@ def create_app(
         return JSON({"cid": cid, "size": len(data)}, status_code=201)
 
     async def get_blob(request: Request) -> Response:
-        if store.blobs is None:
+        blobs = store.blobs
+        if blobs is None:
             raise NotFoundError("this ledger stores no blobs")
-        data = store.blobs.get(request.path_params["cid"])
+        cid = request.path_params["cid"]
+        try:
+            data = blobs.get(cid)
+        except NotFoundError:
+            if blob_source is None:
+                raise
+            # A replica: the primary's copy (the client checks it against the CID), kept here.
+            data = await asyncio.to_thread(blob_source, cid)
+            await asyncio.to_thread(blobs.put, data)
         return Response(data, media_type="application/octet-stream")
 
     async def get_health(request: Request) -> Response:
@@ -353,6 +367,10 @@ def create_app(
             "pending": store.pending,
         }
         body |= root
+        if replication is not None:
+            body["replication"] = replication.view(store.durable_seq, store.clock.wall())
+            if body["status"] == "ok" and replication.stalled(store.clock.wall()):
+                body["status"] = "stalled"
         return JSON(body, status_code=200 if body["status"] == "ok" else 503)
 
     async def get_metrics(request: Request) -> Response:

@@ -10,7 +10,7 @@ Blobs are written to a temporary file, fsynced, renamed into place and the folde
 stored blob survives a crash. Reads hash the bytes again and refuse a blob that no longer matches.
 
 Blobs have a total quota of their own (``quota_bytes``, 1 GiB by default) and respect the ledger's
-free-space reserve (``space.reserve_error``), so uploads cannot fill the disk the log needs: past
+free-space reserve (``space.check_reserve``), so uploads cannot fill the disk the log needs: past
 either, ``put`` raises ``InsufficientStorageError`` (507) and writes nothing.
 
 >>> cid_of(b"hello")
@@ -33,7 +33,7 @@ from ..errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from .space import reserve_error
+from .space import check_reserve
 
 CID_PREFIX = bytes([0x01, 0x55, 0x12, 0x20])
 """CIDv1, codec raw (0x55), multihash sha2-256 (0x12) of 32 bytes (0x20)."""
@@ -110,9 +110,7 @@ class BlobStore:
                     used=self.used,
                     quota=self.quota_bytes,
                 )
-            refused = reserve_error(self.folder, self.reserve_bytes, need=len(data))
-            if refused is not None:
-                raise refused
+            check_reserve(self.folder, self.reserve_bytes, need=len(data))
             self.used += len(data)
         temporary = self.folder / f".{cid}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:

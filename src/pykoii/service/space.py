@@ -22,15 +22,15 @@ def free_bytes(folder: str | Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
-def reserve_error(folder: str | Path, reserve: int, need: int = 0) -> InsufficientStorageError | None:
-    """The error refusing a write of ``need`` bytes into ``folder``, if it would leave less than
-    ``reserve`` bytes free; ``None`` if the write may go ahead."""
+def check_reserve(folder: str | Path, reserve: int, need: int = 0) -> None:
+    """Raise ``InsufficientStorageError`` if writing ``need`` bytes into ``folder`` would leave
+    less than ``reserve`` bytes free."""
     if reserve <= 0:
-        return None
+        return
     free = free_bytes(folder)
     if free - need >= reserve:
-        return None
-    return InsufficientStorageError(
+        return
+    raise InsufficientStorageError(
         f"the ledger's disk ({folder}) has {free} bytes free, and a write of {need} bytes would leave "
         f"less than its reserve of {reserve} bytes; writes are refused until space is freed",
         free=free,

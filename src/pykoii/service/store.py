@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,10 +63,7 @@ from ..errors import (
     StaleTransactionError,
 )
 from ..ledger import (
-    LedgerParams,
-    LedgerState,
     apply_transaction,
-    from_plain,
     phase_of,
     round_of,
     state_root,
@@ -76,11 +72,12 @@ from ..ledger import (
 from ..ledger.codec import sha256_hex
 from .blobs import DEFAULT_QUOTA_BYTES, BlobStore
 from .events import EventHub
-from .log import Checkpoint, LogBackend, LogEntry, SQLiteLog, entry_hash_of, iter_entries
+from .log import LogBackend, LogEntry, SQLiteLog, entry_hash_of
 from .records import Genesis as Genesis
-from .records import chain_problem, entry_from_plain, entry_to_plain, receipt_plain, state_bytes
+from .records import entry_from_plain, entry_to_plain, receipt_plain, state_bytes
+from .replay import Replay
 from .slots import SlotClock
-from .space import DEFAULT_RESERVE_BYTES, reserve_error
+from .space import DEFAULT_RESERVE_BYTES, check_reserve
 from .verify import Verified, Verifier
 
 LOG = logging.getLogger("pykoii.ledger")
@@ -112,7 +109,7 @@ class Statistics:
         self.rejected[error.name] = self.rejected.get(error.name, 0) + 1
 
 
-class LedgerStore:
+class LedgerStore(Replay):
     """Current state + sequencer + durable hash-chained log (+ optional blob store)."""
 
     def __init__(
@@ -174,106 +171,6 @@ class LedgerStore:
         self._low_space = False
         self._root_cache: tuple[tuple[int, int], asyncio.Future[str]] | None = None
         self._phases: dict[str, tuple[int, str]] = {}
-
-    # --- start-up ---------------------------------------------------------------------------
-
-    def _restore(self) -> None:
-        """Build the state from what is on disk: the newest checkpoint (unless ``use_checkpoint``
-        is off), then the log's tail, checked again. Start-up and the roll-back after a failed
-        commit both run this."""
-        self.state = LedgerState(params=from_plain(LedgerParams, to_plain(self.genesis.params)))
-        self.seq = self._checkpoint_seq = 0
-        self.last_hash = self.genesis.hash
-        self.last_slot = 0
-        # Replaying from the start checks every recorded checkpoint root on the way.
-        self._expected_roots = {} if self._use_checkpoint else self.backend.checkpoint_roots()
-        if self._use_checkpoint:
-            self._load_checkpoint()
-        self._replay_tail()
-        self.durable_seq, self.durable_hash = self.seq, self.last_hash
-        """The newest entry on disk and its hash (``seq`` may run one pass ahead while it commits)."""
-
-    def _load_checkpoint(self) -> None:
-        checkpoint = self.backend.latest_checkpoint()
-        if checkpoint is None:
-            return
-        state = from_plain(LedgerState, orjson.loads(checkpoint.state))
-        root = state_root(state)
-        if root != checkpoint.state_root:
-            raise LogCorruptionError(
-                f"checkpoint at seq {checkpoint.seq} has state root {root}, but {checkpoint.state_root} "
-                "was recorded; remove the checkpoints table to replay the whole log",
-                seq=checkpoint.seq,
-            )
-        self.state = state
-        self.seq = self._checkpoint_seq = checkpoint.seq
-        self.last_hash = checkpoint.entry_hash
-        last = self.backend.entries(checkpoint.seq - 1, 1)
-        self.last_slot = last[0].slot if last else 0
-
-    def _replay_tail(self) -> None:
-        page: list[LogEntry] = []
-        for entry in iter_entries(self.backend, self.seq):
-            page.append(entry)
-            if len(page) >= 5000:
-                self._check_and_apply(page)
-                page = []
-                if self._on_progress is not None:
-                    self._on_progress(self.seq)
-        if page:
-            self._check_and_apply(page)
-        self.stats.replayed = self.seq - self._checkpoint_seq
-
-    def _check_and_apply(self, entries: Sequence[LogEntry]) -> list[LogEntry]:
-        """Check chain and signatures of entries that follow ``self.seq``, apply them, and return them
-        with their receipts. Raises ``LogCorruptionError`` naming the first bad entry."""
-        envelopes = []
-        problem: tuple[int, str] | None = None  # the first entry that breaks the chain, and why
-        prev_hash, seq, slot = self.last_hash, self.seq, self.last_slot
-        for index, entry in enumerate(entries):
-            seq += 1
-            why = chain_problem(entry, seq, prev_hash, slot)
-            if why is None:
-                try:
-                    envelopes.append({"tx": orjson.loads(entry.tx), "signature": entry.signature})
-                except orjson.JSONDecodeError:
-                    why = "transaction bytes are not JSON"
-            if why is not None:
-                problem = (index, why)
-                break
-            prev_hash, slot = entry.entry_hash, entry.slot
-        outcomes = self.verifier.verify_sync(envelopes)
-        out = []
-        for index, entry in enumerate(entries):
-            if problem is not None and index == problem[0]:
-                raise _corrupt(entry, problem[1])
-            outcome = outcomes[index]
-            if not isinstance(outcome, Verified):
-                raise _corrupt(entry, f"{outcome.name}: {outcome}")
-            if outcome.canonical != entry.tx:
-                raise _corrupt(entry, "transaction bytes are not in canonical form")
-            try:
-                receipt = apply_transaction(self.state, outcome.tx, entry.slot)
-            except InvalidTransactionError as exc:
-                raise _corrupt(entry, f"the ledger refuses it on replay: {exc.name}: {exc}") from None
-            self.seq, self.last_hash, self.last_slot = entry.seq, entry.entry_hash, entry.slot
-            expected = self._expected_roots.get(entry.seq)
-            if expected is not None and state_root(self.state) != expected:
-                raise _corrupt(entry, f"the state root after it differs from checkpoint root {expected}")
-            receipt_json = entry.receipt or orjson.dumps(receipt_plain(receipt, entry.seq))
-            out.append(
-                LogEntry(
-                    entry.seq,
-                    entry.slot,
-                    entry.tx_id,
-                    entry.tx,
-                    entry.signature,
-                    entry.prev_hash,
-                    entry.entry_hash,
-                    receipt_json,
-                )
-            )
-        return out
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -410,9 +307,7 @@ class LedgerStore:
         if self._broken is not None:
             raise self._unavailable()
         if self._low_space:
-            refused = self._storage_error()
-            if refused is not None:
-                raise refused
+            self._check_space()
 
     def _unavailable(self) -> LedgerUnavailableError:
         if self.recovering:
@@ -424,13 +319,13 @@ class LedgerStore:
             f"a log write failed ({self._broken!r}); the ledger refuses writes until it is restarted"
         )
 
-    def _storage_error(self) -> InsufficientStorageError | None:
-        """The refusal of writes while the disk is below the reserve (checked once per pass)."""
-        if self.data_dir is None:
-            return None
-        refused = reserve_error(self.data_dir, self.reserve_bytes)
-        self._low_space = refused is not None
-        return refused
+    def _check_space(self) -> None:
+        """``InsufficientStorageError`` while the disk is below the reserve (checked once per pass,
+        and on every write while it is low)."""
+        if self.data_dir is not None:
+            self._low_space = True
+            check_reserve(self.data_dir, self.reserve_bytes)
+            self._low_space = False
 
     async def _sequencer(self) -> None:
         assert self._wakeup is not None
@@ -443,8 +338,9 @@ class LedgerStore:
                 await self._sequence(groups)
 
     async def _sequence(self, groups: list[_Group]) -> None:
-        refused = self._storage_error()
-        if refused is not None:  # before anything is applied: nothing to undo
+        try:
+            self._check_space()
+        except InsufficientStorageError as refused:  # before anything is applied: nothing to undo
             for group in groups:
                 if not group.future.done():
                     group.future.set_exception(refused)
@@ -583,9 +479,7 @@ class LedgerStore:
         entries = [entry_from_plain(plain) for plain in plain_entries if int(plain["seq"]) > self.seq]
         if not entries:
             return 0
-        refused = self._storage_error()
-        if refused is not None:
-            raise refused
+        self._check_space()
         before = self.seq
         try:
             checked = self._check_and_apply(entries)
@@ -636,24 +530,6 @@ class LedgerStore:
                         "phase", {"task_id": task_id, "round": now[0], "phase": now[1], "slot": slot}
                     )
 
-    async def checkpoint(self) -> None:
-        """Record the current state durably, so the next start-up replays only what follows."""
-        await self._write_checkpoint(*self._snapshot())
-
-    def _snapshot(self) -> tuple[int, str, Any]:
-        """``(seq, last hash, plain state)``: ``to_plain`` copies the state, which may then move on."""
-        return self.seq, self.last_hash, to_plain(self.state)
-
-    async def _write_checkpoint(self, seq: int, last_hash: str, plain: Any) -> None:
-        self._checkpoint_seq = seq  # also when it fails: the next try is a full interval later
-
-        def encode_and_write() -> None:
-            data = state_bytes(plain)
-            checkpoint = Checkpoint(seq=seq, entry_hash=last_hash, state_root=sha256_hex(data), state=data)
-            self.backend.write_checkpoint(checkpoint)
-
-        await asyncio.get_running_loop().run_in_executor(self._checkpointer, encode_and_write)
-
     async def close(self) -> None:
         """Stop the sequencer after its current batch, write a checkpoint, and release storage."""
         for task in self._tasks:
@@ -680,10 +556,6 @@ class LedgerStore:
         self._checkpointer.shutdown(wait=True)
         self.verifier.close()
         self.backend.close()
-
-
-def _corrupt(entry: LogEntry, why: str) -> LogCorruptionError:
-    return LogCorruptionError(f"log entry {entry.seq} does not verify: {why}", seq=entry.seq)
 
 
 def open_store(
