@@ -104,15 +104,13 @@ class DevnetNode:
         return Keypair.load(self.data_dir / "keys" / "staking_wallet.json").public_key
 
     def control(self, method: str, path: str, body: Any = None, timeout: float = 120.0) -> Any:
-        """Call the node's control API with its token."""
-        token = (self.data_dir / "control.token").read_text().strip()
-        response = httpx.request(
-            method, self.url + path, json=body, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
-        )
-        data = response.json()
-        if response.status_code >= 400:
-            raise PykoiiError(f"{self.name} refused {method} {path}: {data.get('message', data)}")
-        return data
+        """Call the node's control API (its operator port) with its operator secret."""
+        from .node.control import operator_request
+
+        try:
+            return operator_request(self.data_dir, method, path, body, timeout=timeout)
+        except PykoiiError as exc:
+            raise PykoiiError(f"{self.name}: {exc}") from None
 
 
 @dataclass
@@ -195,6 +193,8 @@ class Devnet:
                 str(wallet_path),
                 "--port",
                 str(port),
+                "--dashboard-port",
+                str(free_port()),
                 "--poll",
                 str(self.poll),
             ),

@@ -73,7 +73,10 @@ def test_operator_adds_hello_world_earns_claims_and_is_told_why_withdraw_waits(
 
         # Both nodes add the task in their own dashboard; node 0 is the one we follow.
         for index, node in reversed(list(enumerate(nodes))):
-            page.goto(node.url + "/")
+            page.goto(node.operator_url + "/")  # without the login link: nothing but how to log in
+            expect(page.locator("body")).to_contain_text("login link")
+            page.goto(node.login_link())
+            page.goto(node.operator_url + "/")
             expect(page.locator("h1")).to_have_text("Node overview")
             if index == 0:
                 expect(page.locator("#ledger-tasks")).to_contain_text("Hello World")
@@ -124,11 +127,13 @@ def test_operator_adds_hello_world_earns_claims_and_is_told_why_withdraw_waits(
             f"/dashboard/tasks/{task_id}/stake",
         )
         assert status == 403
-        assert httpx.post(f"{nodes[0].url}/dashboard/tasks/{task_id}/claim", data={}).status_code == 403
+        assert (
+            httpx.post(f"{nodes[0].operator_url}/dashboard/tasks/{task_id}/claim", data={}).status_code == 401
+        )
         assert httpx.get(nodes[0].url + "/").json()["message"] == "Node is running"
 
         # The overview now shows the task, and the ledger explorer shows the paid round.
-        page.goto(nodes[0].url + "/")
+        page.goto(nodes[0].operator_url + "/")
         expect(page.locator("#my-tasks")).to_contain_text("Hello World")
         page.screenshot(path=ARTIFACTS / "node-overview.png", full_page=True)
 

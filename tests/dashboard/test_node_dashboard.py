@@ -14,9 +14,9 @@ import pytest
 from pykoii.client import LedgerClient
 from pykoii.keys import Keypair
 from pykoii.ledger.codec import base58_encode
-from pykoii.node.app import create_node_app
+from pykoii.node.app import create_node_app, create_operator_app
 from pykoii.node.journal import TaskRecord
-from pykoii.node.runtime import Node, NodeConfig, TaskRuntime
+from pykoii.node.runtime import Node, NodeConfig
 
 from .conftest import KOII, LOCAL, Ledger
 
@@ -44,14 +44,20 @@ class Setup:
         self.ledger.stake(self.node.staking, task_id, koii)
         record = TaskRecord(task_id=task_id, stake=koii * KOII, variables={}, enabled=False, code_cid="x")
         self.node.journal.put_task(record)
-        self.node.tasks[task_id] = TaskRuntime(record=record, logger=self.node._task_logger(task_id))
+        self.node._runtime(record)
+
+
+PORT = 30018
+OPERATOR = f"http://127.0.0.1:{PORT}"
 
 
 @pytest.fixture
 def setup(ledger: Ledger, tmp_path: Path) -> Iterator[Setup]:
     client = LedgerClient("http://testserver", transport=ledger.transport, retries=0)
-    node = Node(NodeConfig(data_dir=tmp_path / "node"), client=client)
-    with TestClient(create_node_app(node), client=LOCAL, base_url="http://127.0.0.1:30017") as http:
+    node = Node(NodeConfig(data_dir=tmp_path / "node", dashboard_port=PORT), client=client)
+    with TestClient(create_operator_app(node, PORT), client=LOCAL, base_url=OPERATOR) as http:
+        login = http.get(f"/login?token={node.operator_secret}", follow_redirects=False)
+        assert login.status_code == 303
         yield Setup(ledger, node, http)
     node.journal.close()
 
@@ -68,6 +74,66 @@ def test_root_is_the_dashboard_for_browsers_and_koiis_json_for_others(setup: Set
     assert "Node overview" in body and "Healthy" in body
     assert "Wallet" in body and "Staked" in body and "Claimable" in body
     assert setup.http.get("/dashboard/").status_code == 200
+    assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_the_public_port_serves_no_dashboard_and_no_action(setup: Setup) -> None:
+    task_id = setup.ledger.create_task()
+    setup.join(task_id)
+    with TestClient(create_node_app(setup.node), client=LOCAL, base_url="http://127.0.0.1:30017") as public:
+        assert public.get("/", headers=HTML).json()["message"] == "Node is running"
+        assert public.get("/dashboard/").status_code == 404
+        assert public.get(f"/tasks/{task_id}/logs").status_code == 404
+        assert public.post(f"/tasks/{task_id}/stop").status_code in (404, 405)
+        assert public.post("/tasks", json={"task_id": task_id, "stake": 1}).status_code == 405
+        listed = public.get("/tasks").json()
+        assert listed[0]["isolation"] == "bubblewrap"
+
+
+def test_login_link_gives_an_httponly_strict_cookie_and_nothing_without_it(setup: Setup) -> None:
+    task_id = setup.ledger.create_task()
+    setup.join(task_id)
+    secret = setup.node.operator_secret
+    with TestClient(create_operator_app(setup.node, PORT), client=LOCAL, base_url=OPERATOR) as fresh:
+        for path in ("/", "/dashboard/", f"/dashboard/tasks/{task_id}", f"/dashboard/add?task_id={task_id}"):
+            page = fresh.get(path, headers=HTML)
+            assert page.status_code == 401 and "login link" in page.text
+            assert secret not in page.text and 'name="csrf"' not in page.text
+        for path in ("/tasks", f"/tasks/{task_id}", f"/tasks/{task_id}/logs", f"/tasks/{task_id}/events"):
+            assert fresh.get(path).status_code == 401
+        assert fresh.post(f"/tasks/{task_id}/stop").status_code == 401
+        assert fresh.get("/login?token=wrong", follow_redirects=False).status_code == 403
+        login = fresh.get(f"/login?token={secret}", follow_redirects=False)
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and secret not in cookie
+        assert fresh.get(f"/dashboard/tasks/{task_id}").status_code == 200
+        bearer = {"authorization": f"Bearer {secret}"}
+    with TestClient(create_operator_app(setup.node, PORT), client=LOCAL, base_url=OPERATOR) as cli:
+        assert cli.get("/tasks", headers=bearer).status_code == 200
+
+
+def test_foreign_host_origin_or_peer_is_refused_even_with_the_secret(setup: Setup) -> None:
+    task_id = setup.ledger.create_task()
+    setup.join(task_id)
+    bearer = {"authorization": f"Bearer {setup.node.operator_secret}"}
+    for headers in (
+        {"host": "node.example.org"},  # DNS rebinding
+        {"host": "127.0.0.1:30017"},  # another port of this machine
+        {"origin": "http://127.0.0.1:30017"},  # a task's page on the public port
+        {"origin": "http://evil.example"},
+        {"sec-fetch-site": "same-site"},
+    ):
+        for method, path in (
+            ("GET", "/tasks"),
+            ("GET", f"/tasks/{task_id}/logs"),
+            ("POST", f"/tasks/{task_id}/stop"),
+        ):
+            refused = setup.http.request(method, path, headers={**bearer, **headers})
+            assert refused.status_code == 403, (headers, path, refused.text)
+    with TestClient(
+        create_operator_app(setup.node, PORT), client=("192.0.2.7", 4000), base_url=OPERATOR
+    ) as other:
+        assert other.get("/tasks", headers=bearer).status_code == 403
 
 
 def test_no_private_key_ever_reaches_a_page(setup: Setup) -> None:
@@ -87,7 +153,7 @@ def test_no_private_key_ever_reaches_a_page(setup: Setup) -> None:
         ):
             assert form not in html
         assert ",".join(str(b) for b in seed[:8]) not in html.replace(" ", "")
-    assert setup.node.control_token not in html
+    assert setup.node.operator_secret not in html
 
 
 def test_add_page_shows_config_variables_and_minimum_stake(setup: Setup) -> None:
@@ -103,11 +169,11 @@ def test_add_page_shows_config_variables_and_minimum_stake(setup: Setup) -> None
     assert missing.status_code == 404 and "no task has id" in missing.text
 
 
-def test_actions_need_the_token_and_the_local_machine(setup: Setup) -> None:
+def test_actions_need_the_sessions_csrf_token(setup: Setup) -> None:
     task_id = setup.ledger.create_task()
     setup.join(task_id)
     token = csrf_of(setup.http.get(f"/dashboard/tasks/{task_id}").text)
-    assert token == (setup.node.data_dir / "dashboard.token").read_text().strip()
+    assert token and token != setup.node.operator_secret
     for data in ({}, {"csrf": "wrong"}):
         refused = setup.http.post(f"/dashboard/tasks/{task_id}/claim", data=data)
         assert refused.status_code == 403 and "security token" in refused.text
@@ -115,18 +181,10 @@ def test_actions_need_the_token_and_the_local_machine(setup: Setup) -> None:
             setup.http.post("/dashboard/add", data={**data, "task_id": task_id, "stake": "2"}).status_code
             == 403
         )
-    remote = setup.http.post(
-        f"/dashboard/tasks/{task_id}/claim", data={"csrf": token}, headers={"host": "node.example.org"}
-    )
-    assert remote.status_code == 403 and "own machine" in remote.text
     cross = setup.http.post(
         f"/dashboard/tasks/{task_id}/claim", data={"csrf": token}, headers={"origin": "http://evil.example"}
     )
     assert cross.status_code == 403
-    with TestClient(create_node_app(setup.node), client=("192.0.2.7", 4000)) as other:
-        page = other.get(f"/dashboard/tasks/{task_id}")
-        assert page.status_code == 200 and 'name="csrf"' not in page.text and token not in page.text
-        assert other.post(f"/dashboard/tasks/{task_id}/claim", data={"csrf": token}).status_code == 403
 
 
 def test_a_paid_round_shows_its_reward_and_claim_moves_it_to_the_wallet(setup: Setup) -> None:

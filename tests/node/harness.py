@@ -143,6 +143,8 @@ class NodeProcess:
         self.data = folder / "data"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.dashboard_port = free_port()
+        self.operator_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.ledger_url = ledger_url
         self.args = [
             sys.executable,
@@ -156,6 +158,8 @@ class NodeProcess:
             str(self.data),
             "--port",
             str(self.port),
+            "--dashboard-port",
+            str(self.dashboard_port),
             "--poll",
             str(poll),
             *extra,
@@ -171,9 +175,23 @@ class NodeProcess:
         wait_http(self.url + "/", process=self.process)
         self.info = httpx.get(self.url + "/").json()
 
+    def operator(self, method: str, path: str, body: Any = None) -> Any:
+        """A call to the node's operator port with its operator secret (as the CLI makes it)."""
+        from pykoii.node.control import operator_request
+
+        return operator_request(self.data, method, path, body)
+
+    def login_link(self) -> str:
+        """The dashboard login link `node run` prints (it holds the operator secret)."""
+        secret = (self.data / "operator.token").read_text().strip()
+        return f"{self.operator_url}/login?token={secret}"
+
+    def logs(self, task_id: str, lines: int = 5000) -> str:
+        return str(self.operator("GET", f"/tasks/{task_id}/logs?lines={lines}")["message"])
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pykoii.cli", "node", *args, "--data", str(self.data), "--node", self.url],
+            [sys.executable, "-m", "pykoii.cli", "node", *args, "--data", str(self.data)],
             capture_output=True,
             text=True,
             timeout=120,

@@ -173,7 +173,7 @@ def test_memory_limit_applies(sandbox_root: Path) -> None:
         child = TaskProcess(task_id="T", code_dir=code, work_dir=sandbox_root / "work", limits=limits)
         await child.start()
         try:
-            with pytest.raises(TaskCodeError, match="MemoryError"):
+            with pytest.raises(TaskCodeError, match="MemoryError|memory limit"):
                 await child.run_phase("task", 1)
         finally:
             await child.stop()
@@ -210,7 +210,6 @@ SPY = """
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs the node to run as root")
 def test_task_looking_for_keys_finds_none(sandbox_root: Path) -> None:
     from pykoii.keys import Keypair
 
@@ -235,11 +234,11 @@ def test_task_looking_for_keys_finds_none(sandbox_root: Path) -> None:
             work_dir=work,
             variables=variables,
             hide=[str(data_dir), str(wallet), str(Path.home())],
-            limits=SandboxLimits(isolation="strict"),
+            limits=SandboxLimits(),
         )
         await child.start()
         try:
-            assert child.isolation == "namespace"
+            assert child.isolation == "bubblewrap"
             await child.run_phase("submission", 1)
         finally:
             await child.stop()
@@ -251,9 +250,10 @@ def test_task_looking_for_keys_finds_none(sandbox_root: Path) -> None:
     from pykoii.node.store import SqliteStore
 
     found = SqliteStore(str(work / "store.sqlite3")).get("found")
-    assert set(found["env"]) <= {"PATH", "LOOK_IN", "NODE_PID", "LC_CTYPE"}
-    assert found["uid"] != 0
-    assert found["parent_environ"] is None and found["node_environ"] is None
+    assert set(found["env"]) <= {"PATH", "PWD", "LOOK_IN", "NODE_PID", "LC_CTYPE"}
+    assert found["uid"] != 0 or os.geteuid() != 0
+    assert found["node_environ"] is None  # the node is not in the sandbox's PID namespace
+    assert "PYKOII_TEST_SECRET" not in (found["parent_environ"] or "")  # its parent: bwrap's init
     everything = json.dumps(found)
     assert "do-not-leak" not in everything
     wallet_bytes = json.loads(wallet.read_text())

@@ -1,8 +1,9 @@
 """``pykoii node run | add-task | stop-task | start-task | remove-task | status``: operate a node.
 
 ``node run`` starts the node in the foreground. The other commands talk to a running node over its
-control API (``--node``, default ``http://127.0.0.1:30017``) with the token in ``<data>/control.token``,
-so they need the same ``--data`` folder as the node. Amounts are typed in KOII.
+operator port (``--node``, default: the URL the node wrote to ``<data>/operator.json``) with the
+operator secret in ``<data>/operator.token``, so they need the same ``--data`` folder as the node.
+Amounts are typed in KOII.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import koii_to_roe
-from ..errors import ConfigError, PykoiiError
+from ..errors import ConfigError
 
 DEFAULT_DATA = Path(os.path.expanduser("~/.pykoii/node"))
+RED, RESET = "\033[31m", "\033[0m"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,18 +34,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     run.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data folder (default {DEFAULT_DATA})")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    run.add_argument("--port", type=int, default=30017)
+    run.add_argument("--port", type=int, default=30017, help="the public port (tasks' routes)")
+    run.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=30018,
+        help="the operator port: dashboard and control API, on 127.0.0.1 only",
+    )
     run.add_argument("--public-url", default="", help="URL registered with stakes (default http://HOST:PORT)")
     run.add_argument("--poll", type=float, default=0.25, help="seconds between looks at the ledger")
     run.add_argument("--phase-timeout", type=float, default=60.0, help="seconds a task phase may run")
     run.add_argument("--grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL")
-    run.add_argument("--task-memory-mb", type=int, default=1024, help="address-space limit of a task child")
-    run.add_argument("--task-cpu-seconds", type=int, default=3600, help="CPU-time limit of a task child")
+    run.add_argument("--task-memory-mb", type=int, default=1024, help="memory of a whole task (MiB)")
+    run.add_argument("--task-processes", type=int, default=256, help="processes and threads of a whole task")
+    run.add_argument("--task-cpus", type=float, default=1.0, help="CPU cores a task may use at once (root)")
+    run.add_argument(
+        "--task-disk-mb", type=int, default=64, help="disk floor of a task (MiB; its `space` if larger)"
+    )
+    run.add_argument("--task-cpu-seconds", type=int, default=3600, help="CPU-time limit of one task process")
     run.add_argument(
         "--isolation",
-        choices=["auto", "strict", "off"],
-        default="auto",
-        help="task sandbox: auto (namespaces when root), strict (refuse without), off",
+        choices=["bubblewrap", "none"],
+        default="bubblewrap",
+        help="task sandbox: bubblewrap (default; no task runs without it) or none (task code runs "
+        "with the node's rights)",
     )
     run.set_defaults(func=run_node)
 
@@ -76,15 +90,23 @@ def _control_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", type=Path, default=DEFAULT_DATA, help="the node's data folder (for its token)"
     )
-    parser.add_argument("--node", default="http://127.0.0.1:30017", help="the node's URL")
+    parser.add_argument(
+        "--node",
+        default=None,
+        help="the node's operator URL (default: the one in DATA/operator.json, written by `node run`)",
+    )
 
 
 def run_node(args: argparse.Namespace) -> int:
+    from ..node import isolation
     from ..node.runtime import Node, NodeConfig
     from ..node.sandbox import SandboxLimits
 
     limits = SandboxLimits(
         memory_bytes=args.task_memory_mb * 1024 * 1024,
+        processes=args.task_processes,
+        cpus=args.task_cpus,
+        disk_bytes=args.task_disk_mb * 1024 * 1024,
         cpu_seconds=args.task_cpu_seconds,
         phase_timeout=args.phase_timeout,
         grace=args.grace,
@@ -96,15 +118,33 @@ def run_node(args: argparse.Namespace) -> int:
         wallet_path=args.wallet,
         host=args.host,
         port=args.port,
+        dashboard_port=args.dashboard_port,
         public_url=args.public_url,
         poll_interval=args.poll,
         limits=limits,
     )
     node = Node(config)
     print(f"node {node.wallet.public_key} (staking key {node.staking.public_key})")
+    if args.isolation == isolation.NONE:
+        print(
+            f"{RED}WARNING: --isolation none: task code runs as this node's user, unsandboxed; it can read "
+            f"its keys and act for it{RESET}",
+            flush=True,
+        )
+    else:
+        why = isolation.unavailable_reason()
+        if why is not None:
+            print(
+                f"{RED}ERROR: this node cannot isolate task code ({why}); it will refuse to start any "
+                f"task. To fix it, {isolation.FIX_HINT}{RESET}",
+                flush=True,
+            )
+        else:
+            print(f"isolation: bubblewrap for every task child; limits by {isolation.limits_kind()}")
     print(
         f"serving http://{args.host}:{args.port}/ · ledger {args.ledger} · data {node.data_dir}", flush=True
     )
+    print(f"dashboard (operator only; this link holds the operator secret): {node.login_link()}", flush=True)
     try:
         asyncio.run(node.run())
     except KeyboardInterrupt:
@@ -113,31 +153,9 @@ def run_node(args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    import httpx
+    from ..node.control import operator_request
 
-    token_path = Path(args.data) / "control.token"
-    try:
-        token = token_path.read_text().strip()
-    except OSError:
-        raise ConfigError(
-            f"no control token at {token_path}; pass the node's --data folder", path=str(token_path)
-        ) from None
-    try:
-        response = httpx.request(
-            method,
-            args.node.rstrip("/") + path,
-            json=body,
-            timeout=120.0,
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    except httpx.HTTPError as exc:
-        raise PykoiiError(
-            f"node {args.node} cannot be reached: {exc}; is `pykoii node run` running?"
-        ) from None
-    data = response.json()
-    if response.status_code >= 400:
-        raise PykoiiError(f"node refused: {data.get('error', response.status_code)}: {data.get('message')}")
-    return data
+    return operator_request(Path(args.data), method, path, body, url=args.node)
 
 
 def add_task(args: argparse.Namespace) -> int:
@@ -167,9 +185,7 @@ def control_task(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    import httpx
-
-    status = httpx.get(args.node.rstrip("/") + "/", timeout=10).json()
-    tasks = httpx.get(args.node.rstrip("/") + "/tasks", timeout=10).json()
+    status = _request(args, "GET", "/")
+    tasks = _request(args, "GET", "/tasks")
     print(json.dumps({"node": status, "tasks": tasks}, indent=2))
     return 0

@@ -69,6 +69,13 @@ def slots(count: Any, slot_ms: int) -> str:
     return f"{count} slot{'s' if count != 1 else ''} ({duration(count * slot_ms)})"
 
 
+def clock(seconds: Any) -> str:
+    """A Unix time shown as ``2026-12-01 09:04:07 UTC``."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(seconds)))
+
+
 def make_environment() -> jinja2.Environment:
     """The Jinja environment of both sites, with the filters above."""
     env = jinja2.Environment(
@@ -78,7 +85,7 @@ def make_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(koii=koii, short=short, duration=duration)
+    env.filters.update(koii=koii, short=short, duration=duration, clock=clock)
     return env
 
 

@@ -1,16 +1,18 @@
-"""``create_dashboard(node) -> list[BaseRoute]``: the operator's dashboard, served by the node.
+"""``create_dashboard(node, auth) -> list[BaseRoute]``: the operator's dashboard, served by the node
+on its operator port (``http://127.0.0.1:30018/``, loopback only), never on the public port.
 
-The node's app puts these routes first, so ``http://localhost:30017/`` shows the dashboard to a
-browser while any client that does not ask for HTML still gets Koii's ``GET /`` JSON::
+The operator app (``pykoii.node.app.create_operator_app``) checks every request first (Host, Origin,
+operator secret: ``security.py``) and puts these routes first, so ``/`` shows the dashboard to a
+browser while a client that does not ask for HTML gets the node's JSON status::
 
-    routes=[*create_dashboard(node), Route("/", status), ...]
+    routes=[*create_dashboard(node, auth), Route("/", status), ...]
 
 - ``/`` (HTML only) and ``/dashboard/`` — balances, health, my tasks, tasks to add
 - ``/dashboard/tasks/{task_id}`` — one task: round and countdown, last submission and its audit,
   rewards per round, slashes, actions, live logs, the task's own routes
 - ``/dashboard/add?task_id=…`` — a task's config, variables and minimum stake, then add it
 - ``POST /dashboard/add`` and ``POST /dashboard/tasks/{task_id}/{start|stop|stake|withdraw|claim}``
-  — local machine only, with the node's token (see ``security.py``); 403 otherwise
+  — with the session's CSRF token (see ``security.py``); 403 otherwise
 - ``/dashboard/live`` and ``/dashboard/tasks/{task_id}/logs/live`` — server-sent events
 """
 
@@ -37,11 +39,16 @@ from .explorer import static_file
 from .format import ENV, parse_koii
 from .history import RewardHistory
 from .node_views import overview, task_row
-from .security import is_local, load_token, refusal
+from .security import OperatorAuth
 
 LOG_LINES = 200
 OUTCOMES_KEPT = 200
 VERBS = ("start", "stop", "stake", "withdraw", "claim")
+FRAME_DENY = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "same-origin",
+}
 
 
 class HTMLRoute(Route):
@@ -56,25 +63,24 @@ class HTMLRoute(Route):
         return (match, child) if b"text/html" in accept else (Match.NONE, {})
 
 
-def create_dashboard(node: Any) -> list[BaseRoute]:
+def create_dashboard(node: Any, auth: OperatorAuth) -> list[BaseRoute]:
     """The dashboard's routes for ``node`` (a ``pykoii.node.runtime.Node``)."""
-    token = load_token(Path(node.data_dir))
     client: LedgerClient = node.ledger.client
     history = RewardHistory(client, node.staking.public_key)
     outcomes: OrderedDict[str, Outcome] = OrderedDict()
 
     def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        local = is_local(request)
         html = ENV.get_template(template).render(
             base="/dashboard",
             static="/dashboard/static",
-            local=local,
-            csrf=token if local else "",
+            local=True,
+            csrf=auth.csrf(request),
+            public_url=node.public_base_url(),
             node=node,
             outcome=outcomes.get(request.query_params.get("outcome", "")),
             **context,
         )
-        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", **FRAME_DENY})
 
     def remember(outcome: Outcome) -> str:
         key = secrets.token_urlsafe(9)
@@ -85,7 +91,7 @@ def create_dashboard(node: Any) -> list[BaseRoute]:
 
     async def guarded(request: Request) -> tuple[dict[str, str], Response | None]:
         form = await read_form(request)
-        why = refusal(request, token, form.get("csrf"))
+        why = auth.refusal(request, form.get("csrf"))
         if why is not None:
             return form, page(request, "node_error.html", 403, title="Refused", message=why)
         return form, None

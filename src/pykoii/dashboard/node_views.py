@@ -113,6 +113,25 @@ def chart(outcomes: list[RoundOutcome], current: int) -> dict[str, Any]:
     }
 
 
+def sandbox_of(node: Any, runtime: Any) -> dict[str, Any]:
+    """How the task is isolated and limited on this node, and the node's events of it."""
+    summary = node._summary(runtime)
+    limits = node.config.limits
+    process = runtime.process
+    return {
+        "isolation": summary["isolation"],
+        "limits_kind": summary["limits"],
+        "limits": {
+            "memory_mib": limits.memory_bytes >> 20,
+            "processes": limits.processes,
+            "cpus": limits.cpus,
+            "disk_mib": (process.disk_limit if process is not None else limits.disk_bytes) >> 20,
+        },
+        "last_limit": summary["last_limit"],
+        "events": node.journal.events(runtime.record.task_id, 30),
+    }
+
+
 async def task_row(
     node: Any, runtime: Any, history: RewardHistory, now: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -130,6 +149,7 @@ async def task_row(
         "last_error": runtime.last_error,
         "flagged": runtime.flagged,
         "state": None,
+        **sandbox_of(node, runtime),
     }
     if now is None:
         return row

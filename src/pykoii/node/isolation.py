@@ -1,164 +1,393 @@
-"""What a task child does to itself before it imports any task code.
+"""How a task child is isolated and limited: bubblewrap, cgroups, rlimits.
 
-The node starts the child with an environment of only ``PATH`` and the task variables, in the
-task's own folder. The child then, as its first act (``apply``):
+Every task child is started the same way whether the node runs as root or not: under
+**bubblewrap** (``bwrap``), with new user, PID, IPC, UTS and cgroup namespaces, ``--die-with-parent``,
+``--new-session``, no further user namespaces (``--disable-userns``), the whole system read-only
+(``--ro-bind / /``), a fresh ``/dev`` and ``/proc``, its own size-capped ``/tmp`` and ``/dev/shm``,
+the node's data folder, the operator's home and the wallet file covered by empty mounts, and only
+its own work folder bound back writable (its code read-only). It sees only its own processes, so it
+cannot read another process's ``/proc/<pid>/environ`` or ``cmdline``, signal or ptrace the node or
+another task; when bubblewrap's PID 1 goes, the kernel kills every process left in the namespace.
 
-1. sets its resource limits (address space, CPU seconds, open files), hard and soft;
-2. when it runs as root (the node does): enters a private mount namespace and covers every path
-   the node asked it to hide (the node's data folder, the operator's home, the wallet file) with
-   an empty tmpfs or ``/dev/null``, then binds back only what it needs — its own folder, the task
-   code, the Python installation and ``sys.path``;
-3. drops to an unprivileged user (``nobody`` by default), which clears every capability, and sets
-   ``no_new_privs``.
+When the node runs as root, the child is first started by ``jail.py`` (as root) which puts it in the
+task's **cgroups** (v1: memory, pids, cpu; see ``Cgroups``), covers folders the task's user could not
+traverse (e.g. ``/root`` holding the Python installation) while binding back what the child needs,
+and becomes the task's **own uid** (one per task, never root, never ``nobody``) before exec'ing the
+same bubblewrap command. A node that is not root cannot create cgroups: the child's limits are then
+rlimits set by the child on itself before any task code runs (``set_limits``; RLIMIT_NPROC counts the
+whole sandbox because the sandbox has its own user namespace) and the node's watch over the
+sandbox's processes (``sandbox_usage``). ``limits_kind`` says which applies.
 
-After that the task code cannot read keys through files, cannot read the node's
-``/proc/<pid>/environ`` (another user's), and cannot undo the mounts. When the node does not run as
-root, steps 2–3 are skipped and ``apply`` says so: the isolation level is reported as ``"none"``.
+Disk: the work folder is watched (``disk_usage`` every few seconds; over the limit the task is
+stopped), RLIMIT_FSIZE caps any one file at the limit, and ``/tmp`` and ``/dev/shm`` are tmpfs of
+the same size (their pages count as the task's memory under cgroups).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
+import hashlib
 import os
 import resource
-from collections.abc import Iterable, Mapping
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import SandboxError
 
-CLONE_NEWNS = 0x00020000
-MS_RDONLY = 1
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
-PR_SET_NO_NEW_PRIVS = 38
+BUBBLEWRAP = "bubblewrap"
+NONE = "none"
+LEVELS = (BUBBLEWRAP, NONE)
+"""Isolation levels: ``bubblewrap`` (every task child sandboxed) or ``none`` (the operator's explicit
+``--isolation none``: task code runs as the node's user and can read what it can)."""
 
-_libc: Any = None
+CGROUPS = "cgroups"
+RLIMITS = "rlimits"
+CONTROLLERS = ("memory", "pids", "cpu")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+TASK_UID_BASE = 1_000_000
+TASK_UID_SPAN = 1 << 30
+JAIL = Path(__file__).with_name("jail.py")
 
+FIX_HINT = (
+    "install bubblewrap (Debian: `apt-get install bubblewrap`; `make system-packages` does it) and make "
+    "sure unprivileged user namespaces are enabled (`sysctl kernel.unprivileged_userns_clone=1`, "
+    "`user.max_user_namespaces` > 0); or, knowing that task code then runs with the node's rights, "
+    "start the node with `--isolation none`"
+)
 
-def _call(name: str, *args: Any) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if getattr(_libc, name)(*args) != 0:
-        errno = ctypes.get_errno()
-        raise SandboxError(f"{name}{args!r} failed: {os.strerror(errno)}", errno=errno)
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    _call(
-        "mount",
-        source.encode(),
-        target.encode(),
-        fstype.encode() if fstype else None,
-        ctypes.c_ulong(flags),
-        data.encode() if data else None,
-    )
+_probed: dict[int, str | None] = {}
 
 
-def set_limits(memory_bytes: int, cpu_seconds: int, open_files: int) -> None:
-    """Cap this process's address space, CPU time and open files (soft and hard)."""
+def bwrap_path() -> str | None:
+    """The ``bwrap`` executable, or ``None``."""
+    return shutil.which("bwrap")
+
+
+def unavailable_reason() -> str | None:
+    """Why task children cannot be isolated on this machine (``None`` when they can).
+
+    Runs a real ``bwrap`` with the namespaces every task child gets (as a throwaway task uid when
+    the node is root, through ``jail.py``), once per process.
+    """
+    uid = os.geteuid()
+    if uid in _probed:
+        return _probed[uid]
+    path = bwrap_path()
+    if path is None:
+        reason: str | None = "bubblewrap (bwrap) is not installed"
+    else:
+        command = [*bwrap_args(work_dir=None, code_dir=None, hide=(), keep=(), tmp_bytes=1 << 20), "true"]
+        if uid == 0:
+            command = jail_command({"uid": TASK_UID_BASE, "cgroups": [], "cover": []}, command)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reason = f"bwrap could not be run: {exc}"
+        else:
+            reason = None if done.returncode == 0 else f"bwrap failed: {done.stderr.strip()[-300:]}"
+    _probed[uid] = reason
+    return reason
+
+
+def require_isolation(task_id: str = "") -> None:
+    """Raise ``SandboxError`` naming the cause and the fix when task children cannot be isolated."""
+    reason = unavailable_reason()
+    if reason is not None:
+        raise SandboxError(
+            f"refusing to start task code without isolation: {reason}. To fix it, {FIX_HINT}",
+            task_id=task_id,
+        )
+
+
+def limits_kind() -> str:
+    """``cgroups`` when the node may create cgroups (root, v1 controllers mounted), else ``rlimits``."""
+    if os.geteuid() != 0:
+        return RLIMITS
+    if all((CGROUP_ROOT / c / "cgroup.procs").exists() for c in CONTROLLERS):
+        return CGROUPS
+    return RLIMITS
+
+
+def bwrap_args(
+    *,
+    work_dir: Path | None,
+    code_dir: Path | None,
+    hide: Iterable[str],
+    keep: Iterable[str],
+    tmp_bytes: int,
+) -> list[str]:
+    """The bubblewrap command line (up to the program to run) for one task child."""
+    args = [
+        bwrap_path() or "bwrap",
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--disable-userns",
+        "--hostname",
+        "task",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--size",
+        str(tmp_bytes),
+        "--tmpfs",
+        "/tmp",
+        "--size",
+        str(tmp_bytes),
+        "--tmpfs",
+        "/dev/shm",
+    ]
+    hidden = sorted({os.path.realpath(p) for p in hide if p not in ("", "/") and os.path.lexists(p)})
+    dirs = [h for h in hidden if os.path.isdir(h)]
+    for path in dirs:
+        if not any(_under(path, other) and path != other for other in dirs):
+            args += ["--tmpfs", path]
+    kept = sorted({os.path.realpath(p) for p in keep if os.path.isdir(p)})
+    for path in kept:
+        if any(_under(path, h) for h in dirs):
+            args += ["--ro-bind", path, path]
+    if code_dir is not None:
+        args += ["--ro-bind", str(code_dir), str(code_dir)]
+    for path in hidden:
+        if not os.path.isdir(path) and not any(_under(path, h) for h in dirs):
+            args += ["--ro-bind", "/dev/null", path]
+    if work_dir is not None:
+        args += ["--bind", str(work_dir), str(work_dir), "--chdir", str(work_dir)]
+    return args
+
+
+def jail_command(plan: Mapping[str, Any], command: Sequence[str]) -> list[str]:
+    """``command`` started through ``jail.py`` (root only): cgroups, covers, the task's uid."""
+    import json
+
+    return [sys.executable, "-I", "-S", str(JAIL), json.dumps(dict(plan)), *command]
+
+
+def python_paths() -> list[str]:
+    """Folders the child's Python needs: the interpreter, its prefixes, ``sys.path``, pykoii."""
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    paths += [p for p in sys.path if p and os.path.isdir(p)]
+    paths.append(str(Path(__file__).resolve().parents[2]))  # the folder holding pykoii
+    return sorted({os.path.realpath(p) for p in paths})
+
+
+def private_ancestors(paths: Iterable[str]) -> list[str]:
+    """Folders above ``paths`` that other users may not traverse (a task's uid could not reach them)."""
+    private = set()
+    for path in paths:
+        for parent in Path(os.path.realpath(path)).parents:
+            with contextlib.suppress(OSError):
+                if not os.stat(parent).st_mode & 0o001:
+                    private.add(str(parent))
+    return sorted(private)
+
+
+def task_uid(work_dir: Path, key: str) -> int:
+    """The task's own uid (root nodes): the work folder's owner if it is one of ours, else new."""
+    with contextlib.suppress(OSError):
+        owner = os.lstat(work_dir).st_uid
+        if TASK_UID_BASE <= owner < TASK_UID_BASE + TASK_UID_SPAN:
+            return owner
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return TASK_UID_BASE + digest % TASK_UID_SPAN
+
+
+def prepare_work_dir(work_dir: Path, uid: int | None) -> None:
+    """Create the work folder; give it (the folder itself, nothing inside) to ``uid``.
+
+    The folder's parent belongs to the node and is invisible to the task, so the task cannot swap
+    the folder for a link; nothing below it is ever touched by the node.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    info = os.lstat(work_dir)
+    if not os.path.isdir(work_dir) or os.path.islink(work_dir):
+        raise SandboxError(f"the task's work folder {work_dir} is not a folder", path=str(work_dir))
+    if uid is not None and (info.st_uid != uid or info.st_gid != uid):
+        os.chown(work_dir, uid, uid, follow_symlinks=False)
+    os.chmod(work_dir, 0o700)
+
+
+def set_limits(
+    memory_bytes: int, cpu_seconds: int, open_files: int, processes: int = 0, file_bytes: int = 0
+) -> None:
+    """Cap this process (and what it forks) with rlimits, soft and hard (the child calls this)."""
     for limit, value in (
         (resource.RLIMIT_AS, memory_bytes),
         (resource.RLIMIT_CPU, cpu_seconds),
         (resource.RLIMIT_NOFILE, open_files),
+        (resource.RLIMIT_NPROC, processes),
+        (resource.RLIMIT_FSIZE, file_bytes),
     ):
         if value > 0:
             resource.setrlimit(limit, (value, value))
 
 
-def _under(path: str, parent: str) -> bool:
-    return path != parent and (path + "/").startswith(parent.rstrip("/") + "/")
-
-
-def hide_paths(hide: Iterable[str], keep: Iterable[str]) -> None:
-    """In a new mount namespace, cover ``hide`` and bind back ``keep`` (needs root)."""
-    hides = sorted({os.path.realpath(p) for p in hide if os.path.lexists(p)})
-    keeps = sorted({os.path.realpath(p) for p in keep if os.path.isdir(p)})
-    _call("unshare", CLONE_NEWNS)
-    _mount("none", "/", None, MS_REC | MS_PRIVATE)
-    keep_fds = {path: os.open(path, os.O_PATH) for path in keeps}  # in the new namespace's tree
-    hidden_dirs = [h for h in hides if os.path.isdir(h)]
-    outermost = [h for h in hidden_dirs if not any(_under(h, other) for other in hidden_dirs)]
-    for path in outermost:
-        _mount("tmpfs", path, "tmpfs", 0, "mode=0755,size=1m")
-    for path, fd in keep_fds.items():
-        if any(_under(path, h) or path == h for h in outermost):
-            os.makedirs(path, exist_ok=True)
-            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-        os.close(fd)
-    for path in hides:  # cover again whatever a bound-back folder brought back
-        if not os.path.lexists(path):
-            continue
-        if any(_under(path, k) for k in keeps) or path not in outermost:
-            if os.path.isdir(path):
-                if any(_under(k, path) or k == path for k in keeps):
-                    continue  # a kept folder lives inside: it was bound back on purpose
-                _mount("tmpfs", path, "tmpfs", 0, "mode=0755,size=1m")
-            else:
-                _mount("/dev/null", path, None, MS_BIND)
-
-
-def _private_ancestors(paths: Iterable[str]) -> list[str]:
-    """Folders above ``paths`` that others may not traverse (the child's user could not reach them)."""
-    private = set()
-    for path in paths:
-        current = Path(os.path.realpath(path))
-        for parent in current.parents:
-            try:
-                if not os.stat(parent).st_mode & 0o001:
-                    private.add(str(parent))
-            except OSError:
-                continue
-    return sorted(private)
-
-
-def drop_privileges(user: str) -> None:
-    """Become ``user`` (name or uid): no groups, no capabilities, no way back."""
-    import pwd
-
-    entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-    os.setgroups([])
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
-    _call(
-        "prctl",
-        PR_SET_NO_NEW_PRIVS,
-        ctypes.c_ulong(1),
-        ctypes.c_ulong(0),
-        ctypes.c_ulong(0),
-        ctypes.c_ulong(0),
-    )
-
-
 def apply(plan: Mapping[str, Any]) -> str:
-    """Apply a sandbox plan from the node's ``init`` message; return the isolation level reached.
-
-    ``plan`` keys: ``memory_bytes``, ``cpu_seconds``, ``open_files``, ``hide``, ``keep``,
-    ``user``, ``mode`` (``"auto"``: isolate when root; ``"strict"``: fail unless isolated;
-    ``"off"``: limits only).
-    """
+    """The child's first act (``worker.py``): its rlimits; returns the isolation level it runs under."""
     set_limits(
-        int(plan.get("memory_bytes", 0)), int(plan.get("cpu_seconds", 0)), int(plan.get("open_files", 0))
+        int(plan.get("memory_bytes", 0)),
+        int(plan.get("cpu_seconds", 0)),
+        int(plan.get("open_files", 0)),
+        int(plan.get("processes", 0)),
+        int(plan.get("file_bytes", 0)),
     )
-    mode = plan.get("mode", "auto")
-    if mode == "off":
-        return "none"
-    if os.geteuid() != 0:
-        if mode == "strict":
-            raise SandboxError("isolation mode 'strict' needs the node to run as root (it does not)")
-        return "none"
-    import sys
+    return str(plan.get("isolation", NONE))
 
-    keep = [str(plan.get("work_dir", os.getcwd())), *plan.get("keep", [])]
-    keep += [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
-    keep += [p for p in sys.path if p and os.path.isdir(p)]
-    keep.append(str(Path(__file__).resolve().parents[2]))  # the folder holding pykoii
-    hide = list(plan.get("hide", []))
-    hide += _private_ancestors(keep)  # e.g. /root holding the interpreter: cover it, bind back what we need
-    hide_paths(hide, keep)
-    os.chdir(str(plan.get("work_dir", os.getcwd())))
-    drop_privileges(str(plan.get("user", "nobody")))
-    return "namespace"
+
+def disk_usage(folder: Path) -> int:
+    """Bytes the files under ``folder`` occupy (allocated blocks; links are not followed)."""
+    total = 0
+    stack = [str(folder)]
+    while stack:
+        current = stack.pop()
+        with contextlib.suppress(OSError), os.scandir(current) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    info = entry.stat(follow_symlinks=False)
+                    total += info.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+    return total
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+            tree.setdefault(ppid, []).append(int(name))
+    return tree
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (read from ``/proc``)."""
+    tree = _children()
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(tree.get(current, []))
+    return found
+
+
+def sandbox_usage(pid: int) -> tuple[int, int]:
+    """``(processes, resident bytes)`` of the sandbox started as ``pid`` (the rlimit fallback's watch)."""
+    pids = descendants(pid)
+    rss = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for each in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{each}/statm") as handle:
+                rss += int(handle.read().split()[1]) * page
+    return len(pids), rss
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+@dataclass
+class Cgroups:
+    """One task's cgroups (v1 ``memory``, ``pids``, ``cpu``), under the node's own groups.
+
+    ``create`` makes them and sets ``memory.limit_in_bytes``, ``pids.max`` and the CPU quota;
+    ``counters`` reads the kernel's own record of limit hits (``oom_kill``, ``pids.events max``);
+    ``kill`` SIGKILLs every process in them until none is left; ``remove`` deletes them.
+    """
+
+    name: str
+
+    def folder(self, controller: str) -> Path:
+        return CGROUP_ROOT / controller / _own_group(controller).lstrip("/") / self.name
+
+    def create(self, memory_bytes: int, processes: int, cpus: float) -> list[str]:
+        """Make the groups with their limits; return the ``cgroup.procs`` files to join."""
+        self.kill()
+        for controller in CONTROLLERS:
+            self.folder(controller).mkdir(parents=True, exist_ok=True)
+        memory = self.folder("memory")
+        _write(memory / "memory.limit_in_bytes", memory_bytes)
+        with contextlib.suppress(OSError):  # only when swap accounting is on
+            _write(memory / "memory.memsw.limit_in_bytes", memory_bytes)
+        _write(self.folder("pids") / "pids.max", processes)
+        period = 100_000
+        _write(self.folder("cpu") / "cpu.cfs_period_us", period)
+        _write(self.folder("cpu") / "cpu.cfs_quota_us", int(cpus * period) if cpus > 0 else -1)
+        return [str(self.folder(c) / "cgroup.procs") for c in CONTROLLERS]
+
+    def counters(self) -> dict[str, int]:
+        """``{"memory": OOM kills, "processes": refused forks}`` so far in these groups."""
+        out = {"memory": 0, "processes": 0}
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.folder("memory") / "memory.oom_control").read_text().splitlines():
+                if line.startswith("oom_kill "):
+                    out["memory"] = int(line.split()[1])
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.folder("pids") / "pids.events").read_text().splitlines():
+                if line.startswith("max "):
+                    out["processes"] = int(line.split()[1])
+        return out
+
+    def pids(self) -> list[int]:
+        with contextlib.suppress(OSError, ValueError):
+            return [int(p) for p in (self.folder("pids") / "cgroup.procs").read_text().split()]
+        return []
+
+    def kill(self, timeout: float = 10.0) -> int:
+        """SIGKILL every process in the groups until none is left; return how many were killed."""
+        killed, deadline = 0, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pids: set[int] = set()
+            for controller in CONTROLLERS:
+                with contextlib.suppress(OSError, ValueError):
+                    pids.update(
+                        int(p) for p in (self.folder(controller) / "cgroup.procs").read_text().split()
+                    )
+            if not pids:
+                return killed
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+            time.sleep(0.02)
+        raise SandboxError(f"processes of cgroup {self.name} survived SIGKILL for {timeout} s")
+
+    def remove(self) -> None:
+        self.kill()
+        for controller in CONTROLLERS:
+            with contextlib.suppress(OSError):
+                self.folder(controller).rmdir()
+
+
+def _write(path: Path, value: int) -> None:
+    with open(path, "w") as handle:
+        handle.write(str(value))
+
+
+def _own_group(controller: str) -> str:
+    """The node's own cgroup path in ``controller``'s v1 hierarchy."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _id, names, path = line.split(":", 2)
+            if controller in names.split(","):
+                return path
+    return "/"

@@ -54,6 +54,10 @@ class ActionRecord:
     slot: int
 
 
+EVENTS_KEPT = 500
+"""Node events kept per task (newest first)."""
+
+
 class Journal:
     """The node's SQLite journal. Every write commits before the call returns."""
 
@@ -74,6 +78,10 @@ class Journal:
                 task_id TEXT NOT NULL, kind TEXT NOT NULL, round INTEGER NOT NULL,
                 candidate TEXT NOT NULL, status TEXT NOT NULL, envelope TEXT, error TEXT NOT NULL,
                 slot INTEGER NOT NULL, PRIMARY KEY (task_id, kind, round, candidate));
+            CREATE TABLE IF NOT EXISTS events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, at REAL NOT NULL,
+                kind TEXT NOT NULL, detail TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, id);
             """
         )
 
@@ -163,6 +171,32 @@ class Journal:
         """Forget actions of rounds older than ``before_round``."""
         with self._lock:
             self._db.execute("DELETE FROM actions WHERE task_id = ? AND round < ?", (task_id, before_round))
+
+    # -- node events (the node's own record of each task's life, apart from the task's log) --------
+
+    def event(self, task_id: str, kind: str, detail: str, at: float) -> None:
+        """Record one event (``start``, ``exit``, ``limit``, ``restart``, ``stop``, ...) of a task;
+        only the newest ``EVENTS_KEPT`` per task are kept, whatever the task writes to its log."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO events (task_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                (task_id, at, kind, detail),
+            )
+            if cursor.lastrowid and cursor.lastrowid % 50 == 0:
+                self._db.execute(
+                    "DELETE FROM events WHERE task_id = ? AND id <= (SELECT id FROM events WHERE task_id = ?"
+                    " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (task_id, task_id, EVENTS_KEPT),
+                )
+
+    def events(self, task_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` events of a task, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at, kind, detail FROM events WHERE task_id = ? ORDER BY id DESC LIMIT ?",
+                (task_id, limit),
+            ).fetchall()
+        return [{"at": r[0], "kind": r[1], "detail": r[2]} for r in reversed(rows)]
 
     def close(self) -> None:
         with self._lock:

@@ -18,7 +18,8 @@ Data folder (``--data``, default ``~/.pykoii/node``)::
 
     keys/                   0700: staking_wallet.json (and main_wallet.json if the node made it)
     node.sqlite3            the journal (tasks, actions)
-    control.token           0600: bearer token of the control API used by `pykoii node …`
+    operator.token          0600: the operator secret (dashboard login link, `pykoii node …` CLI)
+    operator.json           0600: the operator port's URL, written by `node run`, read by the CLI
     executables/<cid>/      unpacked task code (read-only for the child)
     tasks/<task_id>/        the child's own folder: store.sqlite3, anything the task writes
     logs/node.log           the node's log; logs/<task_id>.log the task's log (rotating)
@@ -28,16 +29,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import logging.handlers
 import os
-import secrets
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, SystemClock
+from ..dashboard.security import load_secret
 from ..errors import (
     KeyFileError,
     PykoiiError,
@@ -49,9 +54,11 @@ from ..keys import Keypair
 from ..ledger.rounds import round_of
 from ..packaging import extract_archive, verify_cid
 from . import schedule
+from .control import OPERATOR_FILE
 from .executor import RoundExecutor
 from .journal import Journal, TaskRecord
 from .ledger_access import NodeLedger
+from .masking import Masker
 from .sandbox import SandboxLimits, TaskProcess
 
 log = logging.getLogger("pykoii.node")
@@ -73,6 +80,8 @@ class NodeConfig:
     """The main wallet; default ``<data>/keys/main_wallet.json`` (created when missing)."""
     host: str = "127.0.0.1"
     port: int = 30017
+    dashboard_port: int = 30018
+    """The operator port (dashboard and control API), always bound to 127.0.0.1."""
     public_url: str = ""
     """The URL registered with stakes (Koii's ``ip_address_list``); default ``http://host:port``."""
     poll_interval: float = 0.25
@@ -104,6 +113,7 @@ class TaskRuntime:
     state: dict[str, Any] = field(default_factory=dict)
     loop: asyncio.Task[None] | None = None
     logger: logging.Logger = field(default_factory=lambda: log)
+    masker: Masker = field(default_factory=Masker)
 
 
 class Node(RoundExecutor):
@@ -122,15 +132,11 @@ class Node(RoundExecutor):
         self.wallet = self._load_or_create(config.wallet_path or self.data_dir / "keys" / "main_wallet.json")
         self.staking = self._load_or_create(self.data_dir / "keys" / "staking_wallet.json")
         self.journal = Journal(self.data_dir / "node.sqlite3")
-        token_path = self.data_dir / "control.token"
-        if not token_path.exists():
-            fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(32))
-        self.control_token = token_path.read_text().strip()
+        self.operator_secret = load_secret(self.data_dir)
         self.tasks: dict[str, TaskRuntime] = {}
         self.slot = -1
         self._socket_dir: Path | None = None
+        self._node_tag = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:10]
         self._setup_node_log()
 
     # -- keys and logs --------------------------------------------------------------------------
@@ -156,17 +162,41 @@ class Node(RoundExecutor):
         log.setLevel(logging.INFO)
         self._node_log_handler = handler
 
-    def _task_logger(self, task_id: str) -> logging.Logger:
-        logger = logging.getLogger(f"pykoii.node.task.{task_id}")
-        if not logger.handlers:
-            handler = logging.handlers.RotatingFileHandler(
-                self._task_log_path(task_id), maxBytes=5 * 1024 * 1024, backupCount=3
+    def _runtime(self, record: TaskRecord) -> TaskRuntime:
+        """The task's runtime, with its log (task variables masked) set up."""
+        runtime = self.tasks.get(record.task_id)
+        if runtime is None:
+            masker = Masker(record.variables)
+            runtime = self.tasks[record.task_id] = TaskRuntime(
+                record=record, logger=self._task_logger(record.task_id, masker), masker=masker
             )
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
+        runtime.record = record
+        runtime.masker.update(record.variables)
+        return runtime
+
+    def _task_logger(self, task_id: str, masker: Masker) -> logging.Logger:
+        logger = logging.getLogger(f"pykoii.node.task.{self.data_dir}.{task_id}")
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+            old.close()
+        handler = logging.handlers.RotatingFileHandler(
+            self._task_log_path(task_id), maxBytes=5 * 1024 * 1024, backupCount=3
+        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.addFilter(masker)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
         return logger
+
+    def _event(self, runtime: TaskRuntime, kind: str, detail: str) -> None:
+        """Record a node event of the task (masked), apart from the task's own log."""
+        detail = runtime.masker.mask(detail)
+        self.journal.event(runtime.record.task_id, kind, detail, time.time())
+        runtime.logger.info("node event %s: %s", kind, detail)
+
+    def _fail(self, runtime: TaskRuntime, error: str) -> None:
+        runtime.last_error = runtime.masker.mask(error)
 
     def _task_log_path(self, task_id: str) -> Path:
         return self.data_dir / "logs" / f"{_safe(task_id)}.log"
@@ -194,6 +224,7 @@ class Node(RoundExecutor):
             **self._summary(runtime),
             "stake": runtime.record.stake,
             "variables": sorted(runtime.record.variables),
+            "events": self.journal.events(task_id, 50),
             "actions": [
                 {
                     "kind": a.kind,
@@ -214,7 +245,9 @@ class Node(RoundExecutor):
             "status": runtime.status,
             "running": runtime.process is not None and runtime.process.running,
             "flagged": runtime.flagged,
-            "isolation": runtime.process.isolation if runtime.process else "",
+            "isolation": runtime.process.isolation if runtime.process else self.config.limits.isolation,
+            "limits": runtime.process.limits_kind if runtime.process else "",
+            "last_limit": runtime.process.limit_hit if runtime.process else "",
             "restarts": runtime.restarts,
             "round": runtime.current_round,
             "last_submitted_round": runtime.last_submitted_round,
@@ -272,6 +305,7 @@ class Node(RoundExecutor):
         record.enabled = False
         self.journal.put_task(record)
         await self._halt(task_id)
+        self._event(self._runtime(record), "stop", "stopped by the operator")
         return self._summary(self.tasks[task_id])
 
     async def start_task(self, task_id: str) -> dict[str, Any]:
@@ -282,8 +316,9 @@ class Node(RoundExecutor):
         return self._summary(self.tasks[task_id])
 
     async def remove_task(self, task_id: str) -> dict[str, Any]:
-        self._record(task_id)
+        record = self._record(task_id)
         await self._halt(task_id)
+        self._event(self._runtime(record), "remove", "removed by the operator; no process of it is left")
         self.journal.remove_task(task_id)
         runtime = self.tasks.pop(task_id)
         return {
@@ -310,28 +345,38 @@ class Node(RoundExecutor):
             if record.enabled:
                 await self._launch(record)
             else:
-                self.tasks[record.task_id] = TaskRuntime(
-                    record=record, logger=self._task_logger(record.task_id)
-                )
+                self._runtime(record)
+
+    def public_base_url(self) -> str:
+        """The public port's URL (what is registered with stakes)."""
+        return self.config.public_url or f"http://{self.config.host}:{self.config.port}"
+
+    def operator_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.dashboard_port}"
+
+    def login_link(self) -> str:
+        """The link that logs a browser in to the dashboard (it holds the operator secret)."""
+        return f"{self.operator_url()}/login?token={self.operator_secret}"
 
     async def run(self) -> None:
-        """Serve HTTP on ``config.port`` and run the tasks until cancelled."""
+        """Serve the public port and the operator port, and run the tasks until cancelled."""
         import uvicorn
 
-        from .app import create_node_app
+        from .app import create_server_app
 
+        sockets = [
+            _listen(self.config.host, self.config.port),
+            _listen("127.0.0.1", self.config.dashboard_port),
+        ]
+        path = self.data_dir / OPERATOR_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"url": self.operator_url(), "public_url": self.public_base_url()}, handle)
         await self.start()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_node_app(self),
-                host=self.config.host,
-                port=self.config.port,
-                log_level="warning",
-                lifespan="off",
-            )
-        )
+        app = create_server_app(self, self.config.port, self.config.dashboard_port)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         try:
-            await server.serve()
+            await server.serve(sockets=sockets)
         finally:
             await self.close()
 
@@ -344,12 +389,7 @@ class Node(RoundExecutor):
         self._node_log_handler.close()
 
     async def _launch(self, record: TaskRecord) -> None:
-        runtime = self.tasks.get(record.task_id)
-        if runtime is None:
-            runtime = self.tasks[record.task_id] = TaskRuntime(
-                record=record, logger=self._task_logger(record.task_id)
-            )
-        runtime.record = record
+        runtime = self._runtime(record)
         if runtime.loop is not None and not runtime.loop.done():
             return
         runtime.status = "starting"
@@ -388,24 +428,26 @@ class Node(RoundExecutor):
             except asyncio.CancelledError:
                 raise
             except (TaskCodeError, SandboxError) as exc:
-                runtime.last_error = str(exc)
+                self._fail(runtime, str(exc))
                 runtime.logger.error("%s: %s", exc.name, exc)
-                log.error("task %s: %s: %s", task_id, exc.name, str(exc).splitlines()[0])
+                log.error("task %s: %s: %s", task_id, exc.name, runtime.last_error.splitlines()[0])
                 if runtime.process is None or not runtime.process.running:
                     await self._backoff(runtime)
                     continue
             except PykoiiError as exc:  # the ledger is away or refused a read: try again next tick
-                runtime.last_error = str(exc)
+                self._fail(runtime, str(exc))
                 runtime.logger.warning("%s: %s", exc.name, exc)
             except Exception as exc:  # noqa: BLE001 - a node bug must not stop the other tasks
-                runtime.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("task %s: unexpected error", task_id)
+                self._fail(runtime, f"{type(exc).__name__}: {exc}")
+                log.error("task %s: unexpected error: %s", task_id, runtime.last_error)
             await self.clock.sleep_until(self.clock.now() + self.config.poll_interval)
 
     async def _backoff(self, runtime: TaskRuntime) -> None:
         runtime.status = "backoff"
         runtime.backoff = min(max(runtime.backoff * 2, self.config.restart_backoff), self.config.max_backoff)
         runtime.logger.warning("restarting the task child in %.1f s", runtime.backoff)
+        cause = runtime.last_error.splitlines()[0] if runtime.last_error else "the child is not running"
+        self._event(runtime, "restart", f"in {runtime.backoff:.1f} s, after: {cause}")
         await self.clock.sleep_until(self.clock.now() + runtime.backoff)
 
     async def _start_child(self, runtime: TaskRuntime) -> None:
@@ -423,6 +465,9 @@ class Node(RoundExecutor):
 
             self._socket_dir = Path(tempfile.mkdtemp(prefix="pykoii-node-"))
         runtime.process = TaskProcess(
+            space_bytes=_space_bytes(code_dir),
+            cgroup_name=f"pykoii-{self._node_tag}-{_safe(record.task_id)}"[:100],
+            on_event=lambda kind, detail: self._event(runtime, kind, detail),
             task_id=record.task_id,
             code_dir=code_dir,
             work_dir=self.data_dir / "tasks" / _safe(record.task_id),
@@ -529,12 +574,33 @@ class Node(RoundExecutor):
                 {"type": "transfer", "to": me, "amount": needed - balance, "recent_slot": slot}
             )
             await self.ledger.send(transfer)
-        url = self.config.public_url or f"http://{self.config.host}:{self.config.port}"
+        url = self.public_base_url()
         envelope = self.staking.sign_transaction(
             {"type": "stake", "task_id": task_id, "amount": needed, "ip_address": url, "recent_slot": slot}
         )
         await self.ledger.send(envelope)
         log.info("staked %d ROE on task %s", needed, task_id)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _space_bytes(code_dir: Path) -> int:
+    """The ``space`` (MB) the task's config-task.yml asks for, in bytes (0 when it has none)."""
+    from ..config import CONFIG_FILE, parse_config
+
+    path = code_dir / CONFIG_FILE
+    try:
+        return int(parse_config(path.read_text(), path=str(path)).space * (1 << 20))
+    except (OSError, PykoiiError):
+        return 0
 
 
 def _safe(task_id: str) -> str:

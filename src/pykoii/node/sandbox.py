@@ -2,17 +2,18 @@
 
 ``TaskProcess`` keeps one long-lived child (``python -m pykoii.node.worker``) for one task:
 
-- started with ``sys.executable`` in the task's own folder, with an environment of only ``PATH``
-  and the task variables, no key and no wallet path;
-- the child sandboxes itself before importing task code (``isolation.py``): resource limits, a
-  private mount namespace hiding the node's data folder, the operator's home and the wallet, and
-  an unprivileged user;
+- started under bubblewrap (``isolation.py``; through ``jail.py`` with the task's cgroups and own
+  uid when the node is root), with an environment of only ``PATH``; the task variables reach the
+  child in its ``init`` message, never a key or a wallet path;
 - routes are served by the child on a unix socket the node creates and passes as a file
   descriptor, so the node can proxy ``/task/<id>/...`` to it;
+- a watch every ``watch_every`` seconds stops the whole task when it is over a limit (cgroup
+  counters, or the sandbox's process count and memory; the work folder's size) and says why;
 - a phase that overruns ``timeout`` is stopped (SIGTERM, ``grace`` seconds, SIGKILL) and raised as
   ``TaskCodeError``; a child that dies or breaks the protocol raises ``TaskCodeError`` (with the tail
-  of its stderr) or ``SandboxError`` (not the author's fault). The node catches both, logs them to
-  the task log, and restarts the child with backoff.
+  of its stderr, or the limit that killed it) or ``SandboxError`` (not the author's fault). The node
+  catches both, logs them to the task log, records a node event, and restarts the child with
+  backoff.
 
 >>> # result = await run_task_code("examples/hello_world", "submission", {"round": 3}, timeout=10)
 """
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PykoiiError, SandboxError, TaskCodeError
+from . import isolation as iso
 from . import protocol
 
 LedgerReads = Callable[[str, list[Any]], Awaitable[Any]]
@@ -44,12 +46,19 @@ LedgerReads = Callable[[str, list[Any]], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Limits of one task child. Each can be changed with a ``pykoii node run`` option."""
+    """Limits of one task, for the task child and everything it forks. Each is a ``node run`` option."""
 
     memory_bytes: int = 1 << 30
-    """RLIMIT_AS of the child (``--task-memory-mb``)."""
+    """Memory of the whole task (``--task-memory-mb``): cgroup ``memory.limit_in_bytes`` under root;
+    otherwise RLIMIT_AS per process plus the node's watch over the sandbox's resident memory."""
+    processes: int = 256
+    """Processes and threads of the whole task (``--task-processes``): ``pids.max`` and RLIMIT_NPROC."""
+    cpus: float = 1.0
+    """CPU cores the task may use at once (``--task-cpus``; cgroup CPU quota, root only)."""
+    disk_bytes: int = 64 << 20
+    """Floor of the task's disk limit (``--task-disk-mb``); a task whose ``space`` asks more gets that."""
     cpu_seconds: int = 3600
-    """RLIMIT_CPU: CPU seconds over the child's life; past it the child is killed and restarted."""
+    """RLIMIT_CPU: CPU seconds of one process; past it the child is killed and restarted."""
     open_files: int = 256
     """RLIMIT_NOFILE."""
     phase_timeout: float = 60.0
@@ -57,11 +66,11 @@ class SandboxLimits:
     grace: float = 5.0
     """Seconds between SIGTERM and SIGKILL."""
     start_timeout: float = 30.0
-    """Seconds a child may take to sandbox itself and import the task code."""
-    user: str = "nobody"
-    """The unprivileged user a child runs as when the node runs as root."""
-    isolation: str = "auto"
-    """``auto`` (isolate when root), ``strict`` (refuse to run without isolation) or ``off``."""
+    """Seconds a child may take to start and import the task code."""
+    isolation: str = iso.BUBBLEWRAP
+    """``bubblewrap`` (the default; refuses to run task code when it cannot isolate) or ``none``."""
+    watch_every: float = 0.5
+    """Seconds between two looks at the task's usage (limit hits, disk)."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +98,23 @@ class TaskProcess:
     ledger_reads: LedgerReads | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("pykoii.task"))
     socket_dir: Path | None = None
+    space_bytes: int = 0
+    """The task's own ``space`` (config-task.yml); the disk limit is the larger of it and the floor."""
+    cgroup_name: str = ""
+    """Name of the task's cgroups (unique per node and task); default derived from the work folder."""
+    on_event: Callable[[str, str], None] | None = None
+    """Called with ``(kind, detail)`` for the node's record of the task: start, exit, limit."""
 
     def __post_init__(self) -> None:
         self.process: asyncio.subprocess.Process | None = None
-        self.isolation = "none"
+        self.isolation = iso.NONE
+        self.limits_kind = iso.RLIMITS
+        self.limit_hit = ""
+        """Why the node stopped the child for a limit (empty when it did not)."""
+        self.cgroups: iso.Cgroups | None = None
+        self._counters: dict[str, int] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._reported: asyncio.subprocess.Process | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ready: asyncio.Future[dict[str, Any]] | None = None
@@ -118,26 +140,28 @@ class TaskProcess:
         digest = hashlib.sha256(self.task_id.encode()).hexdigest()[:16]
         return str(self.socket_dir / f"{digest}.sock")
 
+    @property
+    def disk_limit(self) -> int:
+        """Bytes the task may keep in its work folder (and in each of its ``/tmp``, ``/dev/shm``)."""
+        return max(self.limits.disk_bytes, self.space_bytes)
+
     async def start(self) -> None:
-        """Start the child and wait until it has sandboxed itself and imported the task code."""
+        """Start the child in its sandbox and wait until it has imported the task code."""
         if self.running:
             return
         self.stderr_tail.clear()
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare_work_dir()
+        self.limit_hit = ""
+        command = self._command()
         self._listen()
         assert self._listener is not None
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **dict(self.variables)}
         try:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "pykoii.node.worker",
+                *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=str(self.work_dir),
-                env=env,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 start_new_session=True,
                 pass_fds=(self._listener.fileno(),),
                 limit=protocol.MAX_LINE,
@@ -172,7 +196,7 @@ class TaskProcess:
         except _ChildExited:
             await self.terminate()
             raise TaskCodeError(
-                f"task {self.task_id}: the child exited while starting (code {self._returncode()}); "
+                f"task {self.task_id}: the child exited while starting ({self._exit_reason()}); "
                 f"last stderr lines:\n{self.tail()}",
                 task_id=self.task_id,
             ) from None
@@ -184,12 +208,71 @@ class TaskProcess:
                 f"{_last_lines(ready.get('traceback', ''))}",
                 task_id=self.task_id,
             )
-        self.isolation = str(ready.get("isolation", "none"))
-        if self.isolation == "none" and self.limits.isolation != "off":
+        self._watch = loop.create_task(self._watch_limits())
+        assert self.process is not None
+        self._event(
+            "start",
+            f"pid {self.process.pid}, isolation {self.isolation}, limits {self.limits_kind}"
+            f" (memory {self.limits.memory_bytes >> 20} MiB, {self.limits.processes} processes,"
+            f" disk {self.disk_limit >> 20} MiB)",
+        )
+        if self.isolation == iso.NONE:
             self.log.warning(
-                "task child runs without isolation (the node is not root); it can read "
-                "whatever the node's user can read"
+                "task child runs WITHOUT isolation (--isolation none): it can read and change "
+                "whatever the node's user can"
             )
+
+    def _command(self) -> list[str]:
+        """The command that starts the child: bubblewrap (through ``jail.py`` when root), or bare."""
+        worker = [sys.executable, "-m", "pykoii.node.worker"]
+        root = os.geteuid() == 0
+        self.isolation = self.limits.isolation
+        if self.isolation not in iso.LEVELS:
+            raise SandboxError(
+                f"isolation {self.isolation!r} is not one of {', '.join(iso.LEVELS)}", task_id=self.task_id
+            )
+        uid = iso.task_uid(self.work_dir, f"{self.work_dir}") if root else None
+        if self.isolation == iso.NONE:
+            iso.prepare_work_dir(self.work_dir, None)
+            self.limits_kind = iso.RLIMITS
+            return worker
+        iso.require_isolation(self.task_id)
+        iso.prepare_work_dir(self.work_dir, uid)
+        python = iso.python_paths()
+        command = (
+            iso.bwrap_args(
+                work_dir=self.work_dir,
+                code_dir=self.code_dir,
+                hide=self.hide,
+                keep=python,
+                tmp_bytes=self.disk_limit,
+            )
+            + worker
+        )
+        if not root:
+            self.limits_kind = iso.RLIMITS
+            return command
+        self.limits_kind = iso.limits_kind()
+        procs: list[str] = []
+        if self.limits_kind == iso.CGROUPS:
+            name = (
+                self.cgroup_name or "pykoii-" + hashlib.sha256(str(self.work_dir).encode()).hexdigest()[:16]
+            )
+            self.cgroups = iso.Cgroups(name)
+            try:
+                procs = self.cgroups.create(self.limits.memory_bytes, self.limits.processes, self.limits.cpus)
+            except OSError as exc:
+                raise SandboxError(f"task {self.task_id}: cannot set up its cgroups: {exc}") from exc
+            self._counters = self.cgroups.counters()
+        needed = [*python, str(self.code_dir), str(self.work_dir)]
+        plan = {
+            "uid": uid,
+            "cgroups": procs,
+            "cover": iso.private_ancestors(needed),
+            "keep": [*python, str(self.code_dir)],
+            "keep_rw": [str(self.work_dir)],
+        }
+        return iso.jail_command(plan, command)
 
     async def stop(self) -> None:
         """Ask the child to finish; stop it by signal if it does not within ``grace``."""
@@ -199,8 +282,12 @@ class TaskProcess:
         await self.terminate()
 
     async def terminate(self) -> None:
-        """SIGTERM the child's process group, wait ``grace`` seconds, then SIGKILL it."""
+        """SIGTERM the child's process group, wait ``grace`` seconds, then SIGKILL it; then kill
+        whatever is left in the task's cgroups. Nothing of the task survives this."""
         process = self.process
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if process is not None and process.returncode is None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(process.wait(), 0.5)
@@ -216,6 +303,13 @@ class TaskProcess:
                     )
                     self._signal(signal.SIGKILL)
                     await process.wait()
+        if self.cgroups is not None:
+            killed = await asyncio.to_thread(self.cgroups.kill)
+            if killed:
+                self.log.warning("killed %d process(es) the task left behind", killed)
+        if process is not None and process is not self._reported:
+            self._reported = process
+            self._event("exit", self._exit_reason())
         for reader in self._readers:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(reader, 2.0)
@@ -311,29 +405,63 @@ class TaskProcess:
 
     def _plan(self) -> dict[str, Any]:
         return {
-            "memory_bytes": self.limits.memory_bytes,
+            "isolation": self.isolation,
+            "memory_bytes": self.limits.memory_bytes if self.limits_kind == iso.RLIMITS else 0,
+            "processes": self.limits.processes,
+            "file_bytes": self.disk_limit,
             "cpu_seconds": self.limits.cpu_seconds,
             "open_files": self.limits.open_files,
-            "user": self.limits.user,
-            "mode": self.limits.isolation,
-            "hide": [p for p in self.hide if p not in ("", "/")],
-            "keep": [str(self.code_dir)],
-            "work_dir": str(self.work_dir),
         }
 
-    def _prepare_work_dir(self) -> None:
-        """Give the work folder to the unprivileged user the child will become."""
-        if os.geteuid() != 0 or self.limits.isolation == "off":
-            return
-        import pwd
+    def _event(self, kind: str, detail: str) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, detail)
 
-        user = self.limits.user
-        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-        for root, dirs, files in os.walk(self.work_dir):
-            for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-                with contextlib.suppress(OSError):
-                    os.chown(name, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-        os.chmod(self.work_dir, 0o700)
+    def _over_limit(self, disk_due: bool) -> str:
+        """Why the task is over one of its limits right now (empty when it is not)."""
+        if self.cgroups is not None:
+            counters = self.cgroups.counters()
+            if counters["memory"] > self._counters.get("memory", 0):
+                mib = self.limits.memory_bytes >> 20
+                return f"memory limit: the kernel killed a process of the task at {mib} MiB"
+            if counters["processes"] > self._counters.get("processes", 0):
+                limit = self.limits.processes
+                return f"process limit: the task tried to run more than {limit} processes/threads"
+        elif self.isolation != iso.NONE and self.process is not None:
+            count, resident = iso.sandbox_usage(self.process.pid)
+            if count >= self.limits.processes:
+                return (
+                    f"process limit: the task ran {count} processes/threads (limit {self.limits.processes})"
+                )
+            if resident > self.limits.memory_bytes:
+                return (
+                    f"memory limit: the task's processes held {resident >> 20} MiB "
+                    f"(limit {self.limits.memory_bytes >> 20} MiB)"
+                )
+        if disk_due:
+            used = iso.disk_usage(self.work_dir)
+            if used > self.disk_limit:
+                return (
+                    f"disk limit: the work folder holds {used >> 20} MiB (limit {self.disk_limit >> 20} MiB)"
+                )
+        return ""
+
+    async def _watch_limits(self) -> None:
+        """Every ``watch_every`` seconds: over a limit, record why and kill the whole task."""
+        looks = 0
+        while self.running:
+            await asyncio.sleep(self.limits.watch_every)
+            looks += 1
+            disk_due = looks % max(1, int(2.0 / self.limits.watch_every)) == 0
+            why = await asyncio.to_thread(self._over_limit, disk_due)
+            if why and self.running:
+                self.limit_hit = why
+                self._event("limit", why)
+                self.log.error("stopping the task: %s", why)
+                self._signal(signal.SIGKILL)
+                if self.cgroups is not None:
+                    await asyncio.to_thread(self.cgroups.kill)
+                return
 
     def _listen(self) -> None:
         path = self.socket_path
@@ -434,11 +562,24 @@ class TaskProcess:
         code = self._returncode()
         if code is None:
             return "still running"
+        if self.isolation != iso.NONE and code > 128:
+            code = -(code - 128)  # bubblewrap exits with 128 + the signal that killed its child
+        if not self.limit_hit and self.cgroups is not None:
+            why = self._over_limit(disk_due=False)  # the kernel may have struck before the watch looked
+            if why:
+                self.limit_hit = why
+                self._event("limit", why)
+        if self.limit_hit:
+            return self.limit_hit
         if code < 0:
-            name = signal.Signals(-code).name
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
             hint = {
                 "SIGXCPU": "it used up its CPU-time limit (--task-cpu-seconds)",
-                "SIGKILL": "killed, perhaps by the memory limit (--task-memory-mb)",
+                "SIGXFSZ": "it wrote a file larger than its disk limit",
+                "SIGKILL": "killed (SIGKILL)",
             }.get(name, name)
             return f"signal {name}: {hint}"
         return f"exit code {code}"

@@ -1,6 +1,7 @@
 """The task child: ``python -m pykoii.node.worker``, one long-lived process per running task.
 
-It reads the node's ``init`` message, sandboxes itself (``isolation.apply``), imports the author's
+It runs inside the task's sandbox (see ``isolation.py``). It reads the node's ``init`` message, sets
+its rlimits and the task variables as its environment (``isolation.apply``), imports the author's
 ``Task``, serves the task's ``routes()`` on the listening unix socket the node passed it (uvicorn),
 and then runs phases on request, one at a time, in a worker thread, so a slow phase never stops the
 routes. Ledger reads are sent to the node as requests; the key-value store is local (``store.py``).
@@ -217,6 +218,7 @@ def main() -> None:
     init = protocol.decode(reader.readline())
     try:
         level = isolation.apply(init.get("sandbox", {}))
+        os.environ.update({str(k): str(v) for k, v in dict(init.get("variables", {})).items()})
     except Exception as exc:
         channel.send({"kind": "ready", "ok": False, "error_type": "SandboxError", "error": str(exc)})
         return
