@@ -80,9 +80,7 @@ def test_deploy_run_claim_withdraw_through_the_cli(devnet: Devnet, tmp_path: Pat
             str(author),
             env_ledger=ledger,
         )
-        node_cli(
-            "node", "add-task", task_id, "--stake", "5", "--node", node.url, "--data", str(node.data_dir)
-        )
+        node_cli("node", "add-task", task_id, "--stake", "5", "--data", str(node.data_dir))
 
     assert devnet.client is not None
     client = devnet.client
@@ -112,7 +110,7 @@ def test_deploy_run_claim_withdraw_through_the_cli(devnet: Devnet, tmp_path: Pat
     assert refused.returncode == 1
     assert "StakeLockedError" in refused.stderr and "withdraw is accepted from round" in refused.stderr
 
-    node_cli("node", "stop-task", task_id, "--node", node.url, "--data", str(node.data_dir))
+    node_cli("node", "stop-task", task_id, "--data", str(node.data_dir))
     unlock = wait_for(
         "the stake lock to pass",
         lambda: (

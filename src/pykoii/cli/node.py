@@ -99,6 +99,7 @@ def _control_options(parser: argparse.ArgumentParser) -> None:
 
 def run_node(args: argparse.Namespace) -> int:
     from ..node import isolation
+    from ..node.limits import limits_kind
     from ..node.runtime import Node, NodeConfig
     from ..node.sandbox import SandboxLimits
 
@@ -140,7 +141,7 @@ def run_node(args: argparse.Namespace) -> int:
                 flush=True,
             )
         else:
-            print(f"isolation: bubblewrap for every task child; limits by {isolation.limits_kind()}")
+            print(f"isolation: bubblewrap for every task child; limits by {limits_kind()}")
     print(
         f"serving http://{args.host}:{args.port}/ · ledger {args.ledger} · data {node.data_dir}", flush=True
     )

@@ -25,6 +25,7 @@ The CLI sends ``Authorization: Bearer <secret>``, the secret read from ``<data>/
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -249,3 +250,14 @@ LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><titl
 (<code>http://127.0.0.1:PORT/login?token=…</code>); the token is also in the node's data folder,
 <code>operator.token</code>.</p></body></html>
 """
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (for uvicorn's ``serve(sockets=...)``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock

@@ -10,17 +10,13 @@ cannot read another process's ``/proc/<pid>/environ`` or ``cmdline``, signal or 
 another task; when bubblewrap's PID 1 goes, the kernel kills every process left in the namespace.
 
 When the node runs as root, the child is first started by ``jail.py`` (as root) which puts it in the
-task's **cgroups** (v1: memory, pids, cpu; see ``Cgroups``), covers folders the task's user could not
+task's **cgroups** (v1: memory, pids, cpu; ``limits.Cgroups``), covers folders the task's user could not
 traverse (e.g. ``/root`` holding the Python installation) while binding back what the child needs,
 and becomes the task's **own uid** (one per task, never root, never ``nobody``) before exec'ing the
 same bubblewrap command. A node that is not root cannot create cgroups: the child's limits are then
-rlimits set by the child on itself before any task code runs (``set_limits``; RLIMIT_NPROC counts the
-whole sandbox because the sandbox has its own user namespace) and the node's watch over the
-sandbox's processes (``sandbox_usage``). ``limits_kind`` says which applies.
-
-Disk: the work folder is watched (``disk_usage`` every few seconds; over the limit the task is
-stopped), RLIMIT_FSIZE caps any one file at the limit, and ``/tmp`` and ``/dev/shm`` are tmpfs of
-the same size (their pages count as the task's memory under cgroups).
+rlimits set by the child on itself before any task code runs (RLIMIT_NPROC counts the whole
+sandbox because the sandbox has its own user namespace) and the node's watch over the sandbox's
+processes. ``limits.py`` holds all of that; ``limits.limits_kind`` says which applies.
 """
 
 from __future__ import annotations
@@ -28,14 +24,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import resource
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +39,6 @@ LEVELS = (BUBBLEWRAP, NONE)
 """Isolation levels: ``bubblewrap`` (every task child sandboxed) or ``none`` (the operator's explicit
 ``--isolation none``: task code runs as the node's user and can read what it can)."""
 
-CGROUPS = "cgroups"
-RLIMITS = "rlimits"
-CONTROLLERS = ("memory", "pids", "cpu")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 TASK_UID_BASE = 1_000_000
 TASK_UID_SPAN = 1 << 30
 JAIL = Path(__file__).with_name("jail.py")
@@ -104,15 +92,6 @@ def require_isolation(task_id: str = "") -> None:
             f"refusing to start task code without isolation: {reason}. To fix it, {FIX_HINT}",
             task_id=task_id,
         )
-
-
-def limits_kind() -> str:
-    """``cgroups`` when the node may create cgroups (root, v1 controllers mounted), else ``rlimits``."""
-    if os.geteuid() != 0:
-        return RLIMITS
-    if all((CGROUP_ROOT / c / "cgroup.procs").exists() for c in CONTROLLERS):
-        return CGROUPS
-    return RLIMITS
 
 
 def bwrap_args(
@@ -222,172 +201,5 @@ def prepare_work_dir(work_dir: Path, uid: int | None) -> None:
     os.chmod(work_dir, 0o700)
 
 
-def set_limits(
-    memory_bytes: int, cpu_seconds: int, open_files: int, processes: int = 0, file_bytes: int = 0
-) -> None:
-    """Cap this process (and what it forks) with rlimits, soft and hard (the child calls this)."""
-    for limit, value in (
-        (resource.RLIMIT_AS, memory_bytes),
-        (resource.RLIMIT_CPU, cpu_seconds),
-        (resource.RLIMIT_NOFILE, open_files),
-        (resource.RLIMIT_NPROC, processes),
-        (resource.RLIMIT_FSIZE, file_bytes),
-    ):
-        if value > 0:
-            resource.setrlimit(limit, (value, value))
-
-
-def apply(plan: Mapping[str, Any]) -> str:
-    """The child's first act (``worker.py``): its rlimits; returns the isolation level it runs under."""
-    set_limits(
-        int(plan.get("memory_bytes", 0)),
-        int(plan.get("cpu_seconds", 0)),
-        int(plan.get("open_files", 0)),
-        int(plan.get("processes", 0)),
-        int(plan.get("file_bytes", 0)),
-    )
-    return str(plan.get("isolation", NONE))
-
-
-def disk_usage(folder: Path) -> int:
-    """Bytes the files under ``folder`` occupy (allocated blocks; links are not followed)."""
-    total = 0
-    stack = [str(folder)]
-    while stack:
-        current = stack.pop()
-        with contextlib.suppress(OSError), os.scandir(current) as entries:
-            for entry in entries:
-                with contextlib.suppress(OSError):
-                    info = entry.stat(follow_symlinks=False)
-                    total += info.st_blocks * 512
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-    return total
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-            tree.setdefault(ppid, []).append(int(name))
-    return tree
-
-
-def descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (read from ``/proc``)."""
-    tree = _children()
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(tree.get(current, []))
-    return found
-
-
-def sandbox_usage(pid: int) -> tuple[int, int]:
-    """``(processes, resident bytes)`` of the sandbox started as ``pid`` (the rlimit fallback's watch)."""
-    pids = descendants(pid)
-    rss = 0
-    page = os.sysconf("SC_PAGE_SIZE")
-    for each in pids:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            with open(f"/proc/{each}/statm") as handle:
-                rss += int(handle.read().split()[1]) * page
-    return len(pids), rss
-
-
 def _under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
-
-
-@dataclass
-class Cgroups:
-    """One task's cgroups (v1 ``memory``, ``pids``, ``cpu``), under the node's own groups.
-
-    ``create`` makes them and sets ``memory.limit_in_bytes``, ``pids.max`` and the CPU quota;
-    ``counters`` reads the kernel's own record of limit hits (``oom_kill``, ``pids.events max``);
-    ``kill`` SIGKILLs every process in them until none is left; ``remove`` deletes them.
-    """
-
-    name: str
-
-    def folder(self, controller: str) -> Path:
-        return CGROUP_ROOT / controller / _own_group(controller).lstrip("/") / self.name
-
-    def create(self, memory_bytes: int, processes: int, cpus: float) -> list[str]:
-        """Make the groups with their limits; return the ``cgroup.procs`` files to join."""
-        self.kill()
-        for controller in CONTROLLERS:
-            self.folder(controller).mkdir(parents=True, exist_ok=True)
-        memory = self.folder("memory")
-        _write(memory / "memory.limit_in_bytes", memory_bytes)
-        with contextlib.suppress(OSError):  # only when swap accounting is on
-            _write(memory / "memory.memsw.limit_in_bytes", memory_bytes)
-        _write(self.folder("pids") / "pids.max", processes)
-        period = 100_000
-        _write(self.folder("cpu") / "cpu.cfs_period_us", period)
-        _write(self.folder("cpu") / "cpu.cfs_quota_us", int(cpus * period) if cpus > 0 else -1)
-        return [str(self.folder(c) / "cgroup.procs") for c in CONTROLLERS]
-
-    def counters(self) -> dict[str, int]:
-        """``{"memory": OOM kills, "processes": refused forks}`` so far in these groups."""
-        out = {"memory": 0, "processes": 0}
-        with contextlib.suppress(OSError, ValueError):
-            for line in (self.folder("memory") / "memory.oom_control").read_text().splitlines():
-                if line.startswith("oom_kill "):
-                    out["memory"] = int(line.split()[1])
-        with contextlib.suppress(OSError, ValueError):
-            for line in (self.folder("pids") / "pids.events").read_text().splitlines():
-                if line.startswith("max "):
-                    out["processes"] = int(line.split()[1])
-        return out
-
-    def pids(self) -> list[int]:
-        with contextlib.suppress(OSError, ValueError):
-            return [int(p) for p in (self.folder("pids") / "cgroup.procs").read_text().split()]
-        return []
-
-    def kill(self, timeout: float = 10.0) -> int:
-        """SIGKILL every process in the groups until none is left; return how many were killed."""
-        killed, deadline = 0, time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pids: set[int] = set()
-            for controller in CONTROLLERS:
-                with contextlib.suppress(OSError, ValueError):
-                    pids.update(
-                        int(p) for p in (self.folder(controller) / "cgroup.procs").read_text().split()
-                    )
-            if not pids:
-                return killed
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                    killed += 1
-            time.sleep(0.02)
-        raise SandboxError(f"processes of cgroup {self.name} survived SIGKILL for {timeout} s")
-
-    def remove(self) -> None:
-        self.kill()
-        for controller in CONTROLLERS:
-            with contextlib.suppress(OSError):
-                self.folder(controller).rmdir()
-
-
-def _write(path: Path, value: int) -> None:
-    with open(path, "w") as handle:
-        handle.write(str(value))
-
-
-def _own_group(controller: str) -> str:
-    """The node's own cgroup path in ``controller``'s v1 hierarchy."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _id, names, path = line.split(":", 2)
-            if controller in names.split(","):
-                return path
-    return "/"

@@ -34,10 +34,15 @@ PR_SET_NO_NEW_PRIVS = 38
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
+def _fail(why: str) -> None:
+    """Say why on stderr (the node shows it as the child's last words) and exit 126: no task runs."""
+    print(f"pykoii jail: {why}", file=sys.stderr, flush=True)
+    os._exit(126)
+
+
 def _call(name: str, *args: object) -> None:
     if getattr(_libc, name)(*args) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{name}: {os.strerror(errno)}")
+        _fail(f"{name}: {os.strerror(ctypes.get_errno())}")
 
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -91,8 +96,7 @@ def main() -> None:
         _call("prctl", PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), off, off, off)
         os.execvp(command[0], command)
     except OSError as exc:
-        print(f"pykoii jail: {exc}", file=sys.stderr, flush=True)
-        os._exit(126)
+        _fail(str(exc))
 
 
 if __name__ == "__main__":

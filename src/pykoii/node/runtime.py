@@ -34,7 +34,6 @@ import json
 import logging
 import logging.handlers
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from .control import OPERATOR_FILE
 from .executor import RoundExecutor
 from .journal import Journal, TaskRecord
 from .ledger_access import NodeLedger
+from .limits import space_bytes
 from .masking import Masker
 from .sandbox import SandboxLimits, TaskProcess
 
@@ -362,11 +362,11 @@ class Node(RoundExecutor):
         """Serve the public port and the operator port, and run the tasks until cancelled."""
         import uvicorn
 
-        from .app import create_server_app
+        from .app import create_server_app, listen
 
         sockets = [
-            _listen(self.config.host, self.config.port),
-            _listen("127.0.0.1", self.config.dashboard_port),
+            listen(self.config.host, self.config.port),
+            listen("127.0.0.1", self.config.dashboard_port),
         ]
         path = self.data_dir / OPERATOR_FILE
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -465,7 +465,7 @@ class Node(RoundExecutor):
 
             self._socket_dir = Path(tempfile.mkdtemp(prefix="pykoii-node-"))
         runtime.process = TaskProcess(
-            space_bytes=_space_bytes(code_dir),
+            space_bytes=space_bytes(code_dir),
             cgroup_name=f"pykoii-{self._node_tag}-{_safe(record.task_id)}"[:100],
             on_event=lambda kind, detail: self._event(runtime, kind, detail),
             task_id=record.task_id,
@@ -580,27 +580,6 @@ class Node(RoundExecutor):
         )
         await self.ledger.send(envelope)
         log.info("staked %d ROE on task %s", needed, task_id)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(False)
-    return sock
-
-
-def _space_bytes(code_dir: Path) -> int:
-    """The ``space`` (MB) the task's config-task.yml asks for, in bytes (0 when it has none)."""
-    from ..config import CONFIG_FILE, parse_config
-
-    path = code_dir / CONFIG_FILE
-    try:
-        return int(parse_config(path.read_text(), path=str(path)).space * (1 << 20))
-    except (OSError, PykoiiError):
-        return 0
 
 
 def _safe(task_id: str) -> str:

@@ -38,6 +38,7 @@ from typing import Any
 
 from ..errors import PykoiiError, SandboxError, TaskCodeError
 from . import isolation as iso
+from . import limits as lim
 from . import protocol
 
 LedgerReads = Callable[[str, list[Any]], Awaitable[Any]]
@@ -108,10 +109,10 @@ class TaskProcess:
     def __post_init__(self) -> None:
         self.process: asyncio.subprocess.Process | None = None
         self.isolation = iso.NONE
-        self.limits_kind = iso.RLIMITS
+        self.limits_kind = lim.RLIMITS
         self.limit_hit = ""
         """Why the node stopped the child for a limit (empty when it did not)."""
-        self.cgroups: iso.Cgroups | None = None
+        self.cgroups: lim.Cgroups | None = None
         self._counters: dict[str, int] = {}
         self._watch: asyncio.Task[None] | None = None
         self._reported: asyncio.subprocess.Process | None = None
@@ -234,7 +235,7 @@ class TaskProcess:
         uid = iso.task_uid(self.work_dir, f"{self.work_dir}") if root else None
         if self.isolation == iso.NONE:
             iso.prepare_work_dir(self.work_dir, None)
-            self.limits_kind = iso.RLIMITS
+            self.limits_kind = lim.RLIMITS
             return worker
         iso.require_isolation(self.task_id)
         iso.prepare_work_dir(self.work_dir, uid)
@@ -250,15 +251,15 @@ class TaskProcess:
             + worker
         )
         if not root:
-            self.limits_kind = iso.RLIMITS
+            self.limits_kind = lim.RLIMITS
             return command
-        self.limits_kind = iso.limits_kind()
+        self.limits_kind = lim.limits_kind()
         procs: list[str] = []
-        if self.limits_kind == iso.CGROUPS:
+        if self.limits_kind == lim.CGROUPS:
             name = (
                 self.cgroup_name or "pykoii-" + hashlib.sha256(str(self.work_dir).encode()).hexdigest()[:16]
             )
-            self.cgroups = iso.Cgroups(name)
+            self.cgroups = lim.Cgroups(name)
             try:
                 procs = self.cgroups.create(self.limits.memory_bytes, self.limits.processes, self.limits.cpus)
             except OSError as exc:
@@ -406,7 +407,7 @@ class TaskProcess:
     def _plan(self) -> dict[str, Any]:
         return {
             "isolation": self.isolation,
-            "memory_bytes": self.limits.memory_bytes if self.limits_kind == iso.RLIMITS else 0,
+            "memory_bytes": self.limits.memory_bytes if self.limits_kind == lim.RLIMITS else 0,
             "processes": self.limits.processes,
             "file_bytes": self.disk_limit,
             "cpu_seconds": self.limits.cpu_seconds,
@@ -419,32 +420,20 @@ class TaskProcess:
 
     def _over_limit(self, disk_due: bool) -> str:
         """Why the task is over one of its limits right now (empty when it is not)."""
-        if self.cgroups is not None:
-            counters = self.cgroups.counters()
-            if counters["memory"] > self._counters.get("memory", 0):
-                mib = self.limits.memory_bytes >> 20
-                return f"memory limit: the kernel killed a process of the task at {mib} MiB"
-            if counters["processes"] > self._counters.get("processes", 0):
-                limit = self.limits.processes
-                return f"process limit: the task tried to run more than {limit} processes/threads"
-        elif self.isolation != iso.NONE and self.process is not None:
-            count, resident = iso.sandbox_usage(self.process.pid)
-            if count >= self.limits.processes:
-                return (
-                    f"process limit: the task ran {count} processes/threads (limit {self.limits.processes})"
-                )
-            if resident > self.limits.memory_bytes:
-                return (
-                    f"memory limit: the task's processes held {resident >> 20} MiB "
-                    f"(limit {self.limits.memory_bytes >> 20} MiB)"
-                )
-        if disk_due:
-            used = iso.disk_usage(self.work_dir)
+        why = lim.over_limit(
+            cgroups=self.cgroups,
+            before=self._counters,
+            pid=self.process.pid if self.process is not None and self.isolation != iso.NONE else None,
+            memory=self.limits.memory_bytes,
+            processes=self.limits.processes,
+        )
+        if not why and disk_due:
+            used = lim.disk_usage(self.work_dir)
             if used > self.disk_limit:
-                return (
+                why = (
                     f"disk limit: the work folder holds {used >> 20} MiB (limit {self.disk_limit >> 20} MiB)"
                 )
-        return ""
+        return why
 
     async def _watch_limits(self) -> None:
         """Every ``watch_every`` seconds: over a limit, record why and kill the whole task."""
@@ -562,27 +551,12 @@ class TaskProcess:
         code = self._returncode()
         if code is None:
             return "still running"
-        if self.isolation != iso.NONE and code > 128:
-            code = -(code - 128)  # bubblewrap exits with 128 + the signal that killed its child
         if not self.limit_hit and self.cgroups is not None:
             why = self._over_limit(disk_due=False)  # the kernel may have struck before the watch looked
             if why:
                 self.limit_hit = why
                 self._event("limit", why)
-        if self.limit_hit:
-            return self.limit_hit
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            hint = {
-                "SIGXCPU": "it used up its CPU-time limit (--task-cpu-seconds)",
-                "SIGXFSZ": "it wrote a file larger than its disk limit",
-                "SIGKILL": "killed (SIGKILL)",
-            }.get(name, name)
-            return f"signal {name}: {hint}"
-        return f"exit code {code}"
+        return self.limit_hit or lim.describe_exit(code, sandboxed=self.isolation != iso.NONE)
 
 
 class _ChildExited(Exception):

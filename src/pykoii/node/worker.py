@@ -1,7 +1,7 @@
 """The task child: ``python -m pykoii.node.worker``, one long-lived process per running task.
 
 It runs inside the task's sandbox (see ``isolation.py``). It reads the node's ``init`` message, sets
-its rlimits and the task variables as its environment (``isolation.apply``), imports the author's
+its rlimits and the task variables as its environment (``limits.apply``), imports the author's
 ``Task``, serves the task's ``routes()`` on the listening unix socket the node passed it (uvicorn),
 and then runs phases on request, one at a time, in a worker thread, so a slow phase never stops the
 routes. Ledger reads are sent to the node as requests; the key-value store is local (``store.py``).
@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from ..errors import PykoiiError, SandboxError
-from . import isolation, protocol
+from . import limits, protocol
 from .store import SqliteStore
 
 
@@ -217,7 +217,7 @@ def main() -> None:
     channel = Channel(reader, writer)
     init = protocol.decode(reader.readline())
     try:
-        level = isolation.apply(init.get("sandbox", {}))
+        level = limits.apply(init.get("sandbox", {}))
         os.environ.update({str(k): str(v) for k, v in dict(init.get("variables", {})).items()})
     except Exception as exc:
         channel.send({"kind": "ready", "ok": False, "error_type": "SandboxError", "error": str(exc)})
