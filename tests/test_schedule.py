@@ -16,13 +16,14 @@ from pykoii.ledger import (
 )
 from pykoii.ledger.audits import audit_ring
 from pykoii.ledger.codec import derive_address
+from pykoii.ledger.distribution import distribution_transactions
 from pykoii.node.schedule import (
     Action,
     ActionKind,
     NodeRecord,
     decide_vote,
     due_actions,
-    lists_match,
+    list_matches,
     payout_ready,
     selected_for,
     submitters_of,
@@ -163,12 +164,24 @@ def test_submitters_carry_valid_flag_net_votes_and_stake():
     assert list(by_key) == net.nodes  # submission order
 
 
-def test_lists_match_ignores_zero_entries_and_refuses_missing_lists():
-    mine = DistributionList(rewards={"a": 5, "b": 0}, slashes={})
-    assert lists_match({"rewards": {"a": 5}, "slashes": {"c": 0}}, mine)
-    assert not lists_match({"rewards": {"a": 6}, "slashes": {}}, mine)
-    assert not lists_match(DistributionList(rewards={"a": 5}, slashes={"b": 1}), mine)
-    assert not lists_match(None, mine)
+def test_list_matches_compares_roots_of_complete_lists_ignoring_zero_entries():
+    net = Net()
+    for node in net.nodes:
+        net.submit(node, 0, 10)
+    chosen = selected_for(net.task, 0, 0)
+    default = default_distribution_for(net.task, 0)
+    bodies = distribution_transactions(net.task_id, 0, default.rewards, default.slashes)
+    mine = DistributionList(rewards=dict(default.rewards))
+    assert not list_matches(net.task, 0, chosen, mine)  # no list yet
+    commit = dict(bodies[0])
+    net.tx(commit.pop("type"), chosen, 20, **commit)
+    assert not list_matches(net.task, 0, chosen, mine)  # committed, chunk not arrived: incomplete
+    chunk = dict(bodies[1])
+    net.tx(chunk.pop("type"), chosen, 20, **chunk)
+    zero = next(iter(mine.rewards))
+    assert list_matches(net.task, 0, chosen, mine)
+    assert list_matches(net.task, 0, chosen, DistributionList(rewards=mine.rewards, slashes={zero: 0}))
+    assert not list_matches(net.task, 0, chosen, DistributionList(rewards={**mine.rewards, zero: 1}))
 
 
 def test_distribution_selected_node_submits_others_audit_then_everyone_may_pay():
@@ -182,8 +195,9 @@ def test_distribution_selected_node_submits_others_audit_then_everyone_may_pay()
         actions = due_actions(net.task, 20, NodeRecord(done=set(done)), node)
         expected = [("submit_distribution", 0)] if node == chosen else []
         assert kinds(actions) == expected
-    dist = to_plain(default_distribution_for(net.task, 0))
-    net.tx("submit_distribution", chosen, 20, task_id=net.task_id, round=0, **dist)
+    dist = default_distribution_for(net.task, 0)
+    for body in distribution_transactions(net.task_id, 0, dist.rewards, dist.slashes):
+        net.tx(body.pop("type"), chosen, 20, **body)
     other = next(n for n in net.nodes if n != chosen)
     actions = due_actions(net.task, 23, NodeRecord(done=set(done)), other)
     assert kinds(actions) == [("audit_distribution", 0)]

@@ -187,10 +187,56 @@ class LedgerClient:
         )
         return result
 
-    def round(self, task_id: str, round_number: int) -> dict[str, Any]:
-        """One round of a task: submissions, audits, assignments, lists, payout record."""
-        result: dict[str, Any] = self._json("GET", f"/tasks/{task_id}/rounds/{round_number}")
+    def round(
+        self, task_id: str, round_number: int, *, after: str = "", limit: int = 1000, key: str = ""
+    ) -> dict[str, Any]:
+        """One page of a round: windows, ``limit`` submitters after ``after`` (or only ``key``) with
+        their proofs, audits and assignments, list headers, payout record; ``next_after`` is the
+        cursor of the next page (``None`` on the last)."""
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        if key:
+            params["key"] = key
+        result: dict[str, Any] = self._json("GET", f"/tasks/{task_id}/rounds/{round_number}", params=params)
         return result
+
+    def distribution(
+        self,
+        task_id: str,
+        round_number: int,
+        *,
+        submitter: str = "",
+        after: str = "",
+        limit: int = 1000,
+        key: str = "",
+    ) -> dict[str, Any]:
+        """One page of a distribution list's entries ``{key, reward, slash}``, sorted by key (or only
+        ``key``'s), with the list's header and ``next_after``; without ``submitter``, the list the
+        round was paid from."""
+        params: dict[str, Any] = {"limit": limit}
+        if key:
+            params["key"] = key
+        if submitter:
+            params["submitter"] = submitter
+        if after:
+            params["after"] = after
+        result: dict[str, Any] = self._json(
+            "GET", f"/tasks/{task_id}/rounds/{round_number}/distribution", params=params
+        )
+        return result
+
+    def distribution_entries(
+        self, task_id: str, round_number: int, *, submitter: str = "", limit: int = 5000
+    ) -> Iterator[dict[str, Any]]:
+        """Every entry of a list, page after page."""
+        after = ""
+        while True:
+            page = self.distribution(task_id, round_number, submitter=submitter, after=after, limit=limit)
+            yield from page["entries"]
+            if page["next_after"] is None:
+                return
+            after = page["next_after"]
 
     def account(self, pubkey: str) -> dict[str, Any]:
         """A wallet's balance, and its stake and available balance per task."""

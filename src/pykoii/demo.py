@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .client import LedgerClient
 from .config import roe_to_koii
 from .devnet import Devnet
 from .errors import PykoiiError
@@ -156,7 +157,7 @@ def _watch(
                 continue
             watch = watches.setdefault(number, RoundWatch(number))
             view = client.round(task_id, number)
-            _report(watch, view, task, slot, names, out)
+            _report(client, watch, view, task, slot, names, out)
             if watch.record:
                 if watch.record == "PayoutSuccessful":
                     paid.append(number)
@@ -196,6 +197,7 @@ def _check_alive(net: Devnet) -> None:
 
 
 def _report(
+    client: LedgerClient,
     watch: RoundWatch,
     view: dict[str, Any],
     task: dict[str, Any],
@@ -255,9 +257,11 @@ def _report(
     if record:
         watch.record = str(record)
         watch.record_slot = slot
-        payouts = view.get("distribution_lists", {}).get(watch.list_submitter, {})
-        rewards = payouts.get("rewards", {})
-        slashes = {k: v for k, v in payouts.get("slashes", {}).items() if v}
+        entries = []
+        if record == "PayoutSuccessful" and "payout" not in watch.printed:
+            entries = list(client.distribution_entries(view["task_id"], r))
+        rewards = {e["key"]: e["reward"] for e in entries if e["reward"]}
+        slashes = {e["key"]: e["slash"] for e in entries if e["slash"]}
         paid = ", ".join(
             f"{names.get(k, k[:8])} +{koii(v)}"
             for k, v in sorted(rewards.items(), key=lambda i: names.get(i[0], ""))

@@ -110,19 +110,38 @@ class World:
         return auditors
 
     def submit_list(self, round_number: int, attempt: int = 0, **overrides: Any) -> str:
-        """The selected node submits the default list for attempt ``attempt``; returns its key."""
+        """The selected node submits the default list for attempt ``attempt`` (its commitment, then
+        its chunks); ``overrides`` replace its ``rewards`` or ``slashes``. Returns its key."""
         from pykoii.ledger import default_distribution_for, distribution_window, selected_submitter
-        from pykoii.ledger.codec import to_plain
 
         chosen = selected_submitter(None, self.task, round_number, attempt)
         assert chosen is not None
-        body = {**to_plain(default_distribution_for(self.task, round_number)), **overrides}
+        dist = default_distribution_for(self.task, round_number)
+        lists = {"rewards": dist.rewards, "slashes": dist.slashes, **overrides}
         slot = distribution_window(self.task, round_number, attempt).start
-        self.apply("submit_distribution", chosen, slot, round=round_number, **body)
+        self.send_list(chosen, slot, round_number, lists["rewards"], lists["slashes"])
         return chosen
+
+    def send_list(
+        self, signer: str, slot: int, round_number: int, rewards: Any, slashes: Any
+    ) -> list[Receipt]:
+        """Apply every transaction of a list (``distribution_transactions``) at ``slot``."""
+        return send_list(self.state, signer, slot, self.task_id, round_number, rewards, slashes)
 
     def other_submitter(self, round_number: int, *not_these: str) -> str:
         return next(key for key in self.task.submissions[round_number] if key not in not_these)
+
+
+def send_list(
+    state: LedgerState, signer: str, slot: int, task_id: str, round_number: int, rewards: Any, slashes: Any
+) -> list[Receipt]:
+    """Apply a whole list to ``state``: its commitment and every chunk, as a node sends them."""
+    from pykoii.ledger.distribution import distribution_transactions
+
+    return [
+        apply(state, body.pop("type"), signer, slot, **body)
+        for body in distribution_transactions(task_id, round_number, rewards, slashes)
+    ]
 
 
 def assert_rejected(

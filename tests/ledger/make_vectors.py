@@ -33,10 +33,14 @@ from pykoii.ledger import (
     state_root,
     to_plain,
 )
+from pykoii.ledger.distribution import distribution_transactions
 
 from .helpers import HELLO_TASK, KOII, STAKE, World, address, apply, devnet
 
 VECTORS = Path(__file__).parent / "vectors"
+
+COMMIT = {"root": "ab" * 32, "chunks": 1}
+"""A well-formed commitment, for refusals that come before the root matters."""
 
 Case = tuple[str, str, LedgerState, dict[str, Any], int]
 """(name, description, pre-state, transaction JSON, slot)."""
@@ -59,6 +63,11 @@ def listed(nodes: int = 3, **task: Any) -> tuple[World, str]:
     """Round 0 submitted and its first list submitted (slot 21); list audits in slots 24–26."""
     world = submitted(nodes, **task)
     return world, world.submit_list(0)
+
+
+def list_bodies(world: World, rewards: Any, slashes: Any) -> list[dict[str, Any]]:
+    """The commitment and chunk bodies of a list for round 0 of ``world``'s task."""
+    return distribution_transactions(world.task_id, 0, rewards, slashes)
 
 
 def cases() -> Iterator[Case]:
@@ -530,61 +539,121 @@ def cases() -> Iterator[Case]:
         15,
     )
 
-    # --- submit_distribution ------------------------------------------------------------------------
+    # --- submit_distribution (the commitment) and upload_distribution_chunk -------------------------
     world = submitted(3, {0: "wrong"})
     world.accuse(0, world.nodes[0], voters=2)
     chosen = selected_submitter(None, world.task, 0, 0)
     other = world.other_submitter(0, chosen)
-    default = to_plain(default_distribution_for(world.task, 0))
-    dist = {"task_id": world.task_id, "round": 0}
+    default = default_distribution_for(world.task, 0)
+    commit, chunk = list_bodies(world, default.rewards, default.slashes)
     yield (
         "submit_distribution_ok",
-        "the selected node submits the default list",
+        "the selected node commits the default list's root (one chunk)",
         world.state,
-        tx("submit_distribution", chosen, 21, **dist, **default),
+        tx(commit.pop("type"), chosen, 21, **commit),
         21,
     )
     yield (
         "submit_distribution_wrong_phase",
         "slot 24 is the list's audit window",
         world.state,
-        tx("submit_distribution", chosen, 24, **dist, **default),
+        tx("submit_distribution", chosen, 24, **commit),
         24,
     )
     yield (
         "submit_distribution_not_selected",
         "another submitter",
         world.state,
-        tx("submit_distribution", other, 21, **dist, **default),
+        tx("submit_distribution", other, 21, **commit),
         21,
     )
     yield (
-        "submit_distribution_pays_a_non_submitter",
-        "only round 0's submitters",
+        "submit_distribution_too_many_chunks",
+        "3 submitters fit in one chunk of 1000 keys",
         world.state,
-        tx("submit_distribution", chosen, 21, **dist, rewards={world.outsider: 1}),
+        tx("submit_distribution", chosen, 21, **{**commit, "chunks": 2}),
         21,
     )
     yield (
-        "submit_distribution_over_bounty",
-        "rewards above bounty_amount_per_round",
+        "submit_distribution_bad_root",
+        "the root is 64 lowercase hex characters",
         world.state,
-        tx("submit_distribution", chosen, 21, **dist, rewards={other: 10 * KOII + 1}),
-        21,
-    )
-    yield (
-        "submit_distribution_slash_over_stake",
-        "a slash above the stake",
-        world.state,
-        tx("submit_distribution", chosen, 21, **dist, slashes={world.nodes[0]: STAKE + 1}),
+        tx("submit_distribution", chosen, 21, **{**commit, "root": "XYZ"}),
         21,
     )
     yield (
         "submit_distribution_no_submissions",
         "round 1 has no proofs",
         world.state,
-        tx("submit_distribution", chosen, 31, task_id=world.task_id, round=1),
+        tx("submit_distribution", chosen, 31, **{**commit, "round": 1}),
         31,
+    )
+    yield (
+        "upload_distribution_chunk_before_commit",
+        "a chunk needs its list's commitment first",
+        world.state,
+        tx(chunk.pop("type"), chosen, 21, **chunk),
+        21,
+    )
+    world.apply("submit_distribution", chosen, 21, **{k: v for k, v in commit.items() if k != "task_id"})
+    yield (
+        "upload_distribution_chunk_ok",
+        "the only chunk, proven against the committed root: the list is complete",
+        world.state,
+        tx("upload_distribution_chunk", chosen, 22, **chunk),
+        22,
+    )
+    yield (
+        "upload_distribution_chunk_not_in_root",
+        "a chunk that differs from the committed one (its rewards raised by 1 ROE)",
+        world.state,
+        tx(
+            "upload_distribution_chunk",
+            chosen,
+            22,
+            **{**chunk, "rewards": {key: amount + 1 for key, amount in chunk["rewards"].items()}},
+        ),
+        22,
+    )
+    yield (
+        "upload_distribution_chunk_index_out_of_range",
+        "the committed list has one chunk",
+        world.state,
+        tx("upload_distribution_chunk", chosen, 22, **{**chunk, "index": 1}),
+        22,
+    )
+    yield (
+        "upload_distribution_chunk_wrong_phase",
+        "slot 24: chunks arrive in the list's own window",
+        world.state,
+        tx("upload_distribution_chunk", chosen, 24, **chunk),
+        24,
+    )
+    for name, description, rewards, slashes in (
+        ("pays_a_non_submitter", "only round 0's submitters", {world.outsider: 1}, {}),
+        ("over_bounty", "rewards above bounty_amount_per_round", {other: 10 * KOII + 1}, {}),
+        ("slash_over_stake", "a slash above the stake", {}, {world.nodes[0]: STAKE + 1}),
+    ):
+        bad = submitted(3, {0: "wrong"})
+        bad.accuse(0, bad.nodes[0], voters=2)
+        bad_commit, bad_chunk = list_bodies(bad, rewards, slashes)
+        bad.apply(
+            bad_commit.pop("type"), chosen, 21, **{k: v for k, v in bad_commit.items() if k != "task_id"}
+        )
+        yield (
+            f"upload_distribution_chunk_{name}",
+            f"{description}: the chunk matches its root, the ledger refuses what it pays",
+            bad.state,
+            tx(bad_chunk.pop("type"), chosen, 21, **bad_chunk),
+            21,
+        )
+    world.apply("upload_distribution_chunk", chosen, 22, **{k: v for k, v in chunk.items() if k != "task_id"})
+    yield (
+        "upload_distribution_chunk_twice",
+        "the same chunk again (signed anew)",
+        world.state,
+        tx("upload_distribution_chunk", chosen, 23, **chunk),
+        23,
     )
     world, chosen = listed(3)
     dist = {"task_id": world.task_id, "round": 0}
@@ -592,14 +661,14 @@ def cases() -> Iterator[Case]:
         "submit_distribution_twice",
         "the selected node again",
         world.state,
-        tx("submit_distribution", chosen, 22, **dist),
+        tx("submit_distribution", chosen, 22, **dist, **COMMIT),
         22,
     )
     yield (
         "submit_distribution_after_a_list_stood",
         "no retry once attempt 0 stood",
         world.state,
-        tx("submit_distribution", selected_submitter(None, world.task, 0, 1), 31, **dist),
+        tx("submit_distribution", selected_submitter(None, world.task, 0, 1), 31, **dist, **COMMIT),
         31,
     )
     voter = world.other_submitter(0, chosen)
@@ -687,11 +756,14 @@ def cases() -> Iterator[Case]:
         30,
     )
     second = selected_submitter(None, world.task, 0, 1)
+    retry = default_distribution_for(world.task, 0)
+    retry_commit = list_bodies(world, retry.rewards, retry.slashes)[0]
+    retry_commit.pop("type")
     yield (
         "submit_distribution_retry_ok",
         "attempt 1 by the next candidate",
         world.state,
-        tx("submit_distribution", second, 31, **dist, **to_plain(default_distribution_for(world.task, 0))),
+        tx("submit_distribution", second, 31, **retry_commit),
         31,
     )
     world.submit_list(0, attempt=1)
@@ -726,7 +798,7 @@ def cases() -> Iterator[Case]:
         "submit_distribution_settled_round",
         "round 0 is paid",
         world.state,
-        tx("submit_distribution", world.nodes[0], 31, task_id=world.task_id, round=0),
+        tx("submit_distribution", world.nodes[0], 31, task_id=world.task_id, round=0, **COMMIT),
         31,
     )
     world, chosen = listed(3, allowed_failed_distributions=0)

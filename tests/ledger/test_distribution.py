@@ -23,9 +23,13 @@ from pykoii.ledger import (
     selected_submitter,
     state_root,
 )
-from pykoii.ledger.distribution import ROUNDS_KEPT, list_digest
+from pykoii.ledger.distribution import ROUNDS_KEPT, distribution_transactions, list_root
+from pykoii.ledger.state import copy_state
 
 from .helpers import KOII, STAKE, World, assert_rejected
+
+COMMIT = {"root": "ab" * 32, "chunks": 1}
+"""A well-formed commitment, for refusals that come before the root matters."""
 
 
 def test_default_distribution_is_the_seed_rule():
@@ -75,12 +79,14 @@ def test_selected_node_submits_and_payout_pays_once():
     world.accuse(0, faulty, voters=3)
     chosen = world.submit_list(0)
     dist = default_distribution_for(world.task, 0)
-    assert world.task.distribution_rewards_submission[0][chosen].submission_value == list_digest(
+    assert world.task.distribution_rewards_submission[0][chosen].submission_value == list_root(
         dist.rewards, dist.slashes
     )
     receipt = world.apply("payout", world.outsider, 27, round=0)
-    kinds = [e.kind for e in receipt.events]
-    assert kinds == ["Slashed"] + ["Rewarded"] * 4 + ["RoundPaid"]
+    (paid,) = receipt.events
+    assert paid.kind == "RoundPaid" and paid.root == list_root(dist.rewards, dist.slashes)
+    assert (paid.rewarded, paid.slashed, paid.capped) == (4, 1, {})
+    assert (paid.reward_total, paid.slash_total) == (10 * KOII // 4 * 4, STAKE * 70 // 100)
     task = world.task
     assert task.stake_list[faulty] == STAKE - STAKE * 70 // 100
     assert task.total_stake_amount == sum(task.stake_list.values())
@@ -115,6 +121,7 @@ def test_distribution_window_edges_and_settled_rounds():
             ),
             task_id=world.task_id,
             round=0,
+            **COMMIT,
         )
     # Attempts past allowed_failed_distributions (3) have no window: round 0 + 2 + 4 = round 6.
     assert_rejected(
@@ -126,6 +133,7 @@ def test_distribution_window_edges_and_settled_rounds():
         ("arrived at slot 61", "in slots 51–53"),
         task_id=world.task_id,
         round=0,
+        **COMMIT,
     )
     world.submit_list(0)
     world.apply("payout", world.outsider, 27, round=0)
@@ -138,6 +146,7 @@ def test_distribution_window_edges_and_settled_rounds():
         ("was already settled: PayoutSuccessful",),
         task_id=world.task_id,
         round=0,
+        **COMMIT,
     )
 
 
@@ -152,6 +161,7 @@ def test_list_for_a_round_without_submissions():
         (f"round 0 of task {world.task_id} has no submissions, so it has no distribution",),
         task_id=world.task_id,
         round=0,
+        **COMMIT,
     )
 
 
@@ -169,6 +179,7 @@ def test_only_the_selected_node_submits_and_only_once():
         (f"attempt 0 of round 0's distribution belongs to {chosen}, not {other}",),
         task_id=world.task_id,
         round=0,
+        **COMMIT,
     )
     world.submit_list(0)
     assert_rejected(
@@ -180,6 +191,7 @@ def test_only_the_selected_node_submits_and_only_once():
         (f"{chosen} already submitted a distribution list for round 0",),
         task_id=world.task_id,
         round=0,
+        **COMMIT,
     )
 
 
@@ -197,6 +209,7 @@ def test_no_retry_after_a_list_stood_its_audit():
         ("the list of attempt 0 for round 0 stood its audit; send payout instead",),
         task_id=world.task_id,
         round=0,
+        **COMMIT,
     )
 
 
@@ -220,16 +233,20 @@ def test_invalid_lists():
         ({"slashes": {node: STAKE + 1}}, f"slashes[{node}] is 5.000000001 KOII", "its stake is 5 KOII"),
     ]
     for fields, *fragments in cases:
+        commit, chunk = distribution_transactions(
+            world.task_id, 0, fields.get("rewards", {}), fields.get("slashes", {})
+        )
+        committed = World.__new__(World)
+        committed.state, committed.task_id = copy_state(world.state), world.task_id
+        committed.apply(commit.pop("type"), chosen, 21, **commit)
         assert_rejected(
-            world.state,
+            committed.state,
             InvalidDistributionListError,
-            "submit_distribution",
+            chunk.pop("type"),
             chosen,
             21,
             tuple(fragments),
-            task_id=world.task_id,
-            round=0,
-            **fields,
+            **chunk,
         )
 
 

@@ -36,6 +36,7 @@ from pykoii.ledger import (
     submission_round,
     to_plain,
 )
+from pykoii.ledger.distribution import distribution_transactions, list_root
 from pykoii.ledger.rounds import distribution_attempt, phase_of, round_of, round_start
 
 from .helpers import KOII, address
@@ -60,6 +61,12 @@ round_offset = st.sampled_from([0, 0, 0, 0, -1, 1])
 waits = st.sampled_from([0, 0, 1, 1, 2])
 task_index = st.sampled_from([0, 0, 0, 1, 2, 3])
 amounts = st.sampled_from([1, KOII, 2 * KOII, 3 * KOII, 50 * KOII, 0])
+
+
+def honest_root(task: Any, round_number: int) -> str:
+    """The root an honest auditor computes: that of the default list."""
+    dist = default_distribution_for(task, round_number)
+    return list_root(dist.rewards, dist.slashes)
 
 
 def genesis() -> LedgerState:
@@ -97,6 +104,13 @@ class LedgerLife(RuleBasedStateMachine):
                 task = self.state.tasks[event.task_id]
                 assert event.reward_total <= task.bounty_amount_per_round
         return True
+
+    def send_list(self, signer: str, task_id: str, round_number: int, dist: Any, chunks: bool = True) -> bool:
+        """Send a list's commitment and (unless ``chunks`` is false) every chunk; True if all went in."""
+        bodies = distribution_transactions(task_id, round_number, dist["rewards"], dist["slashes"])
+        if not chunks:
+            bodies = bodies[:1]
+        return all([self.send(body.pop("type"), signer, **body) for body in bodies])
 
     def task_ids(self) -> list[str]:
         return list(self.state.tasks)
@@ -255,9 +269,7 @@ class LedgerLife(RuleBasedStateMachine):
                 dist = to_plain(default_distribution_for(target, lists - back))
                 if stingy:  # a list that pays 1 ROE each: its auditors reject it
                     dist["rewards"] = dict.fromkeys(dist["rewards"], 1)
-                if self.send(
-                    "submit_distribution", chosen, task_id=target.task_id, round=lists - back, **dist
-                ):
+                if self.send_list(chosen, target.task_id, lists - back, dist):
                     break
         self.step(0, True, task, Phase.AUDIT)
         ring = audit_ring(None, target, proofs)
@@ -274,7 +286,7 @@ class LedgerLife(RuleBasedStateMachine):
                     )
         for back in (0, 1):
             for candidate, submitted in target.distribution_lists.get(lists - back, {}).items():
-                if submitted != default_distribution_for(target, lists - back):
+                if submitted.root != honest_root(target, lists - back):
                     for auditor in stakers:
                         if auditor != candidate:
                             self.send(
@@ -349,7 +361,7 @@ class LedgerLife(RuleBasedStateMachine):
         align=aligned,
         task=task_index,
         attempt_offset=st.sampled_from([0, 0, 1]),
-        tamper=st.sampled_from([0, 0, 0, 1, 2]),
+        tamper=st.sampled_from([0, 0, 0, 1, 2, 3]),
         impostor=st.sampled_from([False, False, False, True]),
     )
     def submit_distribution(
@@ -368,7 +380,8 @@ class LedgerLife(RuleBasedStateMachine):
             dist["rewards"][first] += target.bounty_amount_per_round  # over the bounty: refused
         elif tamper == 2:
             dist["rewards"] = dict.fromkeys(dist["rewards"], 1)  # a stingy list that auditors reject
-        self.send("submit_distribution", signer, task_id=target.task_id, round=round_number, **dist)
+        # tamper 3: the commitment without its chunks, a list that can never be paid
+        self.send_list(signer, target.task_id, round_number, dist, chunks=tamper != 3)
 
     @rule(
         wait=waits,
@@ -390,7 +403,7 @@ class LedgerLife(RuleBasedStateMachine):
         candidate = next(reversed(lists)) if lists else self.actor(1)
         if align and lists and honest:
             # An honest auditor compares the list with the default one it computes itself.
-            is_valid = lists[candidate] == default_distribution_for(target, round_number)
+            is_valid = lists[candidate].root == honest_root(target, round_number)
             if is_valid and candidate not in target.distributions_audit_trigger.get(round_number, {}):
                 return
         self.send(

@@ -12,10 +12,9 @@ from pykoii.ledger import (
     state_root,
     submission_window,
 )
-from pykoii.ledger.codec import to_plain
 from pykoii.ledger.rounds import audit_window, distribution_audit_window
 
-from .helpers import HELLO_TASK, KOII, address, apply, devnet
+from .helpers import HELLO_TASK, KOII, address, apply, devnet, send_list
 
 STAKE = 5 * KOII
 ROUNDS = 3
@@ -73,10 +72,15 @@ def settle(state, task_id, r, nodes):
     dist_slot = distribution_window(task, r).start
     chosen = selected_submitter(None, task, r, 0)
     expected = default_distribution_for(task, r)
-    apply(state, "submit_distribution", chosen, dist_slot, task_id=task_id, round=r, **to_plain(expected))
+    send_list(state, chosen, dist_slot, task_id, r, expected.rewards, expected.slashes)
     payout_slot = distribution_audit_window(task, r).stop
-    receipt = apply(state, "payout", nodes[0], payout_slot, task_id=task_id, round=r)
-    return {e.staker: e.amount for e in receipt.events if e.kind == "Slashed"}
+    before = dict(task.stake_list)
+    apply(state, "payout", nodes[0], payout_slot, task_id=task_id, round=r)
+    return {
+        key: before[key] - task.stake_list.get(key, 0)
+        for key in before
+        if task.stake_list.get(key, 0) != before[key]
+    }
 
 
 def test_honest_nodes_paid_and_faulty_node_slashed_by_the_seed_rule():

@@ -7,7 +7,7 @@ import pytest
 from pykoii.errors import MalformedTransactionError
 from pykoii.ledger import INSTRUCTIONS, decode_transaction, encode_transaction
 from pykoii.ledger.codec import canonical_bytes, sha256_hex
-from pykoii.ledger.transactions import AuditSubmission, SubmitDistribution, Transfer
+from pykoii.ledger.transactions import AuditSubmission, Transfer, UploadDistributionChunk
 
 from .helpers import address
 
@@ -40,7 +40,15 @@ def test_encode_is_the_inverse_of_decode_for_every_instruction():
         "withdraw": {"task_id": BOB},
         "submit": {"task_id": BOB, "round": 2, "submission_value": "cid"},
         "audit_submission": {"task_id": BOB, "round": 2, "candidate": ALICE, "is_valid": False},
-        "submit_distribution": {"task_id": BOB, "round": 2, "rewards": {ALICE: 5}, "slashes": {BOB: 1}},
+        "submit_distribution": {"task_id": BOB, "round": 2, "root": "ab" * 32, "chunks": 1},
+        "upload_distribution_chunk": {
+            "task_id": BOB,
+            "round": 2,
+            "index": 0,
+            "rewards": {ALICE: 5},
+            "slashes": {BOB: 1},
+            "proof": [],
+        },
         "audit_distribution": {"task_id": BOB, "round": 2, "candidate": ALICE, "is_valid": True},
         "payout": {"task_id": BOB, "round": 2},
         "claim_reward": {"task_id": BOB, "beneficiary": ALICE},
@@ -133,14 +141,16 @@ def test_addresses_must_be_base58_public_keys(bad):
 
 def test_distribution_keys_must_be_addresses():
     data = {
-        "type": "submit_distribution",
+        "type": "upload_distribution_chunk",
         "signer": ALICE,
         "recent_slot": 0,
         "task_id": BOB,
         "round": 0,
+        "index": 0,
+        "proof": [],
         "rewards": {"nobody": 1},
     }
-    reject(data, "submit_distribution.rewards keys must be base58 public keys, got 'nobody'")
+    reject(data, "upload_distribution_chunk.rewards keys must be base58 public keys, got 'nobody'")
 
 
 def test_vote_decodes_is_valid():
@@ -159,13 +169,15 @@ def test_vote_decodes_is_valid():
 
 def test_distribution_amount_values_must_be_integers():
     data = {
-        "type": "submit_distribution",
+        "type": "upload_distribution_chunk",
         "signer": ALICE,
         "recent_slot": 0,
         "task_id": BOB,
         "round": 0,
+        "index": 0,
+        "proof": [],
         "rewards": {ALICE: 1.5},
     }
-    reject(data, "SubmitDistribution.rewards[", "expected an integer, got 1.5")
+    reject(data, "UploadDistributionChunk.rewards[", "expected an integer, got 1.5")
     data["rewards"] = {ALICE: 2}
-    assert isinstance(decode_transaction(data), SubmitDistribution)
+    assert isinstance(decode_transaction(data), UploadDistributionChunk)

@@ -56,11 +56,17 @@ def watch_rounds(ledger: Ledger, task_id: str, enough, timeout: float):  # type:
         state = ledger.task(task_id)
         for r, subs in state["submissions"].items():
             submissions[int(r)] = subs
-        for r, by_submitter in state["distribution_lists"].items():
-            lists[int(r)] = next(iter(by_submitter.values()))
         paid = sorted(
             int(r) for r, v in state["distributions_audit_record"].items() if v == "PayoutSuccessful"
         )
+        for r in paid:
+            if r not in lists:  # the paid list's entries, from the paginated route, while it is held
+                page = ledger.http.get(f"/tasks/{task_id}/rounds/{r}/distribution").json()
+                entries = page.get("entries", [])
+                lists[r] = {
+                    "rewards": {e["key"]: e["reward"] for e in entries if e["reward"]},
+                    "slashes": {e["key"]: e["slash"] for e in entries if e["slash"]},
+                }
         if enough(paid, submissions):
             return state, paid, submissions, lists
         time.sleep(0.3)

@@ -4,8 +4,9 @@ Server-rendered pages (JavaScript optional) that the ledger service mounts at ``
 
 - ``/`` — the slot, every task, the latest log entries, lookups by task id or account
 - ``/tasks/{task_id}`` — a task's config, bounty, stakers, balances, current round and recent rounds
-- ``/tasks/{task_id}/rounds/{round}`` — submissions, audit triggers and votes, assignments,
-  distribution lists, payout record
+- ``/tasks/{task_id}/rounds/{round}`` — submissions, audit triggers and votes, assignments (a page
+  of submitters at a time: ``?after=<key>``), distribution lists (a page of entries:
+  ``?list_after=<key>``), payout record
 - ``/accounts/{pubkey}`` — a wallet's balance and its stake and claimable balance per task
 - ``/log`` — log entries, newest first, paged; ``/tx/{tx_id}`` — one transaction and its events
 - ``/live`` — the ledger's events as server-sent events (the pages' script refreshes on them)
@@ -123,11 +124,19 @@ def create_explorer(client_or_store: Any) -> Starlette:
             raise InvalidRequestError(
                 f"round must be a number, got {request.path_params['round']!r}"
             ) from None
-        task = await source.task(task_id)
-        view = await source.round(task_id, number)
+        after = request.query_params.get("after", "")
+        list_after = request.query_params.get("list_after", "")
+        view = await source.round(task_id, number, after)
+        # The task's summary is enough here (its full state holds every submission it keeps).
+        task = next((t for t in await source.tasks() if t["task_id"] == task_id), {"task_id": task_id})
         now = await source.slot()
         triggers = {key: tally(t) for key, t in view["submissions_audit_trigger"].items()}
         list_triggers = {key: tally(t) for key, t in view["distributions_audit_trigger"].items()}
+        # One page of each list's entries (the list itself may hold a key per submitter).
+        entries = {
+            submitter: await source.distribution(task_id, number, submitter, list_after)
+            for submitter in view["distribution_lists"]
+        }
         return page(
             request,
             "explorer_round.html",
@@ -137,6 +146,9 @@ def create_explorer(client_or_store: Any) -> Starlette:
             number=number,
             triggers=triggers,
             list_triggers=list_triggers,
+            entries=entries,
+            after=after,
+            list_after=list_after,
         )
 
     async def account_page(request: Request) -> Response:

@@ -1,9 +1,13 @@
 """What a staking key earned and lost per round, read from the ledger's log.
 
-The ledger keeps a round's lists only a few rounds after its payout, but its log keeps every
-``payout`` transaction, and each one's receipt holds ``Rewarded`` and ``Slashed`` events. This
-follows the log from where it last stopped (at most ``LOOKBACK`` entries back on first use) and
-keeps the events for one staking key, with a reason for each slash.
+A payout's receipt holds totals, not one event per key (``RoundPaid``: the list's submitter, root,
+totals and the slashes that were capped), so a round of 100,000 nodes has a small receipt. The
+key's own amounts come from the list: its chunks (``upload_distribution_chunk``) are in the log
+before the payout, and this keeps the key's entry of every chunk it reads; for a list whose chunks
+came before the first entry read, it asks the ledger for that one entry
+(``GET /tasks/{id}/rounds/{r}/distribution?key=``), which it holds while the round is recent. This
+follows the log from where it last stopped (at most ``LOOKBACK`` entries back on first use), with a
+reason for each slash.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class RewardHistory:
     staking_key: str
     cursor: int | None = None
     outcomes: dict[tuple[str, int], RoundOutcome] = field(default_factory=dict)
+    listed: dict[tuple[str, int, str], tuple[int, int]] = field(default_factory=dict)
+    """``(task, round, list submitter) → (reward, slash)`` of this key, from the chunks read."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def update(self) -> None:
@@ -57,26 +63,50 @@ class RewardHistory:
                     return
 
     def _read(self, entry: dict[str, Any]) -> None:
-        if '"payout"' not in entry["tx"]:
+        text = entry["tx"]
+        if '"upload_distribution_chunk"' in text and self.staking_key in text:
+            tx = orjson.loads(text)
+            if tx.get("type") == "upload_distribution_chunk":
+                key = (str(tx["task_id"]), int(tx["round"]), str(tx["signer"]))
+                reward, slash = self.listed.get(key, (0, 0))
+                reward += int(tx.get("rewards", {}).get(self.staking_key, 0))
+                slash += int(tx.get("slashes", {}).get(self.staking_key, 0))
+                self.listed[key] = (reward, slash)
             return
-        tx = orjson.loads(entry["tx"])
-        if tx.get("type") != "payout":
+        if '"payout"' not in text or orjson.loads(text).get("type") != "payout":
             return
         receipt = self.client.transaction(entry["tx_id"])
         for event in receipt.get("events", []):
-            if event.get("staker") != self.staking_key or event.get("kind") not in ("Rewarded", "Slashed"):
+            if event.get("kind") != "RoundPaid":
                 continue
-            key = (str(event["task_id"]), int(event["round"]))
-            outcome = self.outcomes.setdefault(key, RoundOutcome(*key, slot=int(entry["slot"])))
-            if event["kind"] == "Rewarded":
-                outcome.reward += int(event["amount"])
-            else:
-                outcome.slash += int(event["amount"])
-                outcome.reason = self._slash_reason(*key)
+            task_id, number = str(event["task_id"]), int(event["round"])
+            reward, slash = self._amounts(task_id, number, str(event["distribution_submitter"]))
+            slash = int(event.get("capped", {}).get(self.staking_key, slash))
+            if not reward and not slash:
+                continue
+            outcome = self.outcomes.setdefault(
+                (task_id, number), RoundOutcome(task_id, number, slot=int(entry["slot"]))
+            )
+            outcome.reward, outcome.slash = reward, slash
+            if slash:
+                outcome.reason = self._slash_reason(task_id, number)
+
+    def _amounts(self, task_id: str, number: int, submitter: str) -> tuple[int, int]:
+        """This key's ``(reward, slash)`` in the list ``submitter`` sent for the round."""
+        found = self.listed.pop((task_id, number, submitter), None)
+        if found is not None:
+            return found
+        try:
+            page = self.client.distribution(task_id, number, submitter=submitter, key=self.staking_key)
+        except Exception:  # noqa: BLE001 - pruned long ago and its chunks not read: nothing to show
+            return 0, 0
+        for item in page["entries"]:
+            return int(item["reward"]), int(item["slash"])
+        return 0, 0
 
     def _slash_reason(self, task_id: str, number: int) -> str:
         try:
-            view = self.client.round(task_id, number)
+            view = self.client.round(task_id, number, key=self.staking_key)
         except Exception:  # noqa: BLE001 - the reason is a courtesy; the slash itself is on record
             view = {}
         trigger = view.get("submissions_audit_trigger", {}).get(self.staking_key)

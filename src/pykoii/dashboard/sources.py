@@ -27,7 +27,10 @@ class LedgerSource(Protocol):
     async def slot(self) -> dict[str, Any]: ...
     async def tasks(self) -> list[dict[str, Any]]: ...
     async def task(self, task_id: str) -> dict[str, Any]: ...
-    async def round(self, task_id: str, round_number: int) -> dict[str, Any]: ...
+    async def round(self, task_id: str, round_number: int, after: str = "") -> dict[str, Any]: ...
+    async def distribution(
+        self, task_id: str, round_number: int, submitter: str, after: str = ""
+    ) -> dict[str, Any]: ...
     async def account(self, pubkey: str) -> dict[str, Any]: ...
     async def log(self, after: int, limit: int) -> list[dict[str, Any]]: ...
     async def transaction(self, tx_id: str) -> dict[str, Any]: ...
@@ -57,8 +60,15 @@ class ClientSource:
             )
         )
 
-    async def round(self, task_id: str, round_number: int) -> dict[str, Any]:
-        return await asyncio.to_thread(self.client.round, task_id, round_number)
+    async def round(self, task_id: str, round_number: int, after: str = "") -> dict[str, Any]:
+        return await asyncio.to_thread(lambda: self.client.round(task_id, round_number, after=after))
+
+    async def distribution(
+        self, task_id: str, round_number: int, submitter: str, after: str = ""
+    ) -> dict[str, Any]:
+        return await asyncio.to_thread(
+            lambda: self.client.distribution(task_id, round_number, submitter=submitter, after=after)
+        )
 
     async def account(self, pubkey: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.client.account, pubkey)
@@ -111,11 +121,18 @@ class StoreSource:
         )
         return plain
 
-    async def round(self, task_id: str, round_number: int) -> dict[str, Any]:
+    async def round(self, task_id: str, round_number: int, after: str = "") -> dict[str, Any]:
         task = self.views.get_task(self.store.state, task_id)
-        plain: dict[str, Any] = orjson.loads(
-            orjson.dumps(self.views.round_view(task, round_number, self.store.slot()), default=str)
-        )
+        view = self.views.round_view(task, round_number, self.store.slot(), after)
+        plain: dict[str, Any] = orjson.loads(orjson.dumps(view, default=str))
+        return plain
+
+    async def distribution(
+        self, task_id: str, round_number: int, submitter: str, after: str = ""
+    ) -> dict[str, Any]:
+        task = self.views.get_task(self.store.state, task_id)
+        view = self.views.distribution_view(task, round_number, submitter, after)
+        plain: dict[str, Any] = orjson.loads(orjson.dumps(view, default=str))
         return plain
 
     async def account(self, pubkey: str) -> dict[str, Any]:

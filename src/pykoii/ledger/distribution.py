@@ -20,7 +20,9 @@ rounds are pruned from the state, as Koii keeps only a few rounds of submission 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
 from ..errors import (
     AlreadyPaidError,
@@ -33,8 +35,9 @@ from ..errors import (
 )
 from .accounts import get_task, koii
 from .audits import audit_ring, cast_vote, is_judged_valid, submission_is_valid
-from .codec import canonical_bytes, sha256_hex, to_plain
-from .events import DistributionSubmitted, Event, Rewarded, RoundFailed, RoundPaid, Slashed
+from .codec import canonical_bytes, to_plain
+from .events import DistributionChunkUploaded, DistributionSubmitted, Event, RoundFailed, RoundPaid
+from .merkle import inclusion_proofs, merkle_root, verify_inclusion
 from .rounds import describe, distribution_attempt, distribution_audit_window, distribution_window
 from .state import (
     PAYOUT_FAILED,
@@ -50,8 +53,10 @@ from .state import (
     round_map,
 )
 from .submissions import require_in_window
-from .transactions import AuditDistribution, Payout, SubmitDistribution
-from .types import SLASH_PERCENT, Address, Roe, RoundNumber, Slot
+from .transactions import AuditDistribution, Payout, SubmitDistribution, UploadDistributionChunk
+from .types import DISTRIBUTION_CHUNK_KEYS, SLASH_PERCENT, Address, Roe, RoundNumber, Slot
+
+_HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
 ROUNDS_KEPT = 3
 """Settled rounds older than ``round - ROUNDS_KEPT - allowed_failed_distributions`` are pruned."""
@@ -108,9 +113,66 @@ def selected_submitter(
     return candidates[attempt] if attempt < len(candidates) else None
 
 
-def list_digest(rewards: Mapping[Address, int], slashes: Mapping[Address, int]) -> str:
-    """The hex SHA-256 of a list's canonical JSON, recorded as its ``submission_value``."""
-    return sha256_hex(canonical_bytes({"rewards": dict(rewards), "slashes": dict(slashes)}))
+def list_chunks(rewards: Mapping[Address, int], slashes: Mapping[Address, int]) -> list[DistributionList]:
+    """A list in its canonical chunks: the keys with a non-zero amount, sorted, in groups of
+    ``DISTRIBUTION_CHUNK_KEYS`` (a key's reward and slash in the same chunk); an empty list is one
+    empty chunk. Zero amounts are dropped: they pay and take nothing."""
+    paid = {key: amount for key, amount in rewards.items() if amount}
+    taken = {key: amount for key, amount in slashes.items() if amount}
+    keys = sorted(paid.keys() | taken.keys())
+    chunks = []
+    for start in range(0, max(len(keys), 1), DISTRIBUTION_CHUNK_KEYS):
+        part = keys[start : start + DISTRIBUTION_CHUNK_KEYS]
+        chunks.append(
+            DistributionList(
+                rewards={k: Roe(paid[k]) for k in part if k in paid},
+                slashes={k: Roe(taken[k]) for k in part if k in taken},
+            )
+        )
+    return chunks
+
+
+def chunk_bytes(rewards: Mapping[Address, int], slashes: Mapping[Address, int]) -> bytes:
+    """The canonical bytes of one chunk: the Merkle leaf it is checked as."""
+    return canonical_bytes({"rewards": dict(rewards), "slashes": dict(slashes)})
+
+
+def list_root(rewards: Mapping[Address, int], slashes: Mapping[Address, int]) -> str:
+    """The Merkle root of a list's canonical chunks: what its submitter commits, and what an auditor
+    who recomputed the list compares with the ``submission_value`` on the ledger."""
+    return merkle_root([chunk_bytes(c.rewards, c.slashes) for c in list_chunks(rewards, slashes)])
+
+
+def distribution_transactions(
+    task_id: str, round_number: int, rewards: Mapping[Address, int], slashes: Mapping[Address, int]
+) -> list[dict[str, Any]]:
+    """The transaction bodies (unsigned, without ``recent_slot``) that submit a list, in order: the
+    commitment (``submit_distribution``: root and chunk count), then one ``upload_distribution_chunk``
+    per canonical chunk with its inclusion proof."""
+    chunks = list_chunks(rewards, slashes)
+    leaves = [chunk_bytes(c.rewards, c.slashes) for c in chunks]
+    head = {"task_id": task_id, "round": round_number}
+    bodies: list[dict[str, Any]] = [
+        {"type": "submit_distribution", **head, "root": merkle_root(leaves), "chunks": len(chunks)}
+    ]
+    for index, (chunk, proof) in enumerate(zip(chunks, inclusion_proofs(leaves), strict=True)):
+        bodies.append(
+            {
+                "type": "upload_distribution_chunk",
+                **head,
+                "index": index,
+                "rewards": dict(chunk.rewards),
+                "slashes": dict(chunk.slashes),
+                "proof": proof,
+            }
+        )
+    return bodies
+
+
+def max_chunks(task: TaskState, round_number: int) -> int:
+    """The most chunks a round's list may have: enough for every submitter at the chunk size."""
+    submitters = len(task.submissions.get(round_number, {}))  # type: ignore[call-overload]
+    return max(1, -(-submitters // DISTRIBUTION_CHUNK_KEYS))
 
 
 def _require_unsettled(task: TaskState, round_number: int) -> None:
@@ -123,20 +185,41 @@ def _require_unsettled(task: TaskState, round_number: int) -> None:
         )
 
 
-def _passed_list(task: TaskState, round_number: int, submitter: Address | None) -> DistributionList | None:
+def passed_list(task: TaskState, round_number: int, submitter: Address | None) -> DistributionList | None:
+    """``submitter``'s list for the round if it is complete and stood its audit (what payout pays)."""
     if submitter is None:
         return None
     found = task.distribution_lists.get(round_number, {}).get(submitter)  # type: ignore[call-overload]
     triggers = task.distributions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
-    return found if found is not None and is_judged_valid(triggers.get(submitter)) else None
+    if found is None or not found.complete:
+        return None
+    return found if is_judged_valid(triggers.get(submitter)) else None
 
 
-def validate_list(
-    task: TaskState, round_number: int, rewards: Mapping[Address, int], slashes: Mapping[Address, int]
+def paid_from(task: TaskState, round_number: int) -> tuple[Address, DistributionList] | None:
+    """``(submitter, list)`` a paid round was paid from, while the ledger still holds its list."""
+    if task.distributions_audit_record.get(round_number) != PAYOUT_SUCCESSFUL:  # type: ignore[call-overload]
+        return None
+    for attempt in range(task.allowed_failed_distributions + 1):
+        submitter = selected_submitter(None, task, round_number, attempt)
+        found = passed_list(task, round_number, submitter)
+        if found is not None and submitter is not None:
+            return submitter, found
+    return None
+
+
+def validate_chunk(
+    task: TaskState,
+    round_number: int,
+    dist: DistributionList,
+    rewards: Mapping[Address, int],
+    slashes: Mapping[Address, int],
 ) -> None:
-    """Refuse a list that pays or slashes what it may not (see the module docstring)."""
+    """Refuse a chunk that pays or slashes what its list may not (see the module docstring):
+    keys of the round's submitters, each at most once in the list, non-negative amounts, the list's
+    rewards within the round's bounty, each slash within the stake."""
     submitters = task.submissions.get(round_number, {})  # type: ignore[call-overload]
-    for name, entries in (("rewards", rewards), ("slashes", slashes)):
+    for name, entries, listed in (("rewards", rewards, dist.rewards), ("slashes", slashes, dist.slashes)):
         for key, amount in entries.items():
             if key not in submitters:
                 raise InvalidDistributionListError(
@@ -148,13 +231,18 @@ def validate_list(
                 raise InvalidDistributionListError(
                     f"{name}[{key}] is {amount}; amounts are non-negative integers of ROE", key=key
                 )
-    total = sum(rewards.values())
+            if key in listed:
+                raise InvalidDistributionListError(
+                    f"{name}[{key}] is already in an earlier chunk of this list; each key at most once",
+                    key=key,
+                )
+    total = dist.reward_total + sum(rewards.values())
     limit = round_bounty(task)
     if total > limit:
         raise InvalidDistributionListError(
-            f"rewards sum to {koii(total)}; round {round_number} may pay at most {koii(limit)} "
-            f"(bounty_amount_per_round {koii(task.bounty_amount_per_round)}, remaining bounty "
-            f"{koii(task.total_bounty_amount)})",
+            f"rewards sum to {koii(total)} with this chunk; round {round_number} may pay at most "
+            f"{koii(limit)} (bounty_amount_per_round {koii(task.bounty_amount_per_round)}, remaining "
+            f"bounty {koii(task.total_bounty_amount)})",
             total=total,
             limit=limit,
         )
@@ -169,7 +257,8 @@ def validate_list(
 
 
 def submit_distribution(state: LedgerState, tx: SubmitDistribution, slot: int) -> list[Event]:
-    """Record the selected node's list for a round, in the window of the current attempt."""
+    """Commit the selected node's list for a round (its root and chunk count), in the window of the
+    current attempt."""
     task = get_task(state, tx.task_id)
     _require_unsettled(task, tx.round)
     attempt = distribution_attempt(task, tx.round, slot)
@@ -181,7 +270,7 @@ def submit_distribution(state: LedgerState, tx: SubmitDistribution, slot: int) -
             round=tx.round,
         )
     for earlier in range(attempt):
-        if _passed_list(task, tx.round, selected_submitter(state, task, tx.round, earlier)) is not None:
+        if passed_list(task, tx.round, selected_submitter(state, task, tx.round, earlier)) is not None:
             raise DuplicateSubmissionError(
                 f"the list of attempt {earlier} for round {tx.round} stood its audit; send payout instead",
                 round=tx.round,
@@ -197,19 +286,30 @@ def submit_distribution(state: LedgerState, tx: SubmitDistribution, slot: int) -
         raise DuplicateSubmissionError(
             f"{tx.signer} already submitted a distribution list for round {tx.round}", round=tx.round
         )
-    validate_list(task, tx.round, tx.rewards, tx.slashes)
-    digest = list_digest(tx.rewards, tx.slashes)
+    if not _HEX_HASH.fullmatch(tx.root):
+        raise InvalidDistributionListError(
+            f"root is {tx.root[:80]!r}; a list's root is the lowercase hex SHA-256 Merkle root of its "
+            "chunks (64 characters)",
+            received=tx.root[:80],
+        )
+    most = max_chunks(task, tx.round)
+    if not 1 <= tx.chunks <= most:
+        raise InvalidDistributionListError(
+            f"chunks is {tx.chunks}; round {tx.round} has {len(task.submissions[tx.round])} submitters, so "
+            f"its list has 1 to {most} chunks of at most {DISTRIBUTION_CHUNK_KEYS} keys",
+            received=tx.chunks,
+        )
     put(
         state,
         round_map(state, task.distribution_rewards_submission, tx.round),
         tx.signer,
-        Submission(digest, Slot(slot), tx.round),
+        Submission(tx.root, Slot(slot), tx.round),
     )
     put(
         state,
         round_map(state, task.distribution_lists, tx.round),
         tx.signer,
-        DistributionList(rewards=dict(tx.rewards), slashes=dict(tx.slashes)),
+        DistributionList(root=tx.root, chunks=tx.chunks),
     )
     return [
         DistributionSubmitted(
@@ -217,8 +317,67 @@ def submit_distribution(state: LedgerState, tx: SubmitDistribution, slot: int) -
             round=tx.round,
             submitter=tx.signer,
             attempt=attempt,
-            reward_total=Roe(sum(tx.rewards.values())),
-            slash_total=Roe(sum(tx.slashes.values())),
+            root=tx.root,
+            chunks=tx.chunks,
+        )
+    ]
+
+
+def upload_distribution_chunk(state: LedgerState, tx: UploadDistributionChunk, slot: int) -> list[Event]:
+    """Store one chunk of the list the signer committed, once it is proven part of the committed root."""
+    task = get_task(state, tx.task_id)
+    _require_unsettled(task, tx.round)
+    submitted = task.distribution_rewards_submission.get(tx.round, {}).get(tx.signer)
+    dist = task.distribution_lists.get(tx.round, {}).get(tx.signer)
+    if submitted is None or dist is None:
+        raise UnknownSubmissionError(
+            f"{tx.signer} committed no distribution list for round {tx.round} of task {task.task_id}; "
+            "send submit_distribution (its root and chunk count) first",
+            round=tx.round,
+        )
+    attempt = distribution_attempt(task, tx.round, submitted.slot)
+    require_in_window("distribution chunk", tx.round, slot, distribution_window(task, tx.round, attempt))
+    if not 0 <= tx.index < dist.chunks:
+        raise InvalidDistributionListError(
+            f"chunk index {tx.index} is out of range; the committed list has chunks 0 to {dist.chunks - 1}",
+            received=tx.index,
+        )
+    if tx.index in dist.received:
+        raise DuplicateSubmissionError(
+            f"chunk {tx.index} of {tx.signer}'s list for round {tx.round} was already received",
+            round=tx.round,
+        )
+    size = len(tx.rewards.keys() | tx.slashes.keys())
+    if size > DISTRIBUTION_CHUNK_KEYS:
+        raise InvalidDistributionListError(
+            f"chunk {tx.index} holds {size} keys; a chunk holds at most {DISTRIBUTION_CHUNK_KEYS}",
+            received=size,
+        )
+    if not verify_inclusion(chunk_bytes(tx.rewards, tx.slashes), tx.index, dist.chunks, tx.proof, dist.root):
+        raise InvalidDistributionListError(
+            f"chunk {tx.index} with this proof is not part of the committed root {dist.root}",
+            index=tx.index,
+        )
+    validate_chunk(task, tx.round, dist, tx.rewards, tx.slashes)
+    for key, amount in tx.rewards.items():
+        put(state, dist.rewards, key, amount)
+    for key, amount in tx.slashes.items():
+        put(state, dist.slashes, key, amount)
+    put(state, dist.received, tx.index, size)
+    reward_total = Roe(dist.reward_total + sum(tx.rewards.values()))
+    slash_total = Roe(dist.slash_total + sum(tx.slashes.values()))
+    assign(state, dist, "reward_total", reward_total)
+    assign(state, dist, "slash_total", slash_total)
+    return [
+        DistributionChunkUploaded(
+            task_id=task.task_id,
+            round=tx.round,
+            submitter=tx.signer,
+            index=tx.index,
+            received=len(dist.received),
+            chunks=dist.chunks,
+            reward_total=reward_total,
+            slash_total=slash_total,
         )
     ]
 
@@ -274,7 +433,7 @@ def payout(state: LedgerState, tx: Payout, slot: int) -> list[Event]:
                 ready_slot=window.stop,
             )
         submitter = selected_submitter(state, task, tx.round, attempt)
-        passed = _passed_list(task, tx.round, submitter)
+        passed = passed_list(task, tx.round, submitter)
         if passed is not None and submitter is not None:
             events = _pay(state, task, tx.round, attempt, submitter, passed)
             _prune(state, task, tx.round)
@@ -295,37 +454,49 @@ def _pay(
     submitter: Address,
     dist: DistributionList,
 ) -> list[Event]:
-    slashed = {key: min(amount, task.stake_list.get(key, 0)) for key, amount in dist.slashes.items()}
-    slash_total = sum(slashed.values())
-    reward_total = sum(dist.rewards.values())
+    """Apply a list: slashes (capped at the stake still there) into the pot, then rewards out of it.
+
+    The receipt stays small whatever the list's size: totals, the list's root and the slashes that
+    were capped. The per-key detail is the list itself, kept in the round's record and read page by
+    page (``GET /tasks/{id}/rounds/{r}/distribution``)."""
+    stakes = task.stake_list
+    capped = {
+        key: Roe(stakes.get(key, 0)) for key, amount in dist.slashes.items() if amount > stakes.get(key, 0)
+    }
+    slash_total = dist.slash_total - sum(dist.slashes[key] - applied for key, applied in capped.items())
+    reward_total = dist.reward_total
     pot = task.total_bounty_amount + slash_total
     if reward_total > pot:
         return _fail(
             state, task, round_number, f"the list pays {koii(reward_total)} but the pot holds {koii(pot)}"
         )
-    events: list[Event] = []
-    for key, amount in slashed.items():
-        if amount:
-            add(state, task.stake_list, key, -amount)
-            events.append(Slashed(task_id=task.task_id, round=round_number, staker=key, amount=Roe(amount)))
+    for key, amount in dist.slashes.items():
+        applied = capped.get(key, amount)
+        if applied:
+            add(state, stakes, key, -applied)
+    balances = task.available_balances
     for key, amount in dist.rewards.items():
         if amount:
-            add(state, task.available_balances, key, amount)
-            events.append(Rewarded(task_id=task.task_id, round=round_number, staker=key, amount=Roe(amount)))
+            add(state, balances, key, amount)
+    for key, applied in capped.items():
+        put(state, dist.capped, key, applied)
     assign(state, task, "total_stake_amount", Roe(task.total_stake_amount - slash_total))
     assign(state, task, "total_bounty_amount", Roe(pot - reward_total))
     put(state, task.distributions_audit_record, round_number, PAYOUT_SUCCESSFUL)
-    events.append(
+    return [
         RoundPaid(
             task_id=task.task_id,
             round=round_number,
             attempt=attempt,
             distribution_submitter=submitter,
+            root=dist.root,
+            rewarded=sum(1 for amount in dist.rewards.values() if amount),
+            slashed=sum(1 for key, amount in dist.slashes.items() if capped.get(key, amount)),
             reward_total=Roe(reward_total),
             slash_total=Roe(slash_total),
+            capped=capped,
         )
-    )
-    return events
+    ]
 
 
 def _fail(state: LedgerState, task: TaskState, round_number: RoundNumber, reason: str) -> list[Event]:

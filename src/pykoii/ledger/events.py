@@ -107,38 +107,48 @@ class VoteCast(Event):
 
 @dataclass(frozen=True, slots=True)
 class DistributionSubmitted(Event):
+    """A list was committed: its Merkle ``root`` over ``chunks`` chunks, which follow."""
+
     task_id: TaskId
     round: RoundNumber
     submitter: Address
     attempt: int
+    root: str
+    chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class DistributionChunkUploaded(Event):
+    """Chunk ``index`` of a committed list arrived; ``received`` of ``chunks`` are in, and the totals
+    are those of the chunks received so far."""
+
+    task_id: TaskId
+    round: RoundNumber
+    submitter: Address
+    index: int
+    received: int
+    chunks: int
     reward_total: Roe
     slash_total: Roe
-
-
-@dataclass(frozen=True, slots=True)
-class Rewarded(Event):
-    task_id: TaskId
-    round: RoundNumber
-    staker: Address
-    amount: Roe
-
-
-@dataclass(frozen=True, slots=True)
-class Slashed(Event):
-    task_id: TaskId
-    round: RoundNumber
-    staker: Address
-    amount: Roe
 
 
 @dataclass(frozen=True, slots=True)
 class RoundPaid(Event):
+    """A round was paid from the list with ``root``: ``rewarded`` keys were paid ``reward_total`` in
+    all and ``slashed`` keys lost ``slash_total``. ``capped`` names the keys whose slash was cut to the
+    stake still there, with the amount taken (usually empty). The per-key detail is the list itself
+    (``GET /tasks/{id}/rounds/{r}/distribution``)."""
+
     task_id: TaskId
     round: RoundNumber
     attempt: int
     distribution_submitter: Address
+    root: str
+    rewarded: int
+    slashed: int
     reward_total: Roe
     slash_total: Roe
+    capped: dict[Address, Roe]
 
 
 @dataclass(frozen=True, slots=True)

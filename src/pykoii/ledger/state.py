@@ -54,10 +54,27 @@ class AuditTrigger:
 
 @dataclass(slots=True)
 class DistributionList:
-    """What a distribution pays (``rewards``) and takes (``slashes``), per staking key, in ROE."""
+    """What a distribution pays (``rewards``) and takes (``slashes``), per staking key, in ROE.
+
+    On the ledger a list is committed by the Merkle ``root`` of its ``chunks`` chunks and filled in
+    as they arrive (``received``: chunk index → number of keys in it); it is complete when every chunk
+    arrived. ``reward_total`` and ``slash_total`` are the sums of what arrived. ``capped`` records,
+    after payout, the keys whose slash was cut to the stake still there (the amount applied).
+    """
 
     rewards: dict[Address, Roe] = field(default_factory=dict)
     slashes: dict[Address, Roe] = field(default_factory=dict)
+    root: str = ""
+    chunks: int = 0
+    received: dict[int, int] = field(default_factory=dict)
+    reward_total: Roe = Roe(0)
+    slash_total: Roe = Roe(0)
+    capped: dict[Address, Roe] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every chunk of the committed list arrived."""
+        return len(self.received) == self.chunks
 
 
 @dataclass(slots=True)

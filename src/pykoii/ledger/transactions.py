@@ -153,13 +153,28 @@ class AuditSubmission(Transaction):
 
 @dataclass(frozen=True, slots=True)
 class SubmitDistribution(Transaction):
-    """Submit the distribution list for ``round`` (only the node the beacon selected)."""
+    """Commit the distribution list for ``round`` (only the node the beacon selected): the Merkle
+    ``root`` of its ``chunks`` chunks, which then arrive as ``upload_distribution_chunk``."""
 
     TYPE: ClassVar[str] = "submit_distribution"
     task_id: TaskId = TaskId("")
     round: RoundNumber = RoundNumber(0)
+    root: str = ""
+    chunks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UploadDistributionChunk(Transaction):
+    """Chunk ``index`` of the list the signer committed for ``round``, with its Merkle inclusion
+    ``proof`` (sibling hashes, leaf first); checked against the committed root on arrival."""
+
+    TYPE: ClassVar[str] = "upload_distribution_chunk"
+    task_id: TaskId = TaskId("")
+    round: RoundNumber = RoundNumber(0)
+    index: int = 0
     rewards: dict[Address, Roe] = field(default_factory=dict)
     slashes: dict[Address, Roe] = field(default_factory=dict)
+    proof: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +220,7 @@ INSTRUCTIONS: dict[str, type[Transaction]] = {
         Submit,
         AuditSubmission,
         SubmitDistribution,
+        UploadDistributionChunk,
         AuditDistribution,
         Payout,
         ClaimReward,
@@ -223,6 +239,10 @@ _REQUIRED = {
     "beneficiary",
     "is_valid",
     "is_active",
+    "root",
+    "chunks",
+    "index",
+    "proof",
 }
 """Fields a transaction must send even where the dataclass has a default: a vote or an activation
 must say which way it goes."""

@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import DuplicateTransactionError, StaleTransactionError
 from .accounts import airdrop, transfer
 from .audits import audit_submission
-from .distribution import audit_distribution, payout, submit_distribution
+from .distribution import audit_distribution, payout, submit_distribution, upload_distribution_chunk
 from .events import Event, Receipt
 from .staking import claim_reward, stake, withdraw
 from .state import LedgerState, commit, put, remove, rollback, round_map, snapshot
@@ -43,6 +43,7 @@ from .transactions import (
     Transaction,
     Transfer,
     UpdateTask,
+    UploadDistributionChunk,
     Withdraw,
 )
 from .types import REPLAY_HORIZON_SLOTS, Slot
@@ -61,6 +62,7 @@ HANDLERS: dict[type[Transaction], Handler] = {
     Submit: submit,
     AuditSubmission: audit_submission,
     SubmitDistribution: submit_distribution,
+    UploadDistributionChunk: upload_distribution_chunk,
     AuditDistribution: audit_distribution,
     Payout: payout,
     ClaimReward: claim_reward,

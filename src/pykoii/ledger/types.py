@@ -32,6 +32,9 @@ REPLAY_HORIZON_SLOTS = 150
 """A transaction is accepted only if its ``recent_slot`` is at most this many slots old."""
 
 MAX_SUBMISSION_BYTES = 512
+
+DISTRIBUTION_CHUNK_KEYS = 1000
+"""The most staking keys one chunk of a distribution list holds (about 70 KB of JSON at most)."""
 """The longest proof (``submission_value``) accepted, in bytes of UTF-8."""
 
 WITHDRAW_LOCK_ROUNDS = 3

@@ -22,6 +22,7 @@ from ..errors import (
     PykoiiError,
     TaskCodeError,
 )
+from ..ledger.distribution import distribution_transactions
 from ..ledger.state import DistributionList
 from . import schedule
 from .journal import DONE, FAILED, SENDING
@@ -60,8 +61,8 @@ class RoundExecutor:
             await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
         elif kind is K.SUBMIT_DISTRIBUTION:
             listed = await self._distribution(process, task, round_number)
-            body = {"type": "submit_distribution", "task_id": task_id, "round": round_number, **listed}
-            await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
+            bodies = distribution_transactions(task_id, round_number, listed["rewards"], listed["slashes"])
+            await self._sign_and_send_list(runtime, record, action.key, kind.value, round_number, bodies)
         elif kind is K.PAYOUT:
             body = {"type": "payout", "task_id": task_id, "round": round_number}
             await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
@@ -76,9 +77,7 @@ class RoundExecutor:
                             recomputed = DistributionList(
                                 **await self._distribution(process, task, round_number)
                             )
-                        verdict = schedule.lists_match(
-                            schedule.submitted_list(task, round_number, candidate), recomputed
-                        )
+                        verdict = schedule.list_matches(task, round_number, candidate, recomputed)
                     else:
                         verdict = bool(
                             (
@@ -143,6 +142,31 @@ class RoundExecutor:
         record.mark(key)
         self.journal.save_record(task_id, record.to_json())
         await self._send(runtime, kind, round_number, candidate, envelope)
+
+    async def _sign_and_send_list(
+        self,
+        runtime: TaskRuntime,
+        record: Any,
+        key: str,
+        kind: str,
+        round_number: int,
+        bodies: list[dict[str, Any]],
+    ) -> None:
+        """A list's commitment and chunks: every envelope is signed and journaled (the chunks as
+        candidates ``chunk 0``, ``chunk 1``, …) and the action marked done *before* the first is
+        sent, so a node killed half way re-sends the rest after its restart."""
+        task_id = runtime.record.task_id
+        envelopes = []
+        for index, body in enumerate(bodies):
+            body["recent_slot"] = self.slot
+            envelope = self.staking.sign_transaction(body)
+            part = "" if index == 0 else f"chunk {index - 1}"
+            self.journal.record(task_id, kind, round_number, part, SENDING, envelope=envelope, slot=self.slot)
+            envelopes.append((part, envelope))
+        record.mark(key)
+        self.journal.save_record(task_id, record.to_json())
+        for part, envelope in envelopes:
+            await self._send(runtime, kind, round_number, part, envelope)
 
     async def _send(
         self, runtime: TaskRuntime, kind: str, round_number: int, candidate: str, envelope: dict[str, Any]

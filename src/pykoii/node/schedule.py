@@ -40,7 +40,7 @@ from typing import Any, cast
 
 from ..ledger.audits import AuditRing, beacon_of, is_judged_valid, ring_for
 from ..ledger.codec import from_plain
-from ..ledger.distribution import round_bounty
+from ..ledger.distribution import list_root, passed_list, round_bounty
 from ..ledger.rounds import distribution_audit_window, distribution_window, round_of, round_start
 from ..ledger.state import AuditTrigger, DistributionList, TaskState
 from ..ledger.types import Roe
@@ -275,27 +275,21 @@ def distribution_bounty(task: TaskState | Mapping[str, Any]) -> int:
 
 
 def submitted_list(task: TaskState, round_number: int, submitter: str) -> DistributionList | None:
-    """The distribution list ``submitter`` sent for the round, if the ledger holds it."""
+    """The header of the list ``submitter`` committed for the round (its root, chunk count, chunks
+    received, totals), if the ledger holds it; the per-key entries are not part of a task's state
+    as nodes read it."""
     found = task.distribution_lists.get(round_number, {}).get(submitter)  # type: ignore[call-overload]
     return cast(DistributionList | None, found)
 
 
-def _nonzero(entries: Mapping[Any, int]) -> dict[str, int]:
-    return {key: amount for key, amount in entries.items() if amount}
-
-
-def lists_match(submitted: DistributionList | Mapping[str, Any] | None, recomputed: DistributionList) -> bool:
-    """Whether a submitted list equals the one this node recomputed: the same rewards and slashes
-    per key (a zero amount counts as absent). A missing list never matches."""
-    if submitted is None:
+def list_matches(task: TaskState, round_number: int, submitter: str, recomputed: DistributionList) -> bool:
+    """Whether ``submitter``'s list is the one this node recomputed: complete on the ledger, with the
+    root of the recomputed list (``ledger.distribution.list_root``: zero amounts count as absent).
+    A missing or incomplete list never matches."""
+    listed = submitted_list(task, round_number, submitter)
+    if listed is None or not listed.complete:
         return False
-    if isinstance(submitted, Mapping):
-        rewards, slashes = submitted.get("rewards", {}), submitted.get("slashes", {})
-    else:
-        rewards, slashes = submitted.rewards, submitted.slashes
-    return _nonzero(rewards) == _nonzero(recomputed.rewards) and _nonzero(slashes) == _nonzero(
-        recomputed.slashes
-    )
+    return listed.root == list_root(recomputed.rewards, recomputed.slashes)
 
 
 def can_submit(task: TaskState, me: str) -> bool:
@@ -309,12 +303,8 @@ def payout_ready(task: TaskState, round_number: int, slot: int) -> bool:
     for attempt in range(task.allowed_failed_distributions + 1):
         if slot < distribution_audit_window(task, round_number, attempt).stop:
             return False
-        submitter = selected_for(task, round_number, attempt)
-        if submitter is not None:
-            listed = submitted_list(task, round_number, submitter)
-            triggers = task.distributions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
-            if listed is not None and is_judged_valid(triggers.get(submitter)):
-                return True
+        if passed_list(task, round_number, selected_for(task, round_number, attempt)) is not None:  # type: ignore[arg-type]
+            return True
     return True
 
 
@@ -442,13 +432,10 @@ def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeReco
 
 
 def _earlier_attempt_passed(task: TaskState, round_number: int, attempt: int) -> bool:
-    triggers = task.distributions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
-    for earlier in range(attempt):
-        submitter = selected_for(task, round_number, earlier)
-        if submitter is not None and submitted_list(task, round_number, submitter) is not None:
-            if is_judged_valid(triggers.get(submitter)):
-                return True
-    return False
+    return any(
+        passed_list(task, round_number, selected_for(task, round_number, earlier)) is not None  # type: ignore[arg-type]
+        for earlier in range(attempt)
+    )
 
 
 __all__ = [
@@ -464,7 +451,7 @@ __all__ = [
     "due_actions",
     "has_voted",
     "is_triggered",
-    "lists_match",
+    "list_matches",
     "net_votes",
     "payout_ready",
     "proof_ring",

@@ -38,11 +38,22 @@ from ..errors import (
     PykoiiError,
     ReadOnlyReplicaError,
 )
+from ..ledger.codec import is_address
 from .follow import Replication
 from .metrics import render_metrics
 from .openapi import openapi_document
 from .store import LedgerStore
-from .views import TASK_FLAGS, account_view, get_task, round_view, task_summary, task_view
+from .views import (
+    MAX_PAGE,
+    ROUND_PAGE,
+    TASK_FLAGS,
+    account_view,
+    distribution_view,
+    get_task,
+    round_view,
+    task_summary,
+    task_view,
+)
 
 LOG = logging.getLogger("pykoii.ledger")
 
@@ -240,6 +251,26 @@ def flag_param(request: Request, name: str) -> bool:
     raise InvalidRequestError(f"query parameter {name} must be true or false, got {text!r}")
 
 
+def key_param(request: Request, name: str) -> str:
+    """A public-key query parameter, or ``""`` when absent."""
+    text = request.query_params.get(name, "")
+    if text and not is_address(text):
+        raise InvalidRequestError(
+            f"query parameter {name} must be a base58 public key (32-44 characters), got {text[:60]!r}"
+        )
+    return text
+
+
+def page_params(request: Request) -> tuple[str, int, str]:
+    """``(after, limit, key)`` of a paginated route: keys above ``after``, at most ``limit``
+    (1 to ``MAX_PAGE``, default ``ROUND_PAGE``), or only ``key``."""
+    return (
+        key_param(request, "after"),
+        int_param(request, "limit", ROUND_PAGE, 1, MAX_PAGE),
+        key_param(request, "key"),
+    )
+
+
 def path_int(request: Request, name: str) -> int:
     text = request.path_params[name]
     try:
@@ -304,7 +335,14 @@ def create_app(
 
     async def get_round(request: Request) -> Response:
         task = get_task(store.state, request.path_params["task_id"])
-        return JSON(round_view(task, path_int(request, "round"), store.slot()))
+        after, limit, key = page_params(request)
+        return JSON(round_view(task, path_int(request, "round"), store.slot(), after, limit, key))
+
+    async def get_round_distribution(request: Request) -> Response:
+        task = get_task(store.state, request.path_params["task_id"])
+        after, limit, key = page_params(request)
+        submitter = key_param(request, "submitter")
+        return JSON(distribution_view(task, path_int(request, "round"), submitter, after, limit, key))
 
     async def get_account(request: Request) -> Response:
         return JSON(account_view(store.state, request.path_params["pubkey"]))
@@ -422,6 +460,7 @@ def create_app(
         Route("/tasks", get_tasks, methods=["GET"]),
         Route("/tasks/{task_id}", get_task_state, methods=["GET"]),
         Route("/tasks/{task_id}/rounds/{round}", get_round, methods=["GET"]),
+        Route("/tasks/{task_id}/rounds/{round}/distribution", get_round_distribution, methods=["GET"]),
         Route("/accounts/{pubkey}", get_account, methods=["GET"]),
         Route("/log", get_log, methods=["GET"]),
         Route("/genesis", get_genesis, methods=["GET"]),

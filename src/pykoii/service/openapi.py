@@ -48,6 +48,11 @@ FLAGS = tuple(
     )
 )
 
+PAGE = (
+    ("after", "query", "string", "return keys above this base58 key (default: from the first)"),
+    ("limit", "query", "integer", "at most this many, 1-5000 (default 1000)"),
+)
+
 PATHS: dict[str, dict[str, Any]] = {
     "/tx": {
         "post": _op(
@@ -76,9 +81,29 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/tasks/{task_id}/rounds/{round}": {
         "get": _op(
-            "One round: windows, submissions, audit triggers, audit assignments, selected distribution "
-            "submitters, distribution lists, default distribution and payout record.",
-            params=(("task_id", "path", "string", "task id"), ("round", "path", "integer", "round number")),
+            "One round: windows, a page of its submitters (proofs, audit triggers, assigned auditors, "
+            "default-rule amounts, sorted by key), selected distribution submitters, each list's header "
+            "(root, chunks, totals) and the payout record; next_after is the cursor of the next page.",
+            params=(
+                ("task_id", "path", "string", "task id"),
+                ("round", "path", "integer", "round number"),
+                *PAGE,
+                ("key", "query", "string", "only this submitter (a base58 public key)"),
+            ),
+            errors=("400", "404"),
+        )
+    },
+    "/tasks/{task_id}/rounds/{round}/distribution": {
+        "get": _op(
+            "A page of one distribution list's entries {key, reward, slash} sorted by key (after payout "
+            "the slash taken), with the list's header; next_after is the cursor of the next page.",
+            params=(
+                ("task_id", "path", "string", "task id"),
+                ("round", "path", "integer", "round number"),
+                ("submitter", "query", "string", "whose list (default: the list the round was paid from)"),
+                *PAGE,
+                ("key", "query", "string", "only this key's entry (a base58 public key)"),
+            ),
             errors=("400", "404"),
         )
     },

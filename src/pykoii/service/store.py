@@ -82,7 +82,7 @@ from .verify import Verified, Verifier
 
 LOG = logging.getLogger("pykoii.ledger")
 
-PAYOUT_EVENTS = frozenset({"RoundPaid", "RoundFailed", "Rewarded", "Slashed"})
+PAYOUT_EVENTS = frozenset({"RoundPaid", "RoundFailed"})
 """Receipt events that ``GET /events`` streams as ``payout`` events."""
 
 

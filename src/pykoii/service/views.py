@@ -8,14 +8,17 @@ maps it gates as ``{}``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InvalidRequestError, NotFoundError
 from ..ledger import (
+    Address,
+    DistributionList,
     LedgerState,
     TaskId,
     TaskState,
-    audit_assignments,
+    audit_ring,
     audit_window,
     default_distribution_for,
     distribution_audit_window,
@@ -26,6 +29,7 @@ from ..ledger import (
     to_plain,
 )
 from ..ledger.codec import is_address
+from ..ledger.distribution import paid_from
 
 TASK_FLAGS: dict[str, tuple[str, ...]] = {
     "is_submission_required": ("submissions", "submissions_audit_trigger", "round_beacons"),
@@ -70,27 +74,72 @@ def task_summary(task: TaskState, slot: int) -> dict[str, Any]:
 
 
 def task_view(task: TaskState, slot: int, flags: dict[str, bool]) -> dict[str, Any]:
-    """A task with Koii's field names; maps gated by a false flag come back as ``{}``."""
+    """A task with Koii's field names; maps gated by a false flag come back as ``{}``.
+
+    ``distribution_lists`` holds each list's header (root, chunk count, chunks received, totals,
+    capped slashes) with empty ``rewards`` and ``slashes``: a list's per-key detail is read page by
+    page from ``GET /tasks/{id}/rounds/{r}/distribution``, so this view stays small at any size."""
     skipped = {name for flag, names in TASK_FLAGS.items() if not flags.get(flag, False) for name in names}
     view: dict[str, Any] = {}
     for field in dataclasses.fields(task):
-        view[field.name] = {} if field.name in skipped else to_plain(getattr(task, field.name))
+        if field.name in skipped:
+            view[field.name] = {}
+        elif field.name == "distribution_lists":
+            view[field.name] = {
+                str(number): {key: list_header(dist) for key, dist in lists.items()}
+                for number, lists in task.distribution_lists.items()
+            }
+        else:
+            view[field.name] = to_plain(getattr(task, field.name))
     view["current_round"] = round_of(task, slot)
     return view
+
+
+def list_header(dist: DistributionList) -> dict[str, Any]:
+    """A list without its per-key entries (the ``DistributionList`` plain form, ``rewards`` and
+    ``slashes`` empty), plus ``complete``."""
+    plain: dict[str, Any] = to_plain(dataclasses.replace(dist, rewards={}, slashes={}))
+    plain["complete"] = dist.complete
+    return plain
 
 
 def _window(window: range) -> dict[str, int]:
     return {"first_slot": window.start, "last_slot": window.stop - 1}
 
 
-def round_view(task: TaskState, round_number: int, slot: int) -> dict[str, Any]:
-    """Everything about one round of a task: proofs, audits, assignments, lists and payout."""
+ROUND_PAGE = 1000
+"""Submitters per page of ``GET /tasks/{id}/rounds/{r}`` (and entries of a list's detail page), by default."""
+MAX_PAGE = 5000
+"""The most a page may hold."""
+
+
+def _page(keys: Iterable[str], after: str, limit: int) -> tuple[list[str], str | None]:
+    """The keys above ``after`` in sorted order, at most ``limit``, and the cursor of the next page."""
+    chosen = sorted(key for key in keys if key > after)
+    page = chosen[:limit]
+    return page, (page[-1] if len(chosen) > limit else None)
+
+
+def round_view(
+    task: TaskState, round_number: int, slot: int, after: str = "", limit: int = ROUND_PAGE, key: str = ""
+) -> dict[str, Any]:
+    """One round of a task: windows, a page of its submitters (their proofs, audit triggers, assigned
+    auditors and default-rule amounts, sorted by key, ``limit`` after ``after``; only ``key`` if
+    given), the selected distribution submitters, each list's header, and the payout record."""
     if round_number < 0:
         raise InvalidRequestError(f"round must be 0 or more, got {round_number}", round=round_number)
     closed = slot >= submission_window(task, round_number).stop
     attempts = range(task.allowed_failed_distributions + 1)
     record = task.distributions_audit_record.get(round_number)  # type: ignore[call-overload]
     submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
+    if key:
+        page, next_after = ([key] if key in submissions else []), None
+    else:
+        page, next_after = _page(submissions, after, limit)
+    chosen = set(page)
+    triggers = task.submissions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
+    ring = audit_ring(None, task, round_number) if closed and submissions else None
+    default = default_distribution_for(task, round_number) if submissions else None
     return {
         "task_id": task.task_id,
         "round": round_number,
@@ -109,28 +158,83 @@ def round_view(task: TaskState, round_number: int, slot: int) -> dict[str, Any]:
                 _window(distribution_audit_window(task, round_number, k)) for k in attempts
             ],
         },
-        "submissions": to_plain(submissions),
-        "submissions_audit_trigger": to_plain(
-            task.submissions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
-        ),
+        "submitters": len(submissions),
+        "accused": len(triggers),
+        "next_after": next_after,
+        "submissions": {k: to_plain(submissions[k]) for k in page},
+        "submissions_audit_trigger": {k: to_plain(triggers[k]) for k in page if k in triggers},
         "assignments_final": closed,
-        "assignments": to_plain(audit_assignments(task, round_number)) if closed and submissions else {},
+        "assignments": {k: ring.auditors_of(k) for k in page} if ring is not None else {},
         "selected_distribution_submitters": (
             [selected_submitter(None, task, round_number, k) for k in attempts]
             if closed and submissions
             else []
         ),
-        "default_distribution": to_plain(default_distribution_for(task, round_number))
-        if submissions
-        else None,
+        "default_distribution": (
+            {
+                "rewards": {k: v for k, v in default.rewards.items() if k in chosen},
+                "slashes": {k: v for k, v in default.slashes.items() if k in chosen},
+            }
+            if default is not None
+            else None
+        ),
         "distribution_rewards_submission": to_plain(
             task.distribution_rewards_submission.get(round_number, {})  # type: ignore[call-overload]
         ),
         "distributions_audit_trigger": to_plain(
             task.distributions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
         ),
-        "distribution_lists": to_plain(task.distribution_lists.get(round_number, {})),  # type: ignore[call-overload]
+        "distribution_lists": {
+            submitter: list_header(dist)
+            for submitter, dist in task.distribution_lists.get(round_number, {}).items()  # type: ignore[call-overload]
+        },
         "payout_record": record,
+    }
+
+
+def distribution_view(
+    task: TaskState,
+    round_number: int,
+    submitter: str,
+    after: str = "",
+    limit: int = ROUND_PAGE,
+    key: str = "",
+) -> dict[str, Any]:
+    """A page of one list's entries, sorted by key: ``{key, reward, slash}`` (after payout the slash
+    is the amount taken), with the list's header and the cursor of the next page (only ``key``'s
+    entry if given). Without ``submitter``, the list that was paid."""
+    lists = task.distribution_lists.get(round_number, {})  # type: ignore[call-overload]
+    paid = paid_from(task, round_number)
+    if not submitter and paid is not None:
+        submitter = paid[0]
+    dist = lists.get(submitter)
+    if dist is None:
+        raise NotFoundError(
+            f"round {round_number} of task {task.task_id} holds no distribution list"
+            + (f" by {submitter}" if submitter else " that was paid; name its submitter")
+            + " (lists of rounds settled long ago are pruned)",
+            round=round_number,
+        )
+    if key:
+        listed = Address(key) in dist.rewards or Address(key) in dist.slashes
+        page, next_after = ([key] if listed else []), None
+    else:
+        page, next_after = _page(dist.rewards.keys() | dist.slashes.keys(), after, limit)
+    return {
+        "task_id": task.task_id,
+        "round": round_number,
+        "submitter": submitter,
+        "paid": paid is not None and paid[0] == submitter,
+        **list_header(dist),
+        "entries": [
+            {
+                "key": k,
+                "reward": dist.rewards.get(Address(k), 0),
+                "slash": dist.capped.get(Address(k), dist.slashes.get(Address(k), 0)),
+            }
+            for k in page
+        ],
+        "next_after": next_after,
     }
 
 

@@ -19,6 +19,7 @@ from ..config import TaskConfig, create_task_fields
 from ..errors import ConfigError, InvalidTransactionError
 from ..keys import Keypair, verify_envelope
 from ..ledger import LedgerParams, LedgerState, apply_transaction
+from ..ledger.distribution import distribution_transactions
 from ..ledger.events import event_to_plain
 from ..ledger.rounds import audit_window, round_start, submission_window
 from ..ledger.state import TaskState
@@ -29,8 +30,7 @@ from ..node.schedule import (
     distribution_bounty,
     due_actions,
     is_triggered,
-    lists_match,
-    submitted_list,
+    list_matches,
     submitters_of,
 )
 from ..sdk import RoundContext, Task, as_distribution_list, invoke
@@ -150,15 +150,20 @@ class Simulation:
             report.triggered.append(event.candidate)
         elif kind == "DistributionSubmitted":
             report.lists.append((event.attempt, slot, event.submitter))
-        elif kind == "Rewarded":
-            self.rewards[event.staker] = self.rewards.get(event.staker, 0) + event.amount
-            report.rewarded += 1
-        elif kind == "Slashed":
-            self.slashes[event.staker] = self.slashes.get(event.staker, 0) + event.amount
-            report.slashed[event.staker] = event.amount
         elif kind == "RoundPaid":
             report.outcome, report.payout_slot = "paid", slot
             report.reward_total, report.slash_total = event.reward_total, event.slash_total
+            # The receipt holds totals; the per-key amounts are the paid list in the ledger state.
+            paid = self.task_state.distribution_lists[event.round][event.distribution_submitter]
+            for staker, amount in paid.rewards.items():
+                if amount:
+                    self.rewards[staker] = self.rewards.get(staker, 0) + amount
+                    report.rewarded += 1
+            for staker, listed in paid.slashes.items():
+                amount = paid.capped.get(staker, listed)
+                if amount:
+                    self.slashes[staker] = self.slashes.get(staker, 0) + amount
+                    report.slashed[staker] = amount
         elif kind == "RoundFailed":
             report.outcome, report.payout_slot = "failed", slot
 
@@ -252,14 +257,9 @@ class Simulation:
             except Exception as exc:  # noqa: BLE001 - TaskCodeError from the author's return value
                 self.task_errors.append(f"node {node.index} distribution round {r}: {exc}")
                 return
-            body = {
-                "type": "submit_distribution",
-                "task_id": self.task_id,
-                "round": r,
-                "rewards": dict(dist.rewards),
-                "slashes": dict(dist.slashes),
-            }
-            self.send(node.keypair, body, slot)
+            for body in distribution_transactions(self.task_id, r, dist.rewards, dist.slashes):
+                if not self.send(node.keypair, body, slot):
+                    break
         elif kind is ActionKind.PAYOUT:
             record.mark(action.key)
             self.send(node.keypair, {"type": "payout", "task_id": self.task_id, "round": r}, slot)
@@ -285,9 +285,7 @@ class Simulation:
                     distribution_bounty(self.task_state),
                 )
                 try:
-                    result = ok and lists_match(
-                        submitted_list(self.task_state, r, candidate), as_distribution_list(mine)
-                    )
+                    result = ok and list_matches(self.task_state, r, candidate, as_distribution_list(mine))
                 except Exception:  # noqa: BLE001 - a malformed own list: vote nothing
                     ok = False
             else:
