@@ -224,10 +224,25 @@ async def _post_all(url: str, bodies: list[bytes]) -> tuple[int, int, list[Any]]
     return accepted, answer_bytes, errors
 
 
+def batches(envelopes: list[dict[str, Any]], max_bytes: int = 1 << 20) -> list[bytes]:
+    """Request bodies of at most ``BATCH`` envelopes and about ``max_bytes`` (the service takes 4 MiB)."""
+    bodies, part, size = [], [], 0
+    for envelope in envelopes:
+        encoded = orjson.dumps(envelope)
+        if part and (len(part) >= BATCH or size + len(encoded) > max_bytes):
+            bodies.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 0
+        part.append(encoded)
+        size += len(encoded) + 1
+    if part:
+        bodies.append(b"[" + b",".join(part) + b"]")
+    return bodies
+
+
 def send(ledger: Ledger, envelopes: list[dict[str, Any]], phase: Phase | None = None) -> None:
     """Post pre-signed envelopes in batches; add the time, CPU and bytes to ``phase``; every one must
     be accepted (unless ``phase`` records a refusal the run expects to report)."""
-    bodies = [orjson.dumps(envelopes[i : i + BATCH]) for i in range(0, len(envelopes), BATCH)]
+    bodies = batches(envelopes)
     cpu = tree_cpu(ledger.process.pid)
     started = time.perf_counter()
     accepted, answer_bytes, errors = asyncio.run(_post_all(ledger.url, bodies))
@@ -383,7 +398,9 @@ def _round(ledger: Ledger, run: Run) -> Run:
     dist = to_plain(default_distribution_for(task, 0))
     bodies = distribution_transactions(task_id, 0, dist["rewards"], dist["slashes"])
     ledger.wait_for_slot(list_window.start)
-    send_signed(ledger, [(by_key[chosen], body) for body in bodies], phases["list"])
+    # The commitment first, then the chunks (in any order, over several connections).
+    send_signed(ledger, [(by_key[chosen], bodies[0])], phases["list"])
+    send_signed(ledger, [(by_key[chosen], body) for body in bodies[1:]], phases["list"])
     print(
         f"[{nodes}] list: {len(bodies)} tx, {phases['list'].seconds:.2f} s {phases['list'].refused}",
         flush=True,

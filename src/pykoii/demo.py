@@ -139,7 +139,6 @@ def _watch(
     watches: dict[int, RoundWatch] = {}
     paid: list[int] = []
     deadline = time.monotonic() + timeout
-    first_round: int | None = None
     while len(paid) < rounds:
         if time.monotonic() > deadline:
             raise PykoiiError(
@@ -150,9 +149,9 @@ def _watch(
         slot = client.slot()["slot"]
         task = client.task(task_id, is_stake_list_required=True)
         current = (slot - task["starting_slot"]) // task["round_time"]
-        if first_round is None:
-            first_round = current
-        for number in range(first_round, current + 1):
+        # Every round from the task's first: a round that began before the first look (a slow start on
+        # a busy machine) is paid into the same balances, so it must be counted too.
+        for number in range(0, current + 1):
             if number in paid:
                 continue
             watch = watches.setdefault(number, RoundWatch(number))

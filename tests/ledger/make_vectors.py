@@ -812,6 +812,19 @@ def cases() -> Iterator[Case]:
         tx("payout", world.outsider, 27, task_id=world.task_id, round=0),
         27,
     )
+    world = submitted(3)
+    chosen = selected_submitter(None, world.task, 0, 0)
+    default = default_distribution_for(world.task, 0)
+    commit = list_bodies(world, default.rewards, default.slashes)[0]
+    commit.pop("type")
+    world.apply("submit_distribution", chosen, 21, **{k: v for k, v in commit.items() if k != "task_id"})
+    yield (
+        "payout_skips_an_incomplete_list",
+        "attempt 0 was committed but its chunk never came: payout waits for attempt 1",
+        world.state,
+        tx("payout", world.outsider, 27, task_id=world.task_id, round=0),
+        27,
+    )
     world = World(node_count=2, total_bounty_amount=15 * KOII)
     world.submit_all(0)
     world.submit_all(1)

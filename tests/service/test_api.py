@@ -302,3 +302,64 @@ def test_a_replica_refuses_writes(ledger: Ledger) -> None:
     alice = Keypair.generate()
     error_of(ledger.send(alice, "airdrop", to=alice.public_key, amount=1), 403, "ReadOnlyReplicaError")
     error_of(ledger.http.put("/blobs", content=b"x"), 403, "ReadOnlyReplicaError")
+
+
+def test_round_pages_and_the_paid_list_page_by_page(ledger: Ledger) -> None:
+    """A round read page by page (2 submitters a page), its chunked list sent through POST /tx, and
+    the paid list's entries read page by page from its own route; the receipt holds totals only."""
+    from pykoii.ledger.distribution import distribution_transactions
+
+    task_id, _, stakers = make_task(ledger, nodes=5)
+    start = ledger.store.state.tasks[task_id].starting_slot
+    ledger.to_slot(start + 10)
+    for node in stakers:
+        ledger.ok(node, "submit", task_id=task_id, round=0, submission_value="Hello, World!")
+    ledger.to_slot(start + 13)
+    keys, after = [], ""
+    while True:
+        params = {"limit": 2, **({"after": after} if after else {})}
+        view = ledger.http.get(f"/tasks/{task_id}/rounds/0", params=params).json()
+        assert view["submitters"] == 5 and len(view["submissions"]) <= 2
+        assert set(view["assignments"]) == set(view["submissions"])
+        keys += list(view["submissions"])
+        if view["next_after"] is None:
+            break
+        after = view["next_after"]
+    assert keys == sorted(node.public_key for node in stakers)
+    mine = stakers[0].public_key
+    only = ledger.http.get(f"/tasks/{task_id}/rounds/0", params={"key": mine}).json()
+    assert list(only["submissions"]) == [mine] and only["next_after"] is None
+
+    chosen_key = view["selected_distribution_submitters"][0]
+    chosen = next(node for node in stakers if node.public_key == chosen_key)
+    default = {"rewards": {k: 2 * KOII for k in keys}, "slashes": {}}
+    ledger.to_slot(start + 20)
+    for body in distribution_transactions(task_id, 0, default["rewards"], default["slashes"]):
+        ledger.ok(chosen, body.pop("type"), **body)
+    header = ledger.http.get(f"/tasks/{task_id}/rounds/0").json()["distribution_lists"][chosen_key]
+    assert header["complete"] and header["rewards"] == {} and header["reward_total"] == 10 * KOII
+    state = ledger.http.get(f"/tasks/{task_id}", params={"is_distribution_required": "true"}).json()
+    assert state["distribution_lists"]["0"][chosen_key]["rewards"] == {}  # headers only
+    ledger.to_slot(start + 26)
+    receipt = ledger.ok(stakers[1], "payout", task_id=task_id, round=0)
+    (paid,) = receipt["events"]
+    assert paid["kind"] == "RoundPaid" and paid["rewarded"] == 5 and paid["root"] == header["root"]
+    entries, after = [], ""
+    while True:
+        params = {"limit": 2, **({"after": after} if after else {})}
+        page = ledger.http.get(f"/tasks/{task_id}/rounds/0/distribution", params=params).json()
+        assert page["paid"] and page["submitter"] == chosen_key
+        entries += page["entries"]
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    assert entries == [{"key": k, "reward": 2 * KOII, "slash": 0} for k in keys]
+    one = ledger.http.get(f"/tasks/{task_id}/rounds/0/distribution", params={"key": mine}).json()
+    assert one["entries"] == [{"key": mine, "reward": 2 * KOII, "slash": 0}]
+    error_of(ledger.http.get(f"/tasks/{task_id}/rounds/1/distribution"), 404, "NotFoundError")
+    error_of(
+        ledger.http.get(f"/tasks/{task_id}/rounds/0/distribution", params={"after": "x"}),
+        400,
+        "InvalidRequestError",
+    )
+    error_of(ledger.http.get(f"/tasks/{task_id}/rounds/0", params={"limit": 0}), 400, "InvalidRequestError")
