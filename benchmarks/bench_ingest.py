@@ -336,10 +336,11 @@ def fund(url: str, keys: list[Keypair]) -> None:
         assert all("error" not in a for a in answers), answers[:3]
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, section: str = SECTION) -> None:
+    """Replace ``section`` of BENCHMARKS.md (a ``## `` heading up to the next) by ``text``; keep the rest."""
     path = ROOT / "BENCHMARKS.md"
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(current):
         updated = pattern.sub(lambda _: text.rstrip() + "\n\n", current)
     else:

@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import os
 import platform
-import re
 import shutil
 import signal
 import sqlite3
@@ -46,7 +45,7 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
-from bench_ingest import free_port, tree_cpu
+from bench_ingest import free_port, tree_cpu, write_section
 
 from pykoii.keys import Keypair
 from pykoii.ledger import (
@@ -506,17 +505,6 @@ Windows per size: {windows}.
 """
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text.rstrip() + "\n\n", current)
-    else:
-        updated = current.rstrip() + "\n\n" + text.rstrip() + "\n"
-    path.write_text(updated.rstrip() + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,30000", help="comma-separated node counts")
@@ -536,7 +524,7 @@ def main() -> int:
     text = report(runs, command)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(text, SECTION)
     return 0
 
 

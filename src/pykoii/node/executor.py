@@ -133,15 +133,7 @@ class RoundExecutor:
         body: dict[str, Any],
     ) -> None:
         """Journal the signed envelope and mark the action done, *then* send it."""
-        task_id = runtime.record.task_id
-        body["recent_slot"] = self.slot
-        envelope = self.staking.sign_transaction(body)
-        self.journal.record(
-            task_id, kind, round_number, candidate, SENDING, envelope=envelope, slot=self.slot
-        )
-        record.mark(key)
-        self.journal.save_record(task_id, record.to_json())
-        await self._send(runtime, kind, round_number, candidate, envelope)
+        await self._sign_and_send_all(runtime, record, key, kind, round_number, [(candidate, body)])
 
     async def _sign_and_send_list(
         self,
@@ -152,21 +144,35 @@ class RoundExecutor:
         round_number: int,
         bodies: list[dict[str, Any]],
     ) -> None:
-        """A list's commitment and chunks: every envelope is signed and journaled (the chunks as
-        candidates ``chunk 0``, ``chunk 1``, …) and the action marked done *before* the first is
-        sent, so a node killed half way re-sends the rest after its restart."""
+        """A list's commitment (journaled as candidate ``""``), then its chunks (``chunk 0``, …)."""
+        parts = [("" if index == 0 else f"chunk {index - 1}", body) for index, body in enumerate(bodies)]
+        await self._sign_and_send_all(runtime, record, key, kind, round_number, parts)
+
+    async def _sign_and_send_all(
+        self,
+        runtime: TaskRuntime,
+        record: Any,
+        key: str,
+        kind: str,
+        round_number: int,
+        parts: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Sign and journal every envelope of one action (``(candidate, body)`` each) and mark the
+        action done *before* the first is sent, so a node killed half way re-sends the rest (unchanged)
+        after its restart."""
         task_id = runtime.record.task_id
         envelopes = []
-        for index, body in enumerate(bodies):
+        for candidate, body in parts:
             body["recent_slot"] = self.slot
             envelope = self.staking.sign_transaction(body)
-            part = "" if index == 0 else f"chunk {index - 1}"
-            self.journal.record(task_id, kind, round_number, part, SENDING, envelope=envelope, slot=self.slot)
-            envelopes.append((part, envelope))
+            self.journal.record(
+                task_id, kind, round_number, candidate, SENDING, envelope=envelope, slot=self.slot
+            )
+            envelopes.append((candidate, envelope))
         record.mark(key)
         self.journal.save_record(task_id, record.to_json())
-        for part, envelope in envelopes:
-            await self._send(runtime, kind, round_number, part, envelope)
+        for candidate, envelope in envelopes:
+            await self._send(runtime, kind, round_number, candidate, envelope)
 
     async def _send(
         self, runtime: TaskRuntime, kind: str, round_number: int, candidate: str, envelope: dict[str, Any]
