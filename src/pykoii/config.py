@@ -30,11 +30,10 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .ledger.bounds import MAX_ALLOWED_FAILED_DISTRIBUTIONS, MAX_SAMPLE_SIZE
 from .ledger.state import RequirementTag
 from .ledger.tasks import (
     EXECUTABLE_NETWORKS,
-    MAX_ALLOWED_FAILED_DISTRIBUTIONS,
-    MAX_SAMPLE_SIZE,
     REQUIREMENT_TYPES,
 )
 from .ledger.types import ROE_PER_KOII

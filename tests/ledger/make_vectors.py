@@ -123,6 +123,27 @@ def cases() -> Iterator[Case]:
         14,
     )
     yield (
+        "malformed_negative_recent_slot",
+        "recent_slot -1 was inside the horizon below slot 150 (bug fix: integer fields are 0 to 2^63-1)",
+        funded(),
+        tx("transfer", alice, 5, to=bob, amount=1, recent_slot=-1),
+        5,
+    )
+    yield (
+        "malformed_integer_over_64_bits",
+        "an amount of 2^64 reached the rules (and the service turned it into a float) (bug fix)",
+        funded(),
+        tx("transfer", alice, 1, to=bob, amount=2**64),
+        1,
+    )
+    yield (
+        "malformed_round_over_63_bits",
+        "round 2^63 reached the rules and the round routes (bug fix)",
+        funded(),
+        tx("payout", alice, 1, task_id=bob, round=2**63),
+        1,
+    )
+    yield (
         "stale_recent_slot_too_old",
         "recent_slot 151 slots old",
         funded(),
@@ -239,6 +260,48 @@ def cases() -> Iterator[Case]:
         "migration: new task, bounty moved, old one retired",
         world.state,
         tx("update_task", world.manager, 5, task_id=world.task_id, **UPDATE_FIELDS),
+        5,
+    )
+    yield (
+        "malformed_unknown_field_in_a_tag",
+        "requirements_tags entries took unknown fields into the signed log (bug fix)",
+        world.state,
+        tx(
+            "update_task",
+            world.manager,
+            5,
+            task_id=world.task_id,
+            **UPDATE_FIELDS,
+            requirements_tags=[{"type": "CPU", "value": "2", "junk": "x" * 64}],
+        ),
+        5,
+    )
+    yield (
+        "malformed_migration_description_too_long",
+        "a 1 MB migration_description was accepted and logged (bug fix: at most 256 characters)",
+        world.state,
+        tx(
+            "update_task",
+            world.manager,
+            5,
+            task_id=world.task_id,
+            **UPDATE_FIELDS,
+            migration_description="d" * 257,
+        ),
+        5,
+    )
+    yield (
+        "malformed_lone_surrogate",
+        "a lone surrogate in a string raised UnicodeEncodeError instead of a refusal (bug fix)",
+        world.state,
+        tx(
+            "update_task",
+            world.manager,
+            5,
+            task_id=world.task_id,
+            **UPDATE_FIELDS,
+            migration_description="\ud800",
+        ),
         5,
     )
     yield (
@@ -870,9 +933,7 @@ def main(write: Callable[[Path, str], object] = Path.write_text) -> int:
         assert name not in names, f"two vectors are named {name}"
         names.add(name)
         vector = build(name, description, state, body, slot)
-        write(
-            VECTORS / f"{name}.json", json.dumps(vector, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-        )
+        write(VECTORS / f"{name}.json", json.dumps(vector, indent=1, sort_keys=True) + "\n")
     for stale in VECTORS.glob("*.json"):
         if stale.stem not in names:
             stale.unlink()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pykoii.errors import (
     DuplicateSubmissionError,
     InsufficientStakeError,
+    MalformedTransactionError,
     NotStakedError,
     SubmissionTooLargeError,
     TaskNotRunnableError,
@@ -65,11 +66,11 @@ def test_submit_for_a_round_before_the_task_is_refused():
     world = World(node_count=1)
     assert_rejected(
         world.state,
-        WrongPhaseError,
+        MalformedTransactionError,
         "submit",
         world.nodes[0],
         2,
-        ("submission for round -1 refused", "rounds are numbered from 0 at the task's starting slot 1"),
+        ("submit.round is -1", "accepted: an integer from 0 to 9223372036854775807"),
         task_id=world.task_id,
         round=-1,
         submission_value="x",

@@ -181,3 +181,81 @@ def test_distribution_amount_values_must_be_integers():
     reject(data, "UploadDistributionChunk.rewards[", "expected an integer, got 1.5")
     data["rewards"] = {ALICE: 2}
     assert isinstance(decode_transaction(data), UploadDistributionChunk)
+
+
+# --- every field bounded (issue 16) -------------------------------------------------------------
+
+
+def test_every_field_of_every_instruction_has_a_bound():
+    from pykoii.ledger.bounds import FIELDS, TAG_FIELDS
+    from pykoii.ledger.transactions import transaction_schemas
+
+    schemas = transaction_schemas()
+    assert set(schemas) == set(INSTRUCTIONS)
+    for kind, schema in schemas.items():
+        assert schema["additionalProperties"] is False
+        for name in set(schema["properties"]) - {"type"}:
+            assert name in FIELDS, f"{kind}.{name} has no bound"
+            assert "description" in schema["properties"][name]
+    tags = schemas["create_task"]["properties"]["requirements_tags"]
+    assert tags["items"]["additionalProperties"] is False
+    assert set(tags["items"]["properties"]) == set(TAG_FIELDS)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragments"),
+    [
+        ({"recent_slot": -1}, ("transfer.recent_slot is -1", "accepted: an integer from 0 to")),
+        ({"amount": 2**64}, ("transfer.amount is 18446744073709551616", "from -9223372036854775808 to")),
+        ({"amount": 1.8446744073709552e19}, ("expected an integer", "more than 64 bits is not an integer")),
+        ({"to": BOB[:-1] + "\ud800"}, ("transfer.to must be a base58 public key",)),
+    ],
+)
+def test_integers_are_64_bit_and_never_negative_where_no_rule_owns_them(fields, fragments):
+    with pytest.raises(MalformedTransactionError) as caught:
+        decode_transaction(body(**fields))
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+def test_a_lone_surrogate_is_refused_cleanly():
+    data = {
+        "type": "update_task",
+        "signer": ALICE,
+        "recent_slot": 1,
+        "task_id": BOB,
+        "migration_description": "v2 \ud800",
+    }
+    with pytest.raises(MalformedTransactionError, match="lone surrogate"):
+        decode_transaction(data)
+    # and the same inside a nested tag
+    data = {**data, "migration_description": "", "requirements_tags": [{"type": "CPU", "value": "\udfff"}]}
+    with pytest.raises(
+        MalformedTransactionError, match=r"requirements_tags\[0\]\.value is not valid Unicode"
+    ):
+        decode_transaction(data)
+
+
+def test_nested_tags_have_no_unknown_keys_and_need_a_type():
+    base = {"type": "create_task", "signer": ALICE, "recent_slot": 1}
+    with pytest.raises(MalformedTransactionError, match=r"requirements_tags\[1\] has no field 'blob'"):
+        decode_transaction(
+            {**base, "requirements_tags": [{"type": "CPU"}, {"type": "RAM", "blob": "x" * 10}]}
+        )
+    with pytest.raises(MalformedTransactionError, match=r"requirements_tags\[0\] needs field 'type'"):
+        decode_transaction({**base, "requirements_tags": [{"value": "4"}]})
+    with pytest.raises(MalformedTransactionError, match=r"requirements_tags\[0\]: expected an object"):
+        decode_transaction({**base, "requirements_tags": ["CPU"]})
+
+
+def test_migration_description_is_bounded():
+    data = {"type": "update_task", "signer": ALICE, "recent_slot": 1, "task_id": BOB}
+    decode_transaction({**data, "migration_description": "d" * 256})
+    with pytest.raises(MalformedTransactionError, match="migration_description is 1000000 characters"):
+        decode_transaction({**data, "migration_description": "d" * 1_000_000})
+
+
+def test_hostile_values_are_cut_short_in_messages():
+    with pytest.raises(MalformedTransactionError) as caught:
+        decode_transaction(body(amount="9" * 100_000))
+    assert len(str(caught.value)) < 300

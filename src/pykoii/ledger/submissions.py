@@ -60,13 +60,6 @@ def submit(state: LedgerState, tx: Submit, slot: int) -> list[Event]:
             f"submission_value is {size} bytes; at most {MAX_SUBMISSION_BYTES} bytes of UTF-8 are accepted",
             size=size,
         )
-    if tx.round < 0:
-        raise WrongPhaseError(
-            f"submission for round {tx.round} refused; rounds are numbered from 0 at the task's "
-            f"starting slot {task.starting_slot}",
-            round=tx.round,
-            slot=slot,
-        )
     require_in_window("submission", tx.round, slot, submission_window(task, tx.round))
     require_stake(task, tx.signer)
     per_round = round_map(state, task.submissions, tx.round)

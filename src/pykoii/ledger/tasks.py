@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..errors import InsufficientFundsError, InvalidTaskConfigError, UnauthorizedSignerError
 from .accounts import debit, get_task, koii, require_amount
+from .bounds import FIELDS
 from .codec import derive_address
 from .events import Event, TaskActivationChanged, TaskCreated, TaskFunded, TaskMigrated
 from .state import LedgerState, RequirementTag, TaskState, assign, put
@@ -35,66 +36,80 @@ REQUIREMENT_TYPES = (
     "OS",
     "ADDON",
 )
-MAX_ALLOWED_FAILED_DISTRIBUTIONS = 16
-MAX_SAMPLE_SIZE = 64
 
 
 def _config_error(name: str, value: object, accepted: str) -> InvalidTaskConfigError:
     return InvalidTaskConfigError(f"{name} is {value!r}; accepted: {accepted}", field=name, received=value)
 
 
+_CONFIG_STRINGS = (
+    "task_name",
+    "task_description",
+    "task_audit_program",
+    "task_executable_network",
+    "task_metadata",
+    "task_vars",
+    "koii_vars",
+)
+_CONFIG_INTEGERS = (
+    "submission_window",
+    "audit_window",
+    "round_time",
+    "bounty_amount_per_round",
+    "minimum_stake_amount",
+    "allowed_failed_distributions",
+    "sample_size",
+)
+
+
+def _check_length(name: str, text: str) -> None:
+    bound = FIELDS[name]
+    if not bound.low <= len(text) <= bound.high:
+        accepted = f"{bound.low} to {bound.high}" if bound.low else f"at most {bound.high}"
+        raise _config_error(name, text, f"{accepted} characters ({bound.description})")
+
+
+def _check_range(name: str, value: int) -> None:
+    bound = FIELDS[name]
+    if not bound.low <= value <= bound.high:
+        raise _config_error(name, value, f"{bound.low} to {bound.high} ({bound.description})")
+
+
 def validate_task_fields(tx: TaskFields, total_bounty_amount: int) -> None:
-    """Check a task's configuration; raise ``InvalidTaskConfigError`` naming the first bad field."""
-    if not 1 <= len(tx.task_name) <= 24:
-        raise _config_error("task_name", tx.task_name, "1 to 24 characters")
-    if len(tx.task_description) > 64:
-        raise _config_error("task_description", tx.task_description, "at most 64 characters")
-    if not 1 <= len(tx.task_audit_program) <= 64:
-        raise _config_error(
-            "task_audit_program", tx.task_audit_program, "a CID or file name of 1 to 64 characters"
-        )
+    """Check a task's configuration against ``bounds.FIELDS`` and the rules between fields; raise
+    ``InvalidTaskConfigError`` naming the first bad field."""
+    for name in _CONFIG_STRINGS:
+        _check_length(name, getattr(tx, name))
     if tx.task_executable_network not in EXECUTABLE_NETWORKS:
         raise _config_error(
             "task_executable_network", tx.task_executable_network, ", ".join(EXECUTABLE_NETWORKS)
         )
-    for name in ("task_metadata", "task_vars", "koii_vars"):
-        if len(getattr(tx, name)) > 64:
-            raise _config_error(name, getattr(tx, name), "at most 64 characters")
-    if tx.submission_window < 1:
-        raise _config_error("submission_window", tx.submission_window, "at least 1 slot")
-    if tx.audit_window < 1:
-        raise _config_error("audit_window", tx.audit_window, "at least 1 slot")
+    for name in _CONFIG_INTEGERS:
+        _check_range(name, getattr(tx, name))
     if tx.round_time < tx.submission_window + tx.audit_window:
         raise _config_error(
             "round_time",
             tx.round_time,
             f"at least submission_window + audit_window = {tx.submission_window + tx.audit_window} slots",
         )
-    if tx.bounty_amount_per_round <= 0:
-        raise _config_error("bounty_amount_per_round", tx.bounty_amount_per_round, "a positive amount of ROE")
     if tx.bounty_amount_per_round > total_bounty_amount:
         raise _config_error(
             "bounty_amount_per_round",
             tx.bounty_amount_per_round,
             f"at most total_bounty_amount = {koii(total_bounty_amount)}",
         )
-    if tx.minimum_stake_amount < 0:
-        raise _config_error("minimum_stake_amount", tx.minimum_stake_amount, "0 or more ROE")
-    if not 0 <= tx.allowed_failed_distributions <= MAX_ALLOWED_FAILED_DISTRIBUTIONS:
+    if len(tx.requirements_tags) > FIELDS["requirements_tags"].high:
         raise _config_error(
-            "allowed_failed_distributions",
-            tx.allowed_failed_distributions,
-            f"0 to {MAX_ALLOWED_FAILED_DISTRIBUTIONS}",
+            "requirements_tags", len(tx.requirements_tags), f"at most {FIELDS['requirements_tags'].high} tags"
         )
-    if not 1 <= tx.sample_size <= MAX_SAMPLE_SIZE:
-        raise _config_error("sample_size", tx.sample_size, f"1 to {MAX_SAMPLE_SIZE}")
-    if len(tx.requirements_tags) > 32:
-        raise _config_error("requirements_tags", len(tx.requirements_tags), "at most 32 tags")
     for tag in tx.requirements_tags:
         if tag.type not in REQUIREMENT_TYPES:
             raise _config_error("requirements_tags.type", tag.type, ", ".join(REQUIREMENT_TYPES))
-        if len(tag.value) > 64 or len(tag.description) > 256:
-            raise _config_error("requirements_tags.value", tag.value, "a value of at most 64 characters")
+        for name in ("value", "description"):
+            if len(getattr(tag, name)) > FIELDS[name].high:
+                raise _config_error(
+                    f"requirements_tags.{name}", getattr(tag, name), f"at most {FIELDS[name].high} characters"
+                )
 
 
 def _new_task(tx: TaskFields, task_id: TaskId, total: int, slot: int) -> TaskState:

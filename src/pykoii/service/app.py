@@ -38,6 +38,7 @@ from ..errors import (
     PykoiiError,
     ReadOnlyReplicaError,
 )
+from ..ledger.bounds import MAX_INTEGER
 from ..ledger.codec import is_address
 from .follow import Replication
 from .metrics import render_metrics
@@ -272,11 +273,14 @@ def page_params(request: Request) -> tuple[str, int, str]:
 
 
 def path_int(request: Request, name: str) -> int:
+    """A path parameter that must be an integer from 0 to 2^63 - 1 (``ledger.bounds.MAX_INTEGER``)."""
     text = request.path_params[name]
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidRequestError(f"{name} must be an integer, got {text!r}") from None
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else -1
+    if not 0 <= value <= MAX_INTEGER:
+        raise InvalidRequestError(
+            f"{name} must be an integer from 0 to {MAX_INTEGER}, got {text[:40]!r}", received=text[:40]
+        )
+    return value
 
 
 def create_app(

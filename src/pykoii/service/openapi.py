@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..ledger.transactions import transaction_schemas
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JSON = "application/json"
 
@@ -179,6 +181,9 @@ def openapi_document(route_paths: list[str]) -> dict[str, Any]:
         "paths": PATHS,
         "components": {
             "schemas": {
+                # One schema per instruction's transaction object, from ledger.bounds.FIELDS: the
+                # same bounds the decoder enforces.
+                **{f"tx_{kind}": schema for kind, schema in transaction_schemas().items()},
                 "Error": {
                     "type": "object",
                     "required": ["error", "message"],
@@ -186,7 +191,7 @@ def openapi_document(route_paths: list[str]) -> dict[str, Any]:
                         "error": {"type": "string", "description": "a class name of pykoii.errors"},
                         "message": {"type": "string"},
                     },
-                }
+                },
             }
         },
     }

@@ -52,8 +52,8 @@ def verify_one(envelope: Any) -> Outcome:
         return Verified(tx=tx, canonical=canonical, signature=envelope["signature"])
     except PykoiiError as exc:
         return exc
-    except (TypeError, ValueError, RecursionError) as exc:
-        return MalformedTransactionError(f"transaction cannot be encoded: {exc}")
+    except Exception as exc:  # hostile input must fail its own envelope, never the worker's batch
+        return MalformedTransactionError(f"transaction cannot be encoded: {exc}"[:300])
 
 
 def _verify_payload(payload: bytes) -> list[tuple[Any, ...]]:
@@ -182,11 +182,14 @@ class Verifier:
         if not self._workers or len(envelopes) < 64:
             return [verify_one(envelope) for envelope in envelopes]
         size = max(64, len(envelopes) // (self.workers * 4) + 1)
+        envelopes, refusals = _encodable(envelopes)
         chunks = [orjson.dumps(envelopes[i : i + size]) for i in range(0, len(envelopes), size)]
         out: list[Outcome] = []
         for i in range(0, len(chunks), len(self._workers)):
             for result in self._sync_round(chunks[i : i + len(self._workers)]):
                 out.extend(_outcome(item) for item in result)
+        for index, error in refusals.items():
+            out[index] = error
         return out
 
     def _sync_round(self, payloads: list[bytes]) -> list[list[tuple[Any, ...]]]:
@@ -254,9 +257,9 @@ class Verifier:
         """Hand a batch to the worker with the fewest batches in flight."""
         try:
             payload = orjson.dumps([envelope for envelopes, _ in batch for envelope in envelopes])
-        except Exception as exc:  # an unencodable envelope: fail this batch only
-            _fail(batch, MalformedTransactionError(f"envelopes could not be verified: {exc!r}"))
-            return
+        except Exception:  # an envelope orjson cannot encode (e.g. nested too deep): refuse it alone
+            batch = [_set_aside_unencodable(envelopes, done) for envelopes, done in batch]
+            payload = orjson.dumps([envelope for envelopes, _ in batch for envelope in envelopes])
         worker = min(self._workers, key=lambda w: (w.dead is not None, len(w.sent)))
         if worker.dead is not None:
             _fail(batch, _down(worker.dead))
@@ -348,6 +351,38 @@ class Verifier:
                 worker.process.kill()
                 worker.process.join()
         self._workers = []
+
+
+def _encodable(envelopes: list[Any]) -> tuple[list[Any], dict[int, PykoiiError]]:
+    """``envelopes`` with each one orjson cannot encode replaced by ``None`` (which the worker answers
+    cheaply), and the refusal that replaces its outcome, by index: one hostile envelope fails only
+    itself, not the other envelopes of its batch."""
+    kept = list(envelopes)
+    refusals: dict[int, PykoiiError] = {}
+    for index, envelope in enumerate(envelopes):
+        try:
+            orjson.dumps(envelope)
+        except (TypeError, ValueError) as exc:
+            kept[index] = None
+            refusals[index] = MalformedTransactionError(
+                f"envelope {index} cannot be encoded ({exc}); transactions nest at most 3 levels deep"
+            )
+    return kept, refusals
+
+
+def _set_aside_unencodable(envelopes: list[Any], done: Done) -> tuple[list[Any], Done]:
+    """A request with its unencodable envelopes set aside: ``done`` gets their refusals in place."""
+    kept, refusals = _encodable(envelopes)
+    if not refusals:
+        return envelopes, done
+
+    def patched(result: list[Outcome] | PykoiiError) -> None:
+        if isinstance(result, list):
+            for index, error in refusals.items():
+                result[index] = error
+        done(result)
+
+    return kept, patched
 
 
 def _down(exc: BaseException) -> LedgerUnavailableError:

@@ -28,6 +28,7 @@ from ..ledger import (
     submission_window,
     to_plain,
 )
+from ..ledger.bounds import MAX_INTEGER
 from ..ledger.codec import is_address
 from ..ledger.distribution import paid_from
 
@@ -126,8 +127,17 @@ def round_view(
     """One round of a task: windows, a page of its submitters (their proofs, audit triggers, assigned
     auditors and default-rule amounts, sorted by key, ``limit`` after ``after``; only ``key`` if
     given), the selected distribution submitters, each list's header, and the payout record."""
-    if round_number < 0:
-        raise InvalidRequestError(f"round must be 0 or more, got {round_number}", round=round_number)
+    if not 0 <= round_number <= MAX_INTEGER:
+        raise InvalidRequestError(
+            f"round must be an integer from 0 to {MAX_INTEGER}, got {round_number}", round=round_number
+        )
+    last = task.starting_slot + (round_number + 3 + task.allowed_failed_distributions) * task.round_time
+    if last > MAX_INTEGER:
+        raise InvalidRequestError(
+            f"round {round_number} of task {task.task_id} ends past the last slot {MAX_INTEGER} "
+            f"(round_time {task.round_time}); no transaction can ever reach it",
+            round=round_number,
+        )
     closed = slot >= submission_window(task, round_number).stop
     attempts = range(task.allowed_failed_distributions + 1)
     record = task.distributions_audit_record.get(round_number)  # type: ignore[call-overload]
