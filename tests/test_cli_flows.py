@@ -108,7 +108,7 @@ def test_deploy_run_claim_withdraw_through_the_cli(devnet: Devnet, tmp_path: Pat
 
     refused = cli("withdraw", task_id, "--staking-key", staking, env_ledger=ledger, check=False)
     assert refused.returncode == 1
-    assert "StakeLockedError" in refused.stderr and "withdraw is accepted from round" in refused.stderr
+    assert "StakeLockedError" in refused.stderr and "which is not settled yet" in refused.stderr
 
     node_cli("node", "stop-task", task_id, "--data", str(node.data_dir))
     unlock = wait_for(

@@ -13,6 +13,7 @@ them is a deliberate act reviewed in the diff.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -452,11 +453,20 @@ def cases() -> Iterator[Case]:
         40,
     )
     yield (
-        "withdraw_unlocked_at_round_4",
-        "first slot of round 4",
+        "withdraw_locked_while_its_round_is_unsettled",
+        "round 4, but round 0 is not paid yet and can still slash it (bug fix: the lock was 3 rounds)",
         world.state,
         tx("withdraw", world.nodes[0], 41, task_id=world.task_id),
         41,
+    )
+    world.submit_list(0)
+    world.apply("payout", world.outsider, 27, round=0)
+    yield (
+        "withdraw_once_its_rounds_are_settled",
+        "round 0 is paid: the stake is free",
+        world.state,
+        tx("withdraw", world.nodes[0], 28, task_id=world.task_id),
+        28,
     )
 
     # --- submit -------------------------------------------------------------------------------------
@@ -903,6 +913,48 @@ def cases() -> Iterator[Case]:
     )
 
 
+def settlement_cases() -> Iterator[Case]:
+    """Issue 16: settlement is exact."""
+    for name, description, bounty in (
+        (
+            "payout_migrated_task_only_slashes",
+            "a round in flight when the task was migrated slashes and pays nothing; the slash goes to the "
+            "new version's pot (bug fix: the list was paid from the slash, or failed and the slash was lost)",
+            10 * KOII,
+        ),
+        (
+            "payout_migrated_task_does_not_pay_from_the_slash",
+            "same with rewards smaller than the slash: they were paid out of the slashed stake (bug fix)",
+            KOII,
+        ),
+    ):
+        world = submitted(3, {0: "wrong"}, bounty_amount_per_round=bounty)
+        world.accuse(0, world.nodes[0], voters=2)
+        world.submit_list(0)
+        world.apply("update_task", world.manager, 25, **{**UPDATE_FIELDS, "bounty_amount_per_round": bounty})
+        yield (
+            name,
+            description,
+            world.state,
+            tx("payout", world.outsider, 27, task_id=world.task_id, round=0),
+            27,
+        )
+    world = World(node_count=3, total_bounty_amount=15 * KOII)
+    world.submit_all(0)
+    world.submit_all(1, {world.nodes[0]: "wrong"})
+    world.accuse(1, world.nodes[0], voters=2)
+    world.submit_list(0)
+    world.submit_list(1)
+    world.apply("payout", world.outsider, 34, round=0)
+    yield (
+        "payout_pot_ran_dry_still_slashes",
+        "the pot cannot cover the list: PayoutFailed, and the garbage node is slashed all the same (bug fix)",
+        world.state,
+        tx("payout", world.outsider, 37, task_id=world.task_id, round=1),
+        37,
+    )
+
+
 def run(pre_plain: dict[str, Any], body: dict[str, Any], slot: int) -> dict[str, Any]:
     """Apply ``body`` at ``slot`` to the state loaded from ``pre_plain``; the vector's expected part."""
     state = from_plain(LedgerState, pre_plain)
@@ -929,7 +981,7 @@ def build(name: str, description: str, state: LedgerState, body: dict[str, Any],
 def main(write: Callable[[Path, str], object] = Path.write_text) -> int:
     VECTORS.mkdir(exist_ok=True)
     names = set()
-    for name, description, state, body, slot in cases():
+    for name, description, state, body, slot in itertools.chain(cases(), settlement_cases()):
         assert name not in names, f"two vectors are named {name}"
         names.add(name)
         vector = build(name, description, state, body, slot)

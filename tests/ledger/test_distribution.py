@@ -26,7 +26,7 @@ from pykoii.ledger import (
 from pykoii.ledger.distribution import ROUNDS_KEPT, distribution_transactions, list_root
 from pykoii.ledger.state import copy_state
 
-from .helpers import KOII, STAKE, World, assert_rejected
+from .helpers import KOII, STAKE, World, apply, assert_rejected
 
 COMMIT = {"root": "ab" * 32, "chunks": 1}
 """A well-formed commitment, for refusals that come before the root matters."""
@@ -437,3 +437,21 @@ def test_settled_rounds_are_pruned_behind_the_window():
         world.state, AlreadyPaidError, "payout", world.outsider, 100, (), task_id=world.task_id, round=0
     )
     assert state_root(world.state) == before
+
+
+def test_a_payout_receipt_does_not_depend_on_the_order_the_list_was_sent_in():
+    """Regression (issue 16): payout events followed the key order of the submitted list; a state
+    reloaded from a checkpoint (sorted) paid the same list with the events in another order."""
+    from pykoii.ledger import LedgerState, from_plain, to_plain
+
+    world = World(node_count=4)
+    world.submit_all(0)
+    chosen = selected_submitter(None, world.task, 0, 0)
+    default = default_distribution_for(world.task, 0)
+    backwards = {key: default.rewards[key] for key in sorted(default.rewards, reverse=True)}
+    world.apply("submit_distribution", chosen, 21, round=0, rewards=backwards, slashes={})
+    reloaded = from_plain(LedgerState, to_plain(world.state))
+    live = world.apply("payout", world.outsider, 27, round=0)
+    again = apply(reloaded, "payout", world.outsider, 27, task_id=world.task_id, round=0)
+    assert live.events == again.events
+    assert [e.staker for e in live.events if e.kind == "Rewarded"] == sorted(default.rewards)

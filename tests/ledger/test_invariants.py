@@ -31,6 +31,7 @@ from pykoii.ledger import (
     decode_transaction,
     default_distribution_for,
     distribution_round,
+    from_plain,
     selected_submitter,
     state_root,
     submission_round,
@@ -89,11 +90,18 @@ class LedgerLife(RuleBasedStateMachine):
         self.counter += 1  # distinct tx ids for otherwise identical transactions
         body = {"type": kind, "signer": signer, "recent_slot": max(0, self.slot - self.counter % 3), **fields}
         before = state_root(self.state)
+        # A receipt is a function of the log: the same transaction on the state reloaded from its
+        # canonical (sorted) form gives the same events, in the same order.
+        reloaded = from_plain(LedgerState, to_plain(self.state)) if kind == "payout" else None
         try:
             receipt = apply_transaction(self.state, decode_transaction(body), self.slot)
         except InvalidTransactionError:
             assert state_root(self.state) == before, f"refused {kind} changed the state"
             return False
+        if reloaded is not None:
+            again = apply_transaction(reloaded, decode_transaction(body), self.slot)
+            assert again.events == receipt.events, "a payout's receipt depends on the state's dict order"
+            assert state_root(reloaded) == state_root(self.state)
         self.accepted.append((body, self.slot))
         for event in receipt.events:
             if event.kind in ("RoundPaid", "RoundFailed"):
@@ -103,6 +111,8 @@ class LedgerLife(RuleBasedStateMachine):
             if event.kind == "RoundPaid":
                 task = self.state.tasks[event.task_id]
                 assert event.reward_total <= task.bounty_amount_per_round
+                if task.is_migrated:
+                    assert event.reward_total == 0, "a migrated task's in-flight round paid"
         return True
 
     def send_list(self, signer: str, task_id: str, round_number: int, dist: Any, chunks: bool = True) -> bool:
@@ -439,6 +449,15 @@ class LedgerLife(RuleBasedStateMachine):
             assert task.total_bounty_amount >= 0 and task.total_stake_amount >= 0
             assert all(value > 0 for value in task.stake_list.values())
             assert all(value > 0 for value in task.available_balances.values())
+
+    @invariant()
+    def no_roe_is_stranded(self) -> None:
+        """A migrated task can no longer be funded or pay, so its pot must stay empty."""
+        for task in self.state.tasks.values():
+            if task.is_migrated:
+                assert task.total_bounty_amount == 0, (
+                    f"{task.total_bounty_amount} ROE stranded in a retired pot"
+                )
 
     @invariant()
     def records_match_settlements(self) -> None:

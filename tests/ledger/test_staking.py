@@ -12,7 +12,7 @@ from pykoii.errors import (
     TaskNotRunnableError,
     UnknownTaskError,
 )
-from pykoii.ledger.staking import withdraw_unlock_round
+from pykoii.ledger.staking import unsettled_round_of
 
 from .helpers import HELLO_TASK, KOII, STAKE, World, address, apply, assert_rejected
 
@@ -152,22 +152,32 @@ def test_withdraw_needs_a_stake():
     )
 
 
-def test_withdraw_is_locked_for_three_rounds_after_a_submission():
-    world = World(node_count=2)
-    node = world.nodes[0]
-    world.submit_all(0)  # round 0's proof, sent in round 1 (slot 11)
-    assert withdraw_unlock_round(world.task, node) == 4
-    assert withdraw_unlock_round(world.task, world.outsider) is None
+def test_withdraw_is_locked_until_every_round_the_staker_submitted_in_is_settled():
+    """Regression (issue 16): the lock was 3 rounds after the submission, but a round can be paid up to
+    ``allowed_failed_distributions`` rounds later, so a faulty node withdrew before the late payout
+    that would have slashed it."""
+    world = World(node_count=3)
+    garbage = world.nodes[0]
+    world.submit_all(0, {garbage: "wrong"})
+    world.accuse(0, garbage, voters=2)
+    assert unsettled_round_of(world.task, garbage) == 0
+    assert unsettled_round_of(world.task, world.outsider) is None
+    # attempt 0 never comes; attempt 1's list (round 3) is paid in round 4 or later
+    world.submit_list(0, attempt=1)
     assert_rejected(
         world.state,
         StakeLockedError,
         "withdraw",
-        node,
-        40,
-        ("submitted for round 0", "withdraw is accepted from round 4 (slot 41), now slot 40"),
+        garbage,
+        41,
+        ("submitted for round 0, which is not settled yet", "payout of round 0 settles it", "now slot 41"),
         task_id=world.task_id,
     )
-    world.apply("withdraw", node, 41)
+    world.apply("payout", world.outsider, 41, round=0)
+    assert world.task.stake_list[garbage] == STAKE - STAKE * 70 // 100
+    assert unsettled_round_of(world.task, garbage) is None
+    world.apply("withdraw", garbage, 42)
+    assert world.task.available_balances[garbage] == STAKE - STAKE * 70 // 100
 
 
 def test_withdraw_works_on_migrated_and_inactive_tasks():

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NothingToClaimError, NotStakedError, PykoiiError, StakeLockedError
+from ..ledger.rounds import distribution_audit_window
+from ..ledger.staking import unsettled_round_of
+from ..node.schedule import as_task_state
 from .format import duration, koii, short
-from .timing import round_start
-
-WITHDRAW_LOCK_ROUNDS = 3
-"""The ledger keeps a stake this many rounds after the staker's last submission (ledger/types.py)."""
 
 
 @dataclass
@@ -85,19 +84,20 @@ async def withdraw(node: Any, task_id: str) -> Outcome:
 
 
 async def explain_lock(node: Any, task_id: str) -> str:
-    """Why a withdraw was refused and when it will be accepted, from the task's ledger state."""
-    state = await node.ledger.task(task_id)
+    """Why a withdraw was refused and when it will be accepted, from the task's ledger state and the
+    ledger's own lock rule (``ledger.staking.unsettled_round_of``)."""
+    state = as_task_state(await node.ledger.task(task_id))
     slot, slot_ms = await ledger_now(node)
-    last = state.get("last_submission_round", {}).get(node.staking.public_key)
-    if last is None:
-        return "The ledger refused the withdraw because of a recent submission; try again in a few rounds."
-    unlock_round = int(last) + WITHDRAW_LOCK_ROUNDS + 1
-    unlock_slot = round_start(state, unlock_round)
+    pending = unsettled_round_of(state, node.staking.public_key)
+    if pending is None:
+        return "The ledger refused the withdraw because of a round not settled yet; try again shortly."
+    unlock_slot = distribution_audit_window(state, pending, state.allowed_failed_distributions).stop
     wait = max(0, unlock_slot - slot) * slot_ms
     text = (
-        f"This node submitted work for round {last}, and that work can still be audited and, if it "
-        f"is found invalid, slashed. The ledger keeps the stake until round {unlock_round} begins "
-        f"(slot {unlock_slot}, about {duration(wait)} from now)."
+        f"This node submitted work for round {pending}, and that round is not settled yet: until its "
+        "payout, the work can still be found invalid and slashed. The ledger keeps the stake until "
+        f"round {pending} is paid (payout is accepted from slot {unlock_slot} at the latest, about "
+        f"{duration(wait)} from now; this node sends it)."
     )
     runtime = node.tasks.get(task_id)
     if runtime is not None and runtime.loop is not None and not runtime.loop.done():
@@ -153,7 +153,7 @@ async def start_or_stop(node: Any, task_id: str, verb: str) -> Outcome:
         return Outcome(
             True,
             "Task stopped",
-            "The task no longer runs on this node. Its stake stays staked; withdraw it once the lock "
-            f"({WITHDRAW_LOCK_ROUNDS} rounds after the last submission) has passed, then claim.",
+            "The task no longer runs on this node. Its stake stays staked; withdraw it once the "
+            "rounds it submitted in are paid (the ledger keeps it until then), then claim.",
         )
     return Outcome(True, "Task started", f"The task is {info.get('status', 'starting')}.")

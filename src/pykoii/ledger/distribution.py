@@ -54,7 +54,7 @@ from .state import (
 )
 from .submissions import require_in_window
 from .transactions import AuditDistribution, Payout, SubmitDistribution, UploadDistributionChunk
-from .types import DISTRIBUTION_CHUNK_KEYS, SLASH_PERCENT, Address, Roe, RoundNumber, Slot
+from .types import DISTRIBUTION_CHUNK_KEYS, SLASH_PERCENT, Address, Roe, RoundNumber, Slot, TaskId
 
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -446,6 +446,13 @@ def payout(state: LedgerState, tx: Payout, slot: int) -> list[Event]:
     )
 
 
+def newest_version(state: LedgerState, task: TaskState) -> TaskState:
+    """The task that ``task`` was migrated to, following ``migrated_to`` to the newest version."""
+    while task.is_migrated and task.migrated_to in state.tasks:
+        task = state.tasks[TaskId(task.migrated_to)]
+    return task
+
+
 def _pay(
     state: LedgerState,
     task: TaskState,
@@ -454,33 +461,51 @@ def _pay(
     submitter: Address,
     dist: DistributionList,
 ) -> list[Event]:
-    """Apply a list: slashes (capped at the stake still there) into the pot, then rewards out of it.
+    """Apply a list that stood its audit: slashes (capped at the stake still there) into the pot,
+    then rewards out of it.
 
     The receipt stays small whatever the list's size: totals, the list's root and the slashes that
-    were capped. The per-key detail is the list itself, kept in the round's record and read page by
-    page (``GET /tasks/{id}/rounds/{r}/distribution``)."""
+    were capped (in key order, so a receipt is a function of the log alone). The per-key detail is
+    the list itself, kept in the round's record and read page by page
+    (``GET /tasks/{id}/rounds/{r}/distribution``).
+
+    - A migrated task's round only slashes: its bounty moved to the newest version, and so do the
+      slashed ROE (nothing is stranded in a pot that can no longer be funded or paid from).
+    - When the pot (with the slashes) cannot cover the rewards, the slashes still apply and the round
+      is ``PayoutFailed``: a garbage node does not escape because the bounty ran out.
+    """
     stakes = task.stake_list
     capped = {
-        key: Roe(stakes.get(key, 0)) for key, amount in dist.slashes.items() if amount > stakes.get(key, 0)
+        key: Roe(stakes.get(key, 0)) for key in sorted(dist.slashes) if dist.slashes[key] > stakes.get(key, 0)
     }
     slash_total = dist.slash_total - sum(dist.slashes[key] - applied for key, applied in capped.items())
-    reward_total = dist.reward_total
-    pot = task.total_bounty_amount + slash_total
-    if reward_total > pot:
-        return _fail(
-            state, task, round_number, f"the list pays {koii(reward_total)} but the pot holds {koii(pot)}"
-        )
     for key, amount in dist.slashes.items():
         applied = capped.get(key, amount)
         if applied:
             add(state, stakes, key, -applied)
-    balances = task.available_balances
-    for key, amount in dist.rewards.items():
-        if amount:
-            add(state, balances, key, amount)
     for key, applied in capped.items():
         put(state, dist.capped, key, applied)
     assign(state, task, "total_stake_amount", Roe(task.total_stake_amount - slash_total))
+    migrated = task.is_migrated
+    if migrated:
+        heir = newest_version(state, task)
+        assign(state, heir, "total_bounty_amount", Roe(heir.total_bounty_amount + slash_total))
+    reward_total = 0 if migrated else dist.reward_total
+    pot = task.total_bounty_amount + (0 if migrated else slash_total)
+    if reward_total > pot:
+        assign(state, task, "total_bounty_amount", Roe(pot))
+        return _fail(
+            state,
+            task,
+            round_number,
+            f"the list pays {koii(reward_total)} but the pot holds {koii(pot)}; its slashes "
+            f"({koii(slash_total)}) were applied",
+        )
+    if not migrated:
+        balances = task.available_balances
+        for key, amount in dist.rewards.items():
+            if amount:
+                add(state, balances, key, amount)
     assign(state, task, "total_bounty_amount", Roe(pot - reward_total))
     put(state, task.distributions_audit_record, round_number, PAYOUT_SUCCESSFUL)
     return [
@@ -490,7 +515,7 @@ def _pay(
             attempt=attempt,
             distribution_submitter=submitter,
             root=dist.root,
-            rewarded=sum(1 for amount in dist.rewards.values() if amount),
+            rewarded=0 if migrated else sum(1 for amount in dist.rewards.values() if amount),
             slashed=sum(1 for key, amount in dist.slashes.items() if capped.get(key, amount)),
             reward_total=Roe(reward_total),
             slash_total=Roe(slash_total),

@@ -16,13 +16,14 @@ from ..errors import (
     TaskNotRunnableError,
 )
 from .accounts import credit, debit, get_task, koii, require_amount
+from .bounds import FIELDS
 from .events import Event, RewardClaimed, Staked, Withdrawn
-from .rounds import round_of, round_start
+from .rounds import distribution_audit_window
 from .state import LedgerState, TaskState, add, assign, put, remove
 from .transactions import ClaimReward, Stake, Withdraw
-from .types import WITHDRAW_LOCK_ROUNDS, Roe
+from .types import Roe, RoundNumber
 
-MAX_IP_ADDRESS_CHARS = 256
+MAX_IP_ADDRESS_CHARS = FIELDS["ip_address"].high
 
 
 def require_runnable(task: TaskState) -> None:
@@ -67,30 +68,39 @@ def stake(state: LedgerState, tx: Stake, slot: int) -> list[Event]:
     return [Staked(task_id=task.task_id, staker=tx.signer, amount=tx.amount, stake=Roe(new_stake))]
 
 
-def withdraw_unlock_round(task: TaskState, staker: str) -> int | None:
-    """The first round in which ``staker`` may withdraw, or ``None`` if it never submitted."""
-    last = task.last_submission_round.get(staker)  # type: ignore[call-overload]
-    return None if last is None else last + WITHDRAW_LOCK_ROUNDS + 1
+def unsettled_round_of(task: TaskState, staker: str) -> RoundNumber | None:
+    """The oldest round of ``task`` that ``staker`` submitted in and that is not settled yet (paid or
+    failed), or ``None``. While there is one, a payout may still slash the stake (or penalise a vote:
+    auditors are the round's submitters), so ``withdraw`` is refused."""
+    rounds = [
+        r
+        for r, submissions in task.submissions.items()
+        if staker in submissions and r not in task.distributions_audit_record
+    ]
+    return min(rounds) if rounds else None
 
 
 def withdraw(state: LedgerState, tx: Withdraw, slot: int) -> list[Event]:
-    """Unstake everything into ``available_balances``; refused for a few rounds after a submission.
+    """Unstake everything into ``available_balances``; refused while a round the staker submitted in
+    is not settled.
 
-    A submission for round r can still be slashed when round r is paid, so the stake stays locked
-    until round ``r + WITHDRAW_LOCK_ROUNDS + 1`` begins.
+    A round can settle (and slash) until its payout is sent, which anyone may do once its last
+    distribution attempt's audit window closed; so the lock lasts exactly as long as the stake can
+    still be slashed, however many distribution attempts the round takes.
     """
     task = get_task(state, tx.task_id)
     amount = task.stake_list.get(tx.signer, 0)
     if amount <= 0:
         raise NotStakedError(f"{tx.signer} has no stake on task {task.task_id}", staker=tx.signer)
-    unlock = withdraw_unlock_round(task, tx.signer)
-    if unlock is not None and round_of(task, slot) < unlock:
-        last = task.last_submission_round[tx.signer]
+    pending = unsettled_round_of(task, tx.signer)
+    if pending is not None:
+        ready = distribution_audit_window(task, pending, task.allowed_failed_distributions).stop
         raise StakeLockedError(
-            f"{tx.signer} submitted for round {last}, so its stake stays locked while that work can "
-            f"still be audited; withdraw is accepted from round {unlock} (slot "
-            f"{round_start(task, unlock)}), now slot {slot}",
-            unlock_slot=round_start(task, unlock),
+            f"{tx.signer} submitted for round {pending}, which is not settled yet, so its stake stays "
+            f"locked while that round can still slash it; payout of round {pending} settles it (anyone "
+            f"may send it; at the latest it is accepted from slot {ready}), now slot {slot}",
+            round=pending,
+            unlock_slot=ready,
             slot=slot,
         )
     remove(state, task.stake_list, tx.signer)

@@ -37,8 +37,5 @@ DISTRIBUTION_CHUNK_KEYS = 1000
 """The most staking keys one chunk of a distribution list holds (about 70 KB of JSON at most)."""
 """The longest proof (``submission_value``) accepted, in bytes of UTF-8."""
 
-WITHDRAW_LOCK_ROUNDS = 3
-"""Withdraw is refused while the staker has a submission in this many most recent rounds."""
-
 SLASH_PERCENT = 70
 """The seed's default distribution slashes this share of an invalid submitter's stake."""

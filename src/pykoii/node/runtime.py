@@ -325,7 +325,7 @@ class Node(RoundExecutor):
             "TaskID": task_id,
             "status": "removed",
             "stake": runtime.record.stake,
-            "message": "the stake stays on the ledger: withdraw it after the lock (3 rounds), then claim",
+            "message": "the stake stays on the ledger: withdraw it once its rounds are paid, then claim",
         }
 
     def _record(self, task_id: str) -> TaskRecord:
