@@ -103,9 +103,12 @@ class Ledger:
         self.fund(key, koii + 1)
         self.ok(key, "stake", task_id=task_id, amount=koii * KOII, ip_address="http://127.0.0.1:30017")
 
-    def play_round(self, task_id: str, number: int, nodes: list[Keypair], faulty: set[str]) -> None:
+    def play_round(
+        self, task_id: str, number: int, nodes: list[Keypair], faulty: set[str], pay: bool = True
+    ) -> None:
         """Round ``number`` from proofs to payout: every node submits, the assigned auditors of a
-        faulty node vote false, the selected node submits the default list, anyone pays out."""
+        faulty node vote false, the selected node submits the default list, anyone pays out (unless
+        ``pay`` is false: then the round stays unsettled)."""
         task = self.task(task_id)
         start = task["starting_slot"] + (number + 1) * task["round_time"]
         self.to_slot(max(self.slot(), start))
@@ -132,7 +135,8 @@ class Ledger:
         for body in distribution_transactions(task_id, number, dist["rewards"], dist["slashes"]):
             self.ok(submitter, body.pop("type"), **body)
         self.to_slot(start + task["round_time"] + task["submission_window"] + task["audit_window"])
-        self.ok(Keypair.generate(), "payout", task_id=task_id, round=number)
+        if pay:
+            self.ok(Keypair.generate(), "payout", task_id=task_id, round=number)
 
 
 @contextlib.contextmanager

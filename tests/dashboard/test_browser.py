@@ -116,7 +116,7 @@ def test_operator_adds_hello_world_earns_claims_and_is_told_why_withdraw_waits(
         # Withdraw right after submitting: refused, with the lock in plain words.
         page.click("#withdraw")
         expect(page.locator("#outcome")).to_contain_text("Your stake is still locked")
-        expect(page.locator("#outcome")).to_contain_text(re.compile(r"until round \d+ begins"))
+        expect(page.locator("#outcome")).to_contain_text(re.compile(r"until round \d+ is paid"))
         expect(page.locator("#outcome")).to_contain_text("stop it first")
         page.screenshot(path=ARTIFACTS / "node-withdraw-refused.png", full_page=True)
 

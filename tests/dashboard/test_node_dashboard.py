@@ -218,12 +218,12 @@ def test_a_refused_withdraw_explains_the_lock_in_plain_words(setup: Setup) -> No
     others = [Keypair.generate() for _ in range(2)]
     for key in others:
         setup.ledger.stake(key, task_id)
-    setup.ledger.play_round(task_id, 0, [setup.node.staking, *others], set())
+    setup.ledger.play_round(task_id, 0, [setup.node.staking, *others], set(), pay=False)
     token = csrf_of(setup.http.get(f"/dashboard/tasks/{task_id}").text)
     refused = post(setup, f"/dashboard/tasks/{task_id}/withdraw", {"csrf": token})
     body = text(refused.text)
     assert "Your stake is still locked" in body
-    assert "submitted work for round 0" in body and "until round 4 begins" in body
+    assert "submitted work for round 0" in body and "until round 0 is paid" in body
     assert "from now" in body and "StakeLockedError" not in body  # plain words, ledger detail below
     poor = post(setup, f"/dashboard/tasks/{task_id}/stake", {"csrf": token, "amount": "1000"})
     assert "Stake refused" in poor.text and setup.node.wallet.public_key[:8] in poor.text
