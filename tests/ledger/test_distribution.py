@@ -440,18 +440,26 @@ def test_settled_rounds_are_pruned_behind_the_window():
 
 
 def test_a_payout_receipt_does_not_depend_on_the_order_the_list_was_sent_in():
-    """Regression (issue 16): payout events followed the key order of the submitted list; a state
-    reloaded from a checkpoint (sorted) paid the same list with the events in another order."""
-    from pykoii.ledger import LedgerState, from_plain, to_plain
+    """Issue 16: receipts are a function of the log. A list sent in reverse key order, paid on the
+    live state and on the state reloaded from its canonical (sorted) form, gives one receipt, with
+    its capped slashes in key order (the chunked list's canonical chunks keep this true)."""
+    from pykoii.ledger import LedgerState, event_to_plain, from_plain, to_plain
 
-    world = World(node_count=4)
-    world.submit_all(0)
-    chosen = selected_submitter(None, world.task, 0, 0)
-    default = default_distribution_for(world.task, 0)
-    backwards = {key: default.rewards[key] for key in sorted(default.rewards, reverse=True)}
-    world.apply("submit_distribution", chosen, 21, round=0, rewards=backwards, slashes={})
+    world = World(node_count=5)
+    garbage = sorted([world.nodes[1], world.nodes[3]])
+    for round_number in (0, 1):
+        world.submit_all(round_number, {key: "wrong" for key in garbage})
+        for key in garbage:
+            world.accuse(round_number, key, voters=2)
+    world.submit_list(0)
+    chosen = selected_submitter(None, world.task, 1, 0)
+    default = default_distribution_for(world.task, 1)
+    backwards = {key: default.slashes[key] for key in sorted(default.slashes, reverse=True)}
+    world.send_list(chosen, 31, 1, default.rewards, backwards)
+    world.apply("payout", world.outsider, 34, round=0)  # slashes 70 %: round 1's slashes get capped
     reloaded = from_plain(LedgerState, to_plain(world.state))
-    live = world.apply("payout", world.outsider, 27, round=0)
-    again = apply(reloaded, "payout", world.outsider, 27, task_id=world.task_id, round=0)
-    assert live.events == again.events
-    assert [e.staker for e in live.events if e.kind == "Rewarded"] == sorted(default.rewards)
+    live = world.apply("payout", world.outsider, 37, round=1)
+    again = apply(reloaded, "payout", world.outsider, 37, task_id=world.task_id, round=1)
+    assert list(live.events[-1].capped) == garbage
+    assert [event_to_plain(e) for e in live.events] == [event_to_plain(e) for e in again.events]
+    assert list(event_to_plain(live.events[-1])["capped"]) == list(event_to_plain(again.events[-1])["capped"])
