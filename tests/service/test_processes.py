@@ -69,7 +69,7 @@ def test_serve_as_a_subprocess_over_http(tmp_path: Path) -> None:
     backend.close()
     checked = verify_cli(folder)
     assert checked.returncode == 0, checked.stderr
-    assert "2 entries" in checked.stdout and root in checked.stdout
+    assert "3 entries (2 transactions, 1 checkpoint marks)" in checked.stdout and root in checked.stdout
 
 
 async def blast(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from pykoii.clock import ManualClock
@@ -15,7 +17,7 @@ from pykoii.keys import Keypair
 from pykoii.ledger import LedgerParams, canonical_bytes, to_plain
 from pykoii.service import Genesis, SlotClock, Verifier
 from pykoii.service.log import LogEntry, SQLiteLog
-from pykoii.service.records import state_bytes
+from pykoii.service.records import mark_of, state_bytes
 from pykoii.service.store import LedgerStore
 
 from .conftest import KOII, make_store
@@ -272,3 +274,54 @@ def test_state_bytes_is_canonical_bytes(tmp_path: Path) -> None:
     cases.append(to_plain(store.state))
     for case in cases:
         assert state_bytes(case) == canonical_bytes(case)
+
+
+def test_an_edited_checkpoint_with_its_recorded_root_is_refused(tmp_path: Path) -> None:
+    """The attacker edits a checkpoint's state (a forged balance) and its recorded root together;
+    the root is no longer the one the log's checkpoint mark records, so it is not loaded."""
+    clock = ManualClock()
+    fill(make_store(tmp_path, clock), clock, count=10)  # shutdown writes a checkpoint and its mark
+    forger = Keypair.generate().public_key
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as conn:
+        seq, state = conn.execute("SELECT seq, state FROM checkpoints ORDER BY seq DESC LIMIT 1").fetchone()
+        plain = orjson.loads(state)
+        plain["balances"][forger] = 10**15
+        forged = state_bytes(plain)
+        conn.execute(
+            "UPDATE checkpoints SET state = ?, state_root = ? WHERE seq = ?",
+            (forged, hashlib.sha256(forged).hexdigest(), seq),
+        )
+    with pytest.raises(LogCorruptionError, match=f"checkpoint at seq {seq} records state root"):
+        reopen(tmp_path, clock)
+    with pytest.raises(LogCorruptionError, match="differs from checkpoint root") as caught:
+        reopen(tmp_path, clock, use_checkpoint=False)  # what `ledger verify` does
+    assert caught.value.seq == seq
+
+
+def test_a_checkpoint_is_marked_in_the_log_and_loaded_with_its_tail(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store = make_store(tmp_path, clock, checkpoint_every=10)
+    fill(store, clock, count=30)
+    backend = SQLiteLog(tmp_path / "ledger.sqlite3")
+    marks = [mark_of(entry) for entry in backend.marks()]
+    checkpoints = backend.checkpoint_roots()
+    backend.close()
+    assert len(marks) >= 2 and all(mark is not None for mark in marks)
+    assert dict(m for m in marks if m is not None) == checkpoints  # every checkpoint has its mark
+    again = reopen(tmp_path, clock)
+    assert again.stats.replayed <= 1 and (again.root(), again.seq) == (store.root(), store.seq)
+    again.backend.close()
+    full = reopen(tmp_path, clock, use_checkpoint=False)
+    assert (full.root(), full.seq) == (store.root(), store.seq)
+    full.backend.close()
+
+
+def test_replay_recomputes_every_stored_receipt(tmp_path: Path) -> None:
+    clock = ManualClock()
+    fill(make_store(tmp_path, clock), clock, count=10)
+    tamper(
+        tmp_path, "UPDATE log SET receipt = replace(receipt, '\"events\":[', '\"events\":[{}') WHERE seq = 7"
+    )
+    with pytest.raises(LogCorruptionError, match="stored receipt differs") as caught:
+        reopen(tmp_path, clock, use_checkpoint=False)
+    assert caught.value.seq == 7

@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve_parser.add_argument("--devnet", action="store_true", help="a new ledger accepts airdrops")
     serve_parser.set_defaults(func=serve)
 
-    verify_parser = commands.add_parser("verify", help="check a ledger's whole log: chain, signatures, root")
+    verify_parser = commands.add_parser(
+        "verify", help="check a ledger's whole log: chain, signatures, receipts, checkpoint roots"
+    )
     verify_parser.add_argument(
         "--data", default=DEFAULT_DATA, help=f"the ledger's folder (default {DEFAULT_DATA})"
     )
@@ -170,10 +172,12 @@ def verify(args: argparse.Namespace) -> int:
         print(f"pykoii ledger verify: FAILED at entry {exc.details.get('seq')}: {exc}", file=sys.stderr)
         return 1
     root = store.root()
+    marks = len(backend.marks())
     store.verifier.close()
     backend.close()
     print(
-        f"pykoii ledger verify: ok: {store.seq} entries, chain and signatures verify; "
+        f"pykoii ledger verify: ok: {store.seq} entries ({store.seq - marks} transactions, {marks} "
+        "checkpoint marks): chain, signatures, receipts and checkpoint roots verify; "
         f"last hash {store.last_hash}; state root {root}"
     )
     return 0

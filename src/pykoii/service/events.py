@@ -9,6 +9,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..ledger import LedgerState, phase_of, round_of
+from .slots import SlotClock
+from .verify import Verified
+
+PAYOUT_EVENTS = frozenset({"RoundPaid", "RoundFailed"})
+"""Receipt events that ``GET /events`` streams as ``payout`` events."""
+
 STREAM_END = None
 """Put on a subscriber's queue when it was dropped or the service stops."""
 
@@ -55,3 +62,46 @@ class EventHub:
         for queue in list(self._subscribers):
             queue.put_nowait(STREAM_END)
         self._subscribers.clear()
+
+
+class EventSource:
+    """What ``LedgerStore`` publishes (a mixin: the store sets these attributes)."""
+
+    events: EventHub
+    state: LedgerState
+    slots: SlotClock
+    recovering: bool
+    _phases: dict[str, tuple[int, str]]
+
+    def _publish(self, receipts: list[tuple[dict[str, Any], Verified]]) -> None:
+        for plain, outcome in receipts:
+            tx = outcome.tx
+            self.events.publish(
+                "tx",
+                {
+                    "tx_id": plain["tx_id"],
+                    "seq": plain["seq"],
+                    "slot": plain["slot"],
+                    "type": tx.TYPE,
+                    "signer": tx.signer,
+                },
+            )
+            for event in plain["events"]:
+                if event["kind"] in PAYOUT_EVENTS:
+                    self.events.publish("payout", event)
+
+    async def _ticker(self) -> None:
+        while True:
+            slot = await self.slots.wait_next()
+            if not self.events.active or self.recovering:
+                continue
+            self.events.publish("slot", {"slot": slot})
+            for task_id, task in self.state.tasks.items():
+                if not task.is_active or task.is_migrated or slot < task.starting_slot:
+                    continue
+                now = (round_of(task, slot), phase_of(task, slot).value)
+                if self._phases.get(task_id) != now:
+                    self._phases[task_id] = now
+                    self.events.publish(
+                        "phase", {"task_id": task_id, "round": now[0], "phase": now[1], "slot": slot}
+                    )

@@ -114,6 +114,10 @@ class LogBackend(Protocol):
         """``{seq: state_root}`` of every checkpoint (for ``pykoii ledger verify``)."""
         ...
 
+    def marks(self) -> list[LogEntry]:
+        """Every entry with an empty signature (the checkpoint marks), oldest first."""
+        ...
+
     def close(self) -> None:
         """Release the storage."""
         ...
@@ -142,6 +146,7 @@ CREATE TABLE IF NOT EXISTS log (
     receipt BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_tx_id ON log (tx_id);
+CREATE INDEX IF NOT EXISTS log_marks ON log (seq) WHERE signature = '';
 CREATE TABLE IF NOT EXISTS checkpoints (
     seq INTEGER PRIMARY KEY,
     entry_hash TEXT NOT NULL,
@@ -250,6 +255,10 @@ class SQLiteLog:
     def checkpoint_roots(self) -> dict[int, str]:
         rows = cast(list[tuple[int, str]], self._read("SELECT seq, state_root FROM checkpoints ORDER BY seq"))
         return dict(rows)
+
+    def marks(self) -> list[LogEntry]:
+        rows = self._read(f"SELECT {_COLUMNS} FROM log WHERE signature = '' ORDER BY seq")
+        return [_entry(row) for row in rows]
 
     def close(self) -> None:
         self._writer.close()

@@ -4,6 +4,10 @@
 slot 0 began); its hash is the ``prev_hash`` of log entry 1. ``entry_to_plain`` and
 ``entry_from_plain`` are the form ``GET /log`` serves and replicas read; ``chain_problem`` says why
 an entry does not continue a hash chain.
+
+A *checkpoint mark* is a log entry the sequencer writes itself (empty signature, no state change):
+``{"type": "checkpoint", "at": S, "state_root": R}`` says the state after entry ``S`` has root ``R``.
+It ties a checkpoint's root to the hash chain: a checkpoint is loaded only if its root is marked.
 """
 
 from __future__ import annotations
@@ -96,6 +100,38 @@ def entry_from_plain(plain: Any) -> LogEntry:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LogCorruptionError(f"log entry is malformed: {exc!r}", received=plain) from None
+
+
+MARK_SIGNATURE = ""
+"""The signature field of a checkpoint mark (no transaction has an empty signature)."""
+
+
+def mark_bytes(at: int, root: str) -> bytes:
+    """The canonical bytes of the checkpoint mark for the state after entry ``at``."""
+    return canonical_bytes({"type": "checkpoint", "at": at, "state_root": root})
+
+
+def mark_of(entry: LogEntry) -> tuple[int, str] | None:
+    """``(at, state_root)`` if ``entry`` is a well-formed checkpoint mark, else ``None``."""
+    if entry.signature != MARK_SIGNATURE:
+        return None
+    try:
+        plain = orjson.loads(entry.tx)
+        at, root = plain["at"], plain["state_root"]
+        if not (isinstance(at, int) and isinstance(root, str) and mark_bytes(at, root) == entry.tx):
+            return None
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    return at, root
+
+
+def mark_entry(seq: int, slot: int, prev_hash: str, at: int, root: str) -> LogEntry:
+    """The log entry ``seq`` that marks the checkpoint root ``root`` of the state after ``at``."""
+    tx = mark_bytes(at, root)
+    tx_id = hashlib.sha256(tx).hexdigest()
+    receipt = orjson.dumps({"tx_id": tx_id, "slot": slot, "events": [], "seq": seq})
+    entry_hash = entry_hash_of(seq, slot, prev_hash, MARK_SIGNATURE, tx)
+    return LogEntry(seq, slot, tx_id, tx, MARK_SIGNATURE, prev_hash, entry_hash, receipt)
 
 
 def chain_problem(entry: LogEntry, seq: int, prev_hash: str, slot: int) -> str | None:

@@ -9,7 +9,7 @@ and the receipt replay computes must be the one stored beside it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +18,9 @@ import orjson
 from ..errors import InvalidTransactionError, LogCorruptionError
 from ..ledger import LedgerParams, LedgerState, apply_transaction, from_plain, state_root, to_plain
 from ..ledger.codec import sha256_hex
+from ..ledger.events import Receipt
 from .log import Checkpoint, LogBackend, LogEntry, iter_entries
-from .records import Genesis, chain_problem, receipt_plain, state_bytes
+from .records import Genesis, chain_problem, mark_entry, mark_of, receipt_plain, state_bytes
 from .verify import Verified, Verifier
 
 if TYPE_CHECKING:
@@ -41,6 +42,13 @@ class Replay:
     stats: Statistics
     _checkpoint_seq: int
     _expected_roots: dict[int, str]
+    """Checkpoint rows' roots, checked when the replay passes their seq (``ledger verify``)."""
+    _roots: dict[int, str]
+    """Roots computed (or loaded) on the way, for the checkpoint marks that follow."""
+    _root_seqs: set[int]
+    _last_mark_seq: int
+    _mark: Callable[[int, str], Awaitable[None]]
+    """Append the checkpoint mark of root ``root`` for seq ``at``, durably (``LedgerStore._mark``)."""
     _use_checkpoint: bool
     _on_progress: Any
     _checkpointer: ThreadPoolExecutor
@@ -57,29 +65,53 @@ class Replay:
         self.last_slot = 0
         # Replaying from the start checks every recorded checkpoint root on the way.
         self._expected_roots = {} if self._use_checkpoint else self.backend.checkpoint_roots()
+        self._roots = {}
+        self._last_mark_seq = 0
         if self._use_checkpoint:
             self._load_checkpoint()
+        # The roots the tail's checkpoint marks name are computed on the way and compared when
+        # the (chain-checked) mark itself is replayed.
+        self._root_seqs = set(self._expected_roots) | {
+            mark[0] for entry in self.backend.marks() if (mark := mark_of(entry)) and mark[0] > self.seq
+        }
         self._replay_tail()
         self.durable_seq, self.durable_hash = self.seq, self.last_hash
         """The newest entry on disk and its hash (``seq`` may run one pass ahead while it commits)."""
 
     def _load_checkpoint(self) -> None:
+        """Load the newest checkpoint if it is tied to the hash chain: its root is the one a
+        checkpoint mark in the log records, its state hashes to that root, and it sits at the log
+        entry it names. A checkpoint nobody marked (written before marks existed) is not used:
+        the whole log is replayed, checking its root on the way."""
         checkpoint = self.backend.latest_checkpoint()
         if checkpoint is None:
             return
+        marks = [
+            mark for entry in self.backend.marks() if (mark := mark_of(entry)) and mark[0] == checkpoint.seq
+        ]
+        if not marks:
+            self._expected_roots = self.backend.checkpoint_roots()
+            return
+        refuse = f"checkpoint at seq {checkpoint.seq}"
+        if checkpoint.state_root not in {root for _, root in marks}:
+            raise LogCorruptionError(
+                f"{refuse} records state root {checkpoint.state_root}, but the log marks "
+                f"{marks[-1][1]} for it; remove the checkpoints table to replay the whole log",
+                seq=checkpoint.seq,
+            )
         state = from_plain(LedgerState, orjson.loads(checkpoint.state))
         root = state_root(state)
-        if root != checkpoint.state_root:
+        at = self.backend.entries(checkpoint.seq - 1, 1)
+        if root != checkpoint.state_root or not at or at[0].entry_hash != checkpoint.entry_hash:
             raise LogCorruptionError(
-                f"checkpoint at seq {checkpoint.seq} has state root {root}, but {checkpoint.state_root} "
-                "was recorded; remove the checkpoints table to replay the whole log",
+                f"{refuse} does not match what it records (state root {root}, entry hash "
+                f"{checkpoint.entry_hash}); remove the checkpoints table to replay the whole log",
                 seq=checkpoint.seq,
             )
         self.state = state
         self.seq = self._checkpoint_seq = checkpoint.seq
-        self.last_hash = checkpoint.entry_hash
-        last = self.backend.entries(checkpoint.seq - 1, 1)
-        self.last_slot = last[0].slot if last else 0
+        self.last_hash, self.last_slot = checkpoint.entry_hash, at[0].slot
+        self._roots[checkpoint.seq] = root
 
     def _replay_tail(self) -> None:
         page: list[LogEntry] = []
@@ -95,15 +127,21 @@ class Replay:
         self.stats.replayed = self.seq - self._checkpoint_seq
 
     def _check_and_apply(self, entries: Sequence[LogEntry]) -> list[LogEntry]:
-        """Check chain and signatures of entries that follow ``self.seq``, apply them, and return them
-        with their receipts. Raises ``LogCorruptionError`` naming the first bad entry."""
+        """Check chain, signatures and stored receipts of entries that follow ``self.seq``, apply
+        them, and return them with their receipts. Raises ``LogCorruptionError`` naming the first
+        bad entry."""
         envelopes = []
+        marks: dict[int, tuple[int, str]] = {}
         problem: tuple[int, str] | None = None  # the first entry that breaks the chain, and why
         prev_hash, seq, slot = self.last_hash, self.seq, self.last_slot
         for index, entry in enumerate(entries):
             seq += 1
             why = chain_problem(entry, seq, prev_hash, slot)
-            if why is None:
+            if why is None and (mark := mark_of(entry)) is not None:
+                marks[index] = mark
+                if mark[0] >= entry.seq:
+                    why = f"its checkpoint mark names seq {mark[0]}, which is not before it"
+            elif why is None:
                 try:
                     envelopes.append({"tx": orjson.loads(entry.tx), "signature": entry.signature})
                 except orjson.JSONDecodeError:
@@ -112,25 +150,31 @@ class Replay:
                 problem = (index, why)
                 break
             prev_hash, slot = entry.entry_hash, entry.slot
-        outcomes = self.verifier.verify_sync(envelopes)
+        outcomes = iter(self.verifier.verify_sync(envelopes))
         out = []
         for index, entry in enumerate(entries):
             if problem is not None and index == problem[0]:
                 raise _corrupt(entry, problem[1])
-            outcome = outcomes[index]
-            if not isinstance(outcome, Verified):
-                raise _corrupt(entry, f"{outcome.name}: {outcome}")
-            if outcome.canonical != entry.tx:
-                raise _corrupt(entry, "transaction bytes are not in canonical form")
-            try:
-                receipt = apply_transaction(self.state, outcome.tx, entry.slot)
-            except InvalidTransactionError as exc:
-                raise _corrupt(entry, f"the ledger refuses it on replay: {exc.name}: {exc}") from None
+            mark = marks.get(index)
+            if mark is not None:
+                self._last_mark_seq = entry.seq
+                known = self._roots.get(mark[0])
+                if known is not None and known != mark[1]:
+                    raise _corrupt(
+                        entry, f"it marks state root {mark[1]} for seq {mark[0]}, which has {known}"
+                    )
+                plain: Any = orjson.loads(mark_entry(entry.seq, entry.slot, entry.prev_hash, *mark).receipt)
+            else:
+                plain = receipt_plain(self._apply_logged(entry, next(outcomes)), entry.seq)
             self.seq, self.last_hash, self.last_slot = entry.seq, entry.entry_hash, entry.slot
-            expected = self._expected_roots.get(entry.seq)
-            if expected is not None and state_root(self.state) != expected:
-                raise _corrupt(entry, f"the state root after it differs from checkpoint root {expected}")
-            receipt_json = entry.receipt or orjson.dumps(receipt_plain(receipt, entry.seq))
+            receipt = orjson.dumps(plain)
+            if entry.receipt and entry.receipt != receipt:
+                raise _corrupt(entry, "its stored receipt differs from the one replay computes")
+            if entry.seq in self._root_seqs:
+                root = self._roots[entry.seq] = state_root(self.state)
+                expected = self._expected_roots.get(entry.seq)
+                if expected is not None and root != expected:
+                    raise _corrupt(entry, f"the state root after it differs from checkpoint root {expected}")
             out.append(
                 LogEntry(
                     entry.seq,
@@ -140,10 +184,22 @@ class Replay:
                     entry.signature,
                     entry.prev_hash,
                     entry.entry_hash,
-                    receipt_json,
+                    receipt,
                 )
             )
         return out
+
+    def _apply_logged(self, entry: LogEntry, outcome: Any) -> Receipt:
+        """Apply a logged transaction whose signature was checked again; ``LogCorruptionError``
+        if it does not verify or the ledger refuses it."""
+        if not isinstance(outcome, Verified):
+            raise _corrupt(entry, f"{outcome.name}: {outcome}")
+        if outcome.canonical != entry.tx:
+            raise _corrupt(entry, "transaction bytes are not in canonical form")
+        try:
+            return apply_transaction(self.state, outcome.tx, entry.slot)
+        except InvalidTransactionError as exc:
+            raise _corrupt(entry, f"the ledger refuses it on replay: {exc.name}: {exc}") from None
 
     # --- checkpoints ------------------------------------------------------------------------
 
@@ -156,14 +212,15 @@ class Replay:
         return self.seq, self.last_hash, to_plain(self.state)
 
     async def _write_checkpoint(self, seq: int, last_hash: str, plain: Any) -> None:
+        """Encode and hash the state on the checkpoint thread, mark its root in the log (durable),
+        then store the checkpoint: a checkpoint always has its mark."""
         self._checkpoint_seq = seq  # also when it fails: the next try is a full interval later
-
-        def encode_and_write() -> None:
-            data = state_bytes(plain)
-            checkpoint = Checkpoint(seq=seq, entry_hash=last_hash, state_root=sha256_hex(data), state=data)
-            self.backend.write_checkpoint(checkpoint)
-
-        await asyncio.get_running_loop().run_in_executor(self._checkpointer, encode_and_write)
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(self._checkpointer, state_bytes, plain)
+        root = sha256_hex(data)
+        await self._mark(seq, root)
+        checkpoint = Checkpoint(seq=seq, entry_hash=last_hash, state_root=root, state=data)
+        await loop.run_in_executor(self._checkpointer, self.backend.write_checkpoint, checkpoint)
 
 
 def _corrupt(entry: LogEntry, why: str) -> LogCorruptionError:

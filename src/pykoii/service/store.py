@@ -64,26 +64,21 @@ from ..errors import (
 )
 from ..ledger import (
     apply_transaction,
-    phase_of,
-    round_of,
     state_root,
     to_plain,
 )
 from ..ledger.codec import sha256_hex
 from .blobs import DEFAULT_QUOTA_BYTES, BlobStore
-from .events import EventHub
+from .events import EventHub, EventSource
 from .log import LogBackend, LogEntry, SQLiteLog, entry_hash_of
 from .records import Genesis as Genesis
-from .records import entry_from_plain, entry_to_plain, receipt_plain, state_bytes
+from .records import entry_from_plain, entry_to_plain, mark_entry, receipt_plain, state_bytes
 from .replay import Replay
 from .slots import SlotClock
 from .space import DEFAULT_RESERVE_BYTES, check_reserve
 from .verify import Verified, Verifier
 
 LOG = logging.getLogger("pykoii.ledger")
-
-PAYOUT_EVENTS = frozenset({"RoundPaid", "RoundFailed"})
-"""Receipt events that ``GET /events`` streams as ``payout`` events."""
 
 
 @dataclass(slots=True)
@@ -109,7 +104,7 @@ class Statistics:
         self.rejected[error.name] = self.rejected.get(error.name, 0) + 1
 
 
-class LedgerStore(Replay):
+class LedgerStore(Replay, EventSource):
     """Current state + sequencer + durable hash-chained log (+ optional blob store)."""
 
     def __init__(
@@ -160,6 +155,7 @@ class LedgerStore(Replay):
             clock, anchor_ms=genesis.anchor_ms, slot_ms=genesis.slot_ms, floor=self.last_slot
         )
         self._pending: list[_Group] = []
+        self._marks: list[tuple[int, str, asyncio.Future[None]]] = []
         self._pending_count = 0
         self._wakeup: asyncio.Event | None = None
         self._committed: asyncio.Condition | None = None
@@ -334,7 +330,7 @@ class LedgerStore(Replay):
             self._wakeup.clear()
             groups, self._pending = self._pending, []
             self._pending_count = 0
-            if groups:
+            if groups or self._marks:
                 await self._sequence(groups)
 
     async def _sequence(self, groups: list[_Group]) -> None:
@@ -347,6 +343,11 @@ class LedgerStore(Replay):
             return
         slot = self.slots.current()
         entries: list[LogEntry] = []
+        marks, self._marks = self._marks, []
+        for at, root, _ in marks:  # checkpoint marks first: they change no state
+            self.seq += 1
+            entries.append(mark_entry(self.seq, slot, self.last_hash, at, root))
+            self.last_hash, self.last_slot, self._last_mark_seq = entries[-1].entry_hash, slot, self.seq
         accepted: dict[str, dict[str, Any]] = {}
         receipts: list[tuple[dict[str, Any], Verified]] = []
         for group in groups:
@@ -387,14 +388,17 @@ class LedgerStore(Replay):
             try:
                 await self._append(entries)
             except Exception as exc:
+                self._marks[:0] = marks
                 await self._roll_back(exc, groups)
                 return
             self.durable_seq, self.durable_hash = self.seq, self.last_hash
         for group in groups:
             if not group.future.done():
                 group.future.set_result(group.outcomes)
+        for *_, future in marks:
+            future.set_result(None)
         if entries:
-            self.stats.accepted += len(entries)
+            self.stats.accepted += len(receipts)
             await self._notify()
             if self.events.active:
                 self._publish(receipts)
@@ -434,6 +438,9 @@ class LedgerStore(Replay):
         for group in [*groups, *waiting]:
             if not group.future.done():
                 group.future.set_exception(error)
+        marks, self._marks = self._marks, []
+        for *_, future in marks:
+            future.set_exception(error)
         await self._notify()
         try:
             await asyncio.to_thread(self._restore)
@@ -447,6 +454,25 @@ class LedgerStore(Replay):
             self.recovering = False
             self.read_epoch += 1
             await self._notify()
+
+    async def _mark(self, at: int, root: str) -> None:
+        """Append the checkpoint mark of ``root`` for seq ``at`` durably: in the sequencer's next
+        pass while it runs, else (at shutdown) directly."""
+        if self._tasks and self._wakeup is not None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._marks.append((at, root, future))
+            self._wakeup.set()
+            await future
+            return
+        entry = mark_entry(self.seq + 1, max(self.slots.current(), self.last_slot), self.last_hash, at, root)
+        await self._append([entry])
+        self.seq, self.last_hash, self.last_slot, self._last_mark_seq = (
+            entry.seq,
+            entry.entry_hash,
+            entry.slot,
+            entry.seq,
+        )
+        self.durable_seq, self.durable_hash = self.seq, self.last_hash
 
     def _first_receipt(self, outcome: Verified, error: PykoiiError) -> Any:
         """A replayed transaction gets the receipt of its first acceptance; otherwise its error."""
@@ -497,39 +523,6 @@ class LedgerStore(Replay):
         await self._notify()
         return len(checked)
 
-    def _publish(self, receipts: list[tuple[dict[str, Any], Verified]]) -> None:
-        for plain, outcome in receipts:
-            tx = outcome.tx
-            self.events.publish(
-                "tx",
-                {
-                    "tx_id": plain["tx_id"],
-                    "seq": plain["seq"],
-                    "slot": plain["slot"],
-                    "type": tx.TYPE,
-                    "signer": tx.signer,
-                },
-            )
-            for event in plain["events"]:
-                if event["kind"] in PAYOUT_EVENTS:
-                    self.events.publish("payout", event)
-
-    async def _ticker(self) -> None:
-        while True:
-            slot = await self.slots.wait_next()
-            if not self.events.active or self.recovering:
-                continue
-            self.events.publish("slot", {"slot": slot})
-            for task_id, task in self.state.tasks.items():
-                if not task.is_active or task.is_migrated or slot < task.starting_slot:
-                    continue
-                now = (round_of(task, slot), phase_of(task, slot).value)
-                if self._phases.get(task_id) != now:
-                    self._phases[task_id] = now
-                    self.events.publish(
-                        "phase", {"task_id": task_id, "round": now[0], "phase": now[1], "slot": slot}
-                    )
-
     async def close(self) -> None:
         """Stop the sequencer after its current batch, write a checkpoint, and release storage."""
         for task in self._tasks:
@@ -550,7 +543,11 @@ class LedgerStore(Replay):
                 await self._checkpointing
             except Exception:
                 pass  # the final checkpoint below covers it
-        if self._broken is None and not self.read_only and self.seq > self._checkpoint_seq:
+        if (
+            self._broken is None
+            and not self.read_only
+            and self.seq > max(self._checkpoint_seq, self._last_mark_seq)
+        ):
             await self.checkpoint()
         self._writer.shutdown(wait=True)
         self._checkpointer.shutdown(wait=True)
