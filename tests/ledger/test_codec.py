@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pykoii.ledger import LedgerState, canonical_bytes, from_plain, state_root, to_plain
 from pykoii.ledger.codec import (
@@ -104,3 +106,25 @@ def test_integer_keys_arrive_as_strings_but_values_never_do():
     task_plain["distributions_audit_record"] = {"seven": "PayoutSuccessful"}
     with pytest.raises(ValueError, match="expected an integer, got 'seven'"):
         from_plain(TaskState, task_plain)
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+_PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 + 5) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_PLAIN)
+def test_canonical_bytes_are_the_json_definition(value):
+    """The fast path (orjson) writes exactly the bytes of the definition (json.dumps, sorted keys,
+    compact, no ASCII escaping), and falls back to it for what orjson refuses (integers >= 2**64)."""
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert canonical_bytes(value) == expected
+
+
+def test_canonical_bytes_of_what_only_json_writes():
+    assert canonical_bytes({1: "a", 2**70: [True]}) == b'{"1":"a","1180591620717411303424":[true]}'
+    with pytest.raises(UnicodeEncodeError):
+        canonical_bytes({"a": "\ud800"})  # a lone surrogate has no UTF-8 form, whichever path
