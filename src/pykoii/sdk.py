@@ -80,6 +80,11 @@ class RoundContext:
     """Task variables the operator set (``requirementsTags`` of type TASK_VARIABLE)."""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("pykoii.task"))
 
+    def nodes(self) -> dict[str, str]:
+        """The task's nodes: ``{staking key: URL}`` as each registered it when it staked (Koii's
+        ``getNodes``). A node's task routes answer at ``<URL>/task/<task_id>/...``."""
+        return dict(self.ledger.node_urls())
+
 
 @dataclass(frozen=True)
 class Submitter:

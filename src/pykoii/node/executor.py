@@ -44,19 +44,20 @@ class RoundExecutor:
     staking: Any
 
     async def _execute(self, runtime: TaskRuntime, task: Any, record: Any, action: Any) -> None:
-        """Carry out one ``schedule.Action``: run its phase in the child, sign, journal, send."""
+        """Carry out one round-lane ``schedule.Action``: run its phase in the child, sign, journal,
+        send. (``RUN_TASK`` runs on the work lane: ``Node._start_work``.)"""
         kind, round_number = action.kind, action.round
         process = runtime.process
         assert process is not None
         task_id = runtime.record.task_id
         K = schedule.ActionKind
-        if kind is K.RUN_TASK:
-            record.mark(action.key)
-            self.journal.save_record(task_id, record.to_json())
-            await process.run_phase("task", round_number, self.slot)
-            return
         if kind is K.SUBMIT_PROOF:
             value = (await process.run_phase("submission", round_number, self.slot)).value
+            if value is None:
+                record.mark(action.key)
+                self.journal.save_record(task_id, record.to_json())
+                runtime.logger.info("submission() returned None: no proof for round %d", round_number)
+                return
             body = {"type": "submit", "task_id": task_id, "round": round_number, "submission_value": value}
             await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
         elif kind is K.SUBMIT_DISTRIBUTION:

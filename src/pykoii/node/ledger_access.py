@@ -19,9 +19,13 @@ class NodeLedger:
     def __init__(self, base_url: str, *, client: LedgerClient | None = None, transport: Any = None) -> None:
         self.base_url = base_url
         self.client = client or LedgerClient(base_url, transport=transport, retries=2)
+        self.slot_ms = 400
+        """The ledger's slot length in ms, as of the last ``slot()`` read."""
 
     async def slot(self) -> int:
-        return int((await asyncio.to_thread(self.client.slot))["slot"])
+        answer = await asyncio.to_thread(self.client.slot)
+        self.slot_ms = int(answer.get("slot_ms", self.slot_ms)) or self.slot_ms
+        return int(answer["slot"])
 
     async def task(self, task_id: str) -> dict[str, Any]:
         """The task's whole ``TaskState`` (every partial-fetch flag set)."""

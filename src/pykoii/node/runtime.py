@@ -14,6 +14,14 @@ ledger, ask ``schedule.due_actions`` what is due, run the needed phase in the ch
 staking key and send. The node's own round logic is only that executor: *what* is due and *how to
 vote* come from ``schedule.py``, shared with the simulator.
 
+Koii's phase model: ``task(R)`` runs on its own lane (a background job here, its own thread in the
+child) while the loop goes on with submission, audits, distribution and payout of earlier rounds;
+``schedule.waits_for_work`` says what waits for it (the next ``task()``, and the proof of round R).
+A phase that ends after its window closed is logged to the task log with its numbers
+(``schedule.overrun``: "submission of round 4 took 9 slots ...; its window is 6 slots ...").
+``task()`` may use its whole round: its time limit is the larger of ``--phase-timeout`` and the
+round's length.
+
 Data folder (``--data``, default ``~/.pykoii/node``)::
 
     keys/                   0700: staking_wallet.json (and main_wallet.json if the node made it)
@@ -56,6 +64,7 @@ from . import schedule
 from .control import OPERATOR_FILE
 from .executor import RoundExecutor
 from .journal import Journal, TaskRecord
+from .lanes import WorkLane
 from .ledger_access import NodeLedger
 from .limits import space_bytes
 from .masking import Masker
@@ -112,11 +121,14 @@ class TaskRuntime:
     last_submitted_round: int | None = None
     state: dict[str, Any] = field(default_factory=dict)
     loop: asyncio.Task[None] | None = None
+    work: asyncio.Task[None] | None = None
+    """The work lane: ``task()`` of round ``working``, running beside the loop."""
+    working: int | None = None
     logger: logging.Logger = field(default_factory=lambda: log)
     masker: Masker = field(default_factory=Masker)
 
 
-class Node(RoundExecutor):
+class Node(WorkLane, RoundExecutor):
     """One node. ``await node.run()`` serves HTTP and runs every enabled task until ``stop()``."""
 
     def __init__(
@@ -135,6 +147,7 @@ class Node(RoundExecutor):
         self.operator_secret = load_secret(self.data_dir)
         self.tasks: dict[str, TaskRuntime] = {}
         self.slot = -1
+        self._slot_read_at = self.clock.now()
         self._socket_dir: Path | None = None
         self._node_tag = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:10]
         self._setup_node_log()
@@ -399,11 +412,13 @@ class Node(RoundExecutor):
         runtime = self.tasks.get(task_id)
         if runtime is None:
             return
-        if runtime.loop is not None:
-            runtime.loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runtime.loop
-            runtime.loop = None
+        for job in (runtime.loop, runtime.work):
+            if job is not None:
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await job
+        runtime.loop = runtime.work = None
+        runtime.working = None
         if runtime.process is not None:
             await runtime.process.stop()
         if status is not None:
@@ -492,6 +507,7 @@ class Node(RoundExecutor):
         task_id = runtime.record.task_id
         await self._resend_pending(runtime)
         self.slot = await self.ledger.slot()
+        self._slot_read_at = self.clock.now()
         state = await self.ledger.task(task_id)
         runtime.state = state
         task = schedule.as_task_state(state)
@@ -502,7 +518,14 @@ class Node(RoundExecutor):
         self._watchdog(runtime, task, current)
         record = schedule.NodeRecord.from_json(self.journal.load_record(task_id))
         for action in schedule.due_actions(task, self.slot, record, self.staking.public_key):
+            if schedule.waits_for_work(action, runtime.working):
+                continue
+            if schedule.is_work(action):
+                self._start_work(runtime, task, record, action)
+                continue
+            started, began = self._slot_now(), self.clock.now()
             await self._execute(runtime, task, record, action)
+            self._check_window(runtime, task, action, started, began)
         if current > 8 and current % 4 == 0:
             record.prune(current - 6)
             self.journal.save_record(task_id, record.to_json())

@@ -122,6 +122,8 @@ class TaskProcess:
         self._next_id = 0
         self._readers: list[asyncio.Task[None]] = []
         self._phase_lock = asyncio.Lock()
+        self._work_lock = asyncio.Lock()
+        """``task`` runs on its own lane, beside the other phases (``schedule.waits_for_work``)."""
         self._listener: socket.socket | None = None
         self._own_socket_dir = False
 
@@ -345,7 +347,7 @@ class TaskProcess:
         protocol.
         """
         timeout = self.limits.phase_timeout if timeout is None else timeout
-        async with self._phase_lock:
+        async with self._work_lock if phase == "task" else self._phase_lock:
             if not self.running:
                 raise SandboxError(f"task {self.task_id}: the child is not running", task_id=self.task_id)
             self._next_id += 1

@@ -27,6 +27,14 @@ the window comes back in ``Action.votes`` as a ``true`` vote to cast, without ru
 Rounds before a node's first ``RUN_TASK`` are not submitted for: a node that starts mid-round submits
 from the next full round on.
 
+**Two lanes, Koii's phase model.** ``RUN_TASK`` (the round's work) runs on its own lane, alongside
+everything else: a slow ``task(R)`` never holds up ``submission``, ``audit``, distribution or payout
+of earlier rounds. Two rules tie the lanes together (``waits_for_work``): one ``task()`` at a time,
+and the proof of round R waits while ``task(R)`` is still running (within the proof window; after it
+the ledger refuses the proof anyway). Each action has the window the ledger accepts it in
+(``action_window``); a phase that ends after its window closed is reported with its numbers
+(``overrun``). The node and the simulator both apply these rules.
+
 The task may be the ledger's ``TaskState`` or its plain JSON form (what the ledger's HTTP API
 returns); plain JSON is converted with ``pykoii.ledger.codec.from_plain`` (see ``as_task_state``).
 """
@@ -41,7 +49,15 @@ from typing import Any, cast
 from ..ledger.audits import AuditRing, beacon_of, is_judged_valid, ring_for
 from ..ledger.codec import from_plain
 from ..ledger.distribution import list_root, passed_list, round_bounty
-from ..ledger.rounds import distribution_audit_window, distribution_window, round_of, round_start
+from ..ledger.rounds import (
+    audit_window,
+    describe,
+    distribution_audit_window,
+    distribution_window,
+    round_of,
+    round_start,
+    submission_window,
+)
 from ..ledger.state import AuditTrigger, DistributionList, TaskState
 from ..ledger.types import Roe
 from ..sdk import Submitter
@@ -153,6 +169,14 @@ def as_task_state(task: TaskState | Mapping[str, Any]) -> TaskState:
 
 _BEACONS: dict[tuple[str, int, int], str] = {}
 _CACHE_SIZE = 256
+
+
+def clear_memos() -> None:
+    """Forget memoized beacons and distribution orders. They are keyed by task id, round and
+    submission count, which is only unique within one ledger: a process that runs several ledgers
+    holding the same task ids (the simulator, run after run with one seed) clears them between runs."""
+    _BEACONS.clear()
+    _CANDIDATES.clear()
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
@@ -431,6 +455,68 @@ def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeReco
     return actions
 
 
+# --- the two lanes and the windows ------------------------------------------------------------
+
+
+PHASE_OF = {
+    ActionKind.RUN_TASK: "task",
+    ActionKind.SUBMIT_PROOF: "submission",
+    ActionKind.AUDIT_PROOFS: "audit",
+    ActionKind.SUBMIT_DISTRIBUTION: "distribution",
+    ActionKind.AUDIT_DISTRIBUTION: "distribution audit",
+    ActionKind.PAYOUT: "payout",
+}
+"""The phase of the author's code each action runs (``payout`` runs none)."""
+
+
+def is_work(action: Action) -> bool:
+    """Whether the action runs on the work lane (``task``), beside the other phases."""
+    return action.kind is ActionKind.RUN_TASK
+
+
+def waits_for_work(action: Action, working: int | None) -> bool:
+    """Whether ``action`` must wait while ``task(working)`` runs (``working`` is ``None`` when the
+    work lane is free): a second ``task()``, and the proof of the round being worked on, wait."""
+    if working is None:
+        return False
+    if action.kind is ActionKind.RUN_TASK:
+        return True
+    return action.kind is ActionKind.SUBMIT_PROOF and action.round == working
+
+
+def action_window(task: TaskState, action: Action) -> range:
+    """The slots in which the action's phase must end: the window the ledger accepts its
+    transaction in (``task``: its own round; ``payout``: from its first chance on)."""
+    r, attempt = action.round, action.attempt
+    kind = action.kind
+    if kind is ActionKind.RUN_TASK:
+        return range(round_start(task, r), round_start(task, r + 1))
+    if kind is ActionKind.SUBMIT_PROOF:
+        return submission_window(task, r)
+    if kind is ActionKind.AUDIT_PROOFS:
+        return audit_window(task, r)
+    if kind is ActionKind.SUBMIT_DISTRIBUTION:
+        return distribution_window(task, r, attempt)
+    if kind is ActionKind.AUDIT_DISTRIBUTION:
+        return distribution_audit_window(task, r, attempt)
+    start = distribution_audit_window(task, r, 0).stop
+    return range(start, start + (1 << 62))
+
+
+def overrun(task: TaskState, action: Action, started: int, ended: int, seconds: float) -> str | None:
+    """``None`` if the action's phase, run from slot ``started`` to slot ``ended`` (``seconds`` of
+    wall time), ended inside its window; else what happened, with the numbers."""
+    window = action_window(task, action)
+    if ended < window.stop:
+        return None
+    took = ended - started
+    return (
+        f"{PHASE_OF[action.kind]} of round {action.round} took {took} slot{'s' if took != 1 else ''} "
+        f"({seconds:.2f} s, slots {started}-{ended}); its window is {len(window)} slots "
+        f"({describe(window)}) and closed before it ended"
+    )
+
+
 def _earlier_attempt_passed(task: TaskState, round_number: int, attempt: int) -> bool:
     return any(
         passed_list(task, round_number, selected_for(task, round_number, earlier)) is not None  # type: ignore[arg-type]
@@ -439,24 +525,30 @@ def _earlier_attempt_passed(task: TaskState, round_number: int, attempt: int) ->
 
 
 __all__ = [
+    "PHASE_OF",
     "Action",
     "ActionKind",
     "NodeRecord",
     "action_key",
+    "action_window",
     "as_task_state",
     "can_submit",
+    "clear_memos",
     "decide_vote",
     "distribution_bounty",
     "distribution_order",
     "due_actions",
     "has_voted",
     "is_triggered",
+    "is_work",
     "list_matches",
     "net_votes",
+    "overrun",
     "payout_ready",
     "proof_ring",
     "round_beacon_of",
     "selected_for",
     "submitted_list",
     "submitters_of",
+    "waits_for_work",
 ]

@@ -3,8 +3,9 @@
 It runs inside the task's sandbox (see ``isolation.py``). It reads the node's ``init`` message, sets
 its rlimits and the task variables as its environment (``limits.apply``), imports the author's
 ``Task``, serves the task's ``routes()`` on the listening unix socket the node passed it (uvicorn),
-and then runs phases on request, one at a time, in a worker thread, so a slow phase never stops the
-routes. Ledger reads are sent to the node as requests; the key-value store is local (``store.py``).
+and then runs phases on request in two worker threads (``task`` on one, every other phase one at a
+time on the other, Koii's phase model), so a slow phase never stops the routes or the other lane.
+Ledger reads are sent to the node as requests; the key-value store is local (``store.py``).
 See ``protocol.py`` for the messages.
 """
 
@@ -115,6 +116,8 @@ class Worker:
         self.task = load_task(init["code"])
         self._RoundContext = RoundContext
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phase")
+        self.work_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="work")
+        """``task()`` runs here, so a slow one never holds up submission, audit or distribution."""
 
     def context(self, round_number: int, slot: int) -> Any:
         return self._RoundContext(
@@ -155,7 +158,7 @@ class Worker:
             elif phase == "audit":
                 value = bool(value)
             elif phase == "submission":
-                value = "" if value is None else str(value)
+                value = None if value is None else str(value)  # None: skip the round
             else:
                 value = None
             self.channel.send({"kind": "result", "id": request_id, "ok": True, "value": value})
@@ -175,20 +178,8 @@ class Worker:
     def serve_routes(self, listen_fd: int) -> None:
         """Serve the task's routes on the socket the node passed (in a background thread)."""
         import uvicorn
-        from starlette.applications import Starlette
-        from starlette.responses import JSONResponse
-        from starlette.routing import Route
 
-        async def status(request: Any) -> JSONResponse:
-            return JSONResponse({"status": 200, "message": "Running", "task_id": self.task_id})
-
-        async def task_id(request: Any) -> JSONResponse:
-            return JSONResponse({"taskId": self.task_id})
-
-        app = Starlette(routes=[*self.routes(), Route("/", status), Route("/id", task_id)])
-        app.state.store = self.store
-        app.state.task = self.task
-        app.state.ledger = self.ledger
+        app = task_app(self.task, self.task_id, self.store, self.ledger, self.variables)
         sock = socket.socket(fileno=listen_fd)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         server = uvicorn.Server(config)
@@ -197,13 +188,32 @@ class Worker:
         )
         thread.start()
 
-    def routes(self) -> list[Any]:
-        if getattr(self.task, "store", None) is None:
-            try:
-                self.task.store = self.store  # type: ignore[attr-defined]
-            except AttributeError:
-                pass
-        return list(self.task.routes() or [])
+
+def task_app(task: Any, task_id: str, store: Any, ledger: Any, variables: Any) -> Any:
+    """The Starlette app of a task's routes, as the node serves it under ``/task/<task_id>/``:
+    ``routes()`` plus Koii's ``GET /`` and ``GET /id``; ``request.app.state`` has ``store``, ``task``,
+    ``ledger`` and ``variables``. The simulator serves each virtual node with this same app."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def status(request: Any) -> JSONResponse:
+        return JSONResponse({"status": 200, "message": "Running", "task_id": task_id})
+
+    async def identity(request: Any) -> JSONResponse:
+        return JSONResponse({"taskId": task_id})
+
+    if getattr(task, "store", None) is None:
+        try:
+            task.store = store
+        except AttributeError:
+            pass
+    app = Starlette(routes=[*list(task.routes() or []), Route("/", status), Route("/id", identity)])
+    app.state.store = store
+    app.state.task = task
+    app.state.ledger = ledger
+    app.state.variables = dict(variables)
+    return app
 
 
 def main() -> None:
@@ -244,7 +254,8 @@ def main() -> None:
             break
         message = protocol.decode(line)
         if message["kind"] == "run":
-            worker.executor.submit(worker.run, message)
+            lane = worker.work_executor if message.get("phase") == "task" else worker.executor
+            lane.submit(worker.run, message)
         elif message["kind"] == "reply":
             channel.resolve(message)
         elif message["kind"] == "stop":

@@ -31,54 +31,36 @@ their behaviours), ``result.py`` (``SimulationResult`` and its property checks) 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..config import TaskConfig, load_config
 from ..errors import ConfigError
 from ..sdk import Task, load_task
-from .engine import Simulation
-from .nodes import FAULTY, HONEST, LAZY, OFFLINE, MemoryStore, SimulatedNode, StateReader, corrupt
+from .engine import DEFAULT_SLOT_MS, Simulation
+from .nodes import (
+    FAULTY,
+    HONEST,
+    LAZY,
+    OFFLINE,
+    FaultyBehaviour,
+    MemoryStore,
+    SimulatedNode,
+    StateReader,
+    corrupt,
+)
 from .report import render
 from .result import PHASES, PropertyCheck, RoundReport, SimulationResult
 
 
-def simulate(
-    task: str | Path | Task,
-    *,
-    nodes: int = 5,
-    rounds: int = 3,
-    faulty: int = 0,
-    lazy_auditors: int = 0,
-    offline: int = 0,
-    seed: int = 0,
-    stake: int | None = None,
-    config: TaskConfig | str | Path | None = None,
-    variables: dict[str, str] | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> SimulationResult:
-    """Run a task on ``nodes`` simulated nodes for ``rounds`` rounds, then settle every round.
+def simulate(task: str | Path | Task, **options: Any) -> SimulationResult:
+    """Run a task on simulated nodes for some rounds, then settle every round.
 
-    ``task`` is a task folder (with ``task.py`` and ``config-task.yml``), a ``task.py`` path, or a
-    ``Task`` instance (then pass ``config``). ``stake`` is each node's stake in ROE (default: twice
-    ``minimum_stake_amount``). ``progress`` gets one line per round. Cannot be called from a running
-    event loop; use ``simulate_async`` there.
+    Takes the arguments of ``simulate_async``. Cannot be called from a running event loop; use
+    ``simulate_async`` there.
     """
-    return asyncio.run(
-        simulate_async(
-            task,
-            nodes=nodes,
-            rounds=rounds,
-            faulty=faulty,
-            lazy_auditors=lazy_auditors,
-            offline=offline,
-            seed=seed,
-            stake=stake,
-            config=config,
-            variables=variables,
-            progress=progress,
-        )
-    )
+    return asyncio.run(simulate_async(task, **options))
 
 
 async def simulate_async(
@@ -92,10 +74,24 @@ async def simulate_async(
     seed: int = 0,
     stake: int | None = None,
     config: TaskConfig | str | Path | None = None,
-    variables: dict[str, str] | None = None,
+    variables: Mapping[str, str] | None = None,
+    node_variables: Mapping[int, Mapping[str, str]] | None = None,
+    roles: Mapping[int, str] | None = None,
+    faulty_behaviour: Any = None,
+    slot_ms: float = DEFAULT_SLOT_MS,
     progress: Callable[[str], None] | None = None,
 ) -> SimulationResult:
-    """``simulate`` for callers already inside an event loop."""
+    """Run a task on ``nodes`` simulated nodes for ``rounds`` rounds, then settle every round.
+
+    ``task`` is a task folder (with ``task.py`` and ``config-task.yml``), a ``task.py`` path, or a
+    ``Task`` instance (then pass ``config``). ``stake`` is each node's stake in ROE (default: twice
+    ``minimum_stake_amount``). ``variables`` go to every node, ``node_variables`` (``{index: {NAME:
+    VALUE}}``) to one node on top. ``roles`` (``{index: "faulty"}``) fixes some nodes' behaviour; the
+    ``faulty``/``lazy_auditors``/``offline`` counts not covered by it are drawn from the seed.
+    ``faulty_behaviour`` says what faulty nodes do (``FaultyBehaviour``: a Task, variables or a proof
+    hook; default: a corrupted proof). ``slot_ms`` is the virtual slot length phase durations are
+    counted in. ``progress`` gets one line per round.
+    """
     if isinstance(task, Task):
         instance = task
         if config is None:
@@ -120,17 +116,23 @@ async def simulate_async(
         seed=seed,
         stake=stake,
         variables=variables,
+        node_variables=node_variables,
+        roles=roles,
+        faulty_behaviour=faulty_behaviour,
+        slot_ms=slot_ms,
         progress=progress,
     )
     return await simulation.run_async()
 
 
 __all__ = [
+    "DEFAULT_SLOT_MS",
     "FAULTY",
     "HONEST",
     "LAZY",
     "OFFLINE",
     "PHASES",
+    "FaultyBehaviour",
     "MemoryStore",
     "PropertyCheck",
     "RoundReport",

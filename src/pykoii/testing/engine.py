@@ -3,15 +3,21 @@
 Each node runs the author's ``Task`` (its own instance and ``MemoryStore``); every transaction is
 signed with the node's seed-derived key, checked with ``verify_envelope`` and applied with
 ``apply_transaction`` to one in-process ``LedgerState``. Nodes act in index order within a slot.
+
+Time: slot ``s`` begins at ``s * slot_ms`` virtual milliseconds. Each node has the node's two lanes
+(``pykoii.node.schedule``: ``waits_for_work``, ``is_work``); a phase begins when its lane is free and
+lasts as long as the author's code really took, so its transaction is sent in the slot the phase
+ended, and a phase that ends after its window is reported (``schedule.overrun``) and refused by the
+ledger as on a real network. Phases far shorter than a slot change nothing, so runs stay
+byte-identical; phases near a slot boundary may land in different slots from run to run.
 Use ``pykoii.testing.simulate``; this module is for stepping a run yourself.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import random
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..clock import SystemClock
@@ -26,24 +32,36 @@ from ..ledger.state import TaskState
 from ..node.schedule import (
     Action,
     ActionKind,
+    clear_memos,
     decide_vote,
     distribution_bounty,
     due_actions,
     is_triggered,
+    is_work,
     list_matches,
+    overrun,
     submitters_of,
+    waits_for_work,
 )
 from ..sdk import RoundContext, Task, as_distribution_list, invoke
-from .nodes import FAULTY, HONEST, LAZY, OFFLINE, MemoryStore, SimulatedNode, StateReader, corrupt
-from .result import (
-    PHASES,
-    PROPERTY_BOUNTY,
-    PROPERTY_CAUGHT,
-    PROPERTY_HONEST,
-    PropertyCheck,
-    RoundReport,
-    SimulationResult,
+from .nodes import (
+    FAULTY,
+    LAZY,
+    OFFLINE,
+    FaultyBehaviour,
+    LogCollector,
+    MemoryStore,
+    SimulatedNode,
+    StateReader,
+    corrupt,
+    node_roles,
+    task_factory,
 )
+from .result import PHASES, RoundReport, SimulationResult, check_properties
+from .routes import NodeServer
+
+DEFAULT_SLOT_MS = 400.0
+"""Virtual slot length: the ledger's default (``pykoii ledger run --slot-ms``)."""
 
 
 def _seed_bytes(seed: int, *parts: str) -> bytes:
@@ -65,38 +83,58 @@ class Simulation:
         offline: int = 0,
         seed: int = 0,
         stake: int | None = None,
-        variables: dict[str, str] | None = None,
+        variables: Mapping[str, str] | None = None,
+        node_variables: Mapping[int, Mapping[str, str]] | None = None,
+        roles: Mapping[int, str] | None = None,
+        faulty_behaviour: Any = None,
+        slot_ms: float = DEFAULT_SLOT_MS,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        if nodes < 1:
-            raise ConfigError(f"--nodes is {nodes}; accepted: 1 or more", field="nodes", received=nodes)
+        counts = {"faulty": faulty, "lazy-auditors": lazy_auditors, "offline": offline}
+        assigned = node_roles(nodes, seed, counts, dict(roles or {}))
         if rounds < 1:
             raise ConfigError(f"--rounds is {rounds}; accepted: 1 or more", field="rounds", received=rounds)
-        for name, count in (("faulty", faulty), ("lazy-auditors", lazy_auditors), ("offline", offline)):
-            if count < 0:
-                raise ConfigError(f"--{name} is {count}; accepted: 0 or more", field=name, received=count)
-        if faulty + lazy_auditors + offline > nodes:
+        if not slot_ms > 0:
             raise ConfigError(
-                f"--faulty + --lazy-auditors + --offline is {faulty + lazy_auditors + offline}; accepted: at "
-                f"most --nodes ({nodes}), since each node has one behaviour",
-                field="faulty",
-                received=faulty + lazy_auditors + offline,
+                f"--slot-ms is {slot_ms}; accepted: more than 0", field="slot_ms", received=slot_ms
             )
+        for index in node_variables or {}:
+            if not 0 <= index < nodes:
+                raise ConfigError(
+                    f"--node-var for node {index}; accepted: a node index 0-{nodes - 1}",
+                    field="node_variables",
+                    received=index,
+                )
         self.config = config
         self.rounds = rounds
         self.seed = seed
+        self.slot_ms = float(slot_ms)
         self.stake = stake if stake is not None else max(2 * config.minimum_stake_amount, 1)
         self.variables = dict(variables or {})
         self.progress = progress
         self.clock = SystemClock()
-        roles = [FAULTY] * faulty + [LAZY] * lazy_auditors + [OFFLINE] * offline
-        roles += [HONEST] * (nodes - len(roles))
-        random.Random(seed).shuffle(roles)
-        make = task if callable(task) and not isinstance(task, Task) else _copier(task)
+        self.faulty = FaultyBehaviour.of(faulty_behaviour)
+        self.logs = LogCollector()
+        make = task_factory(task)
         self.nodes = []
-        for index, role in enumerate(roles):
+        for index, role in enumerate(assigned):
             keypair = Keypair.from_seed(_seed_bytes(seed, "node", str(index)))
-            self.nodes.append(SimulatedNode(index, keypair.public_key, role, keypair, make(), MemoryStore()))
+            own = role == FAULTY and self.faulty.make_task is not None
+            node = SimulatedNode(
+                index,
+                keypair.public_key,
+                role,
+                keypair,
+                (self.faulty.make_task or make)() if own else make(),
+                MemoryStore(),
+            )
+            node.log = self.logs.logger(id(self), index)
+            node.variables = {
+                **self.variables,
+                **(self.faulty.variables if role == FAULTY else {}),
+                **dict((node_variables or {}).get(index, {})),
+            }
+            self.nodes.append(node)
         self.manager = Keypair.from_seed(_seed_bytes(seed, "manager"))
         self.state = LedgerState(
             params=LedgerParams(devnet=True, airdrop_limit=10**30, airdrop_cooldown_slots=0)  # type: ignore[arg-type]
@@ -104,13 +142,18 @@ class Simulation:
         self.log: list[dict[str, Any]] = []
         self.timings: dict[str, list[float]] = {phase: [] for phase in PHASES}
         self.task_errors: list[str] = []
+        self.overruns: list[str] = []
         self.task_id = ""
         self.reports: dict[int, RoundReport] = {}
         self.rewards: dict[str, int] = {}
         self.slashes: dict[str, int] = {}
-        self.paid_rounds: dict[int, int] = {}
-        self.slashed_by_round: dict[int, dict[str, int]] = {}
         self.corrupted: dict[int, set[str]] = {}
+        self.urls: dict[str, str] = {}
+        self.server: NodeServer | None = None
+        self.pending: dict[int, list[tuple[Keypair, list[dict[str, Any]]]]] = {}
+        """Transactions of phases that end in a later slot than they began: sent in that slot."""
+        self.cursor_ms = 0.0
+        """The virtual time of the lane running a phase now (advanced by each phase's duration)."""
         self._submitters_cache: dict[tuple[int, int], Any] = {}
 
     # --- ledger -----------------------------------------------------------------------------
@@ -188,6 +231,15 @@ class Simulation:
             work = range(round_start(task, r), round_start(task, r + 1))
             self.reports[r] = RoundReport(r, work, submission_window(task, r), audit_window(task, r))
 
+    def serve_routes(self) -> None:
+        """Start the nodes' HTTP server; the URLs they registered resolve to it."""
+        self.server = NodeServer(
+            self.nodes, self.task_id, lambda node: StateReader(self.state, self.task_id, self.urls)
+        )
+        for node in self.nodes:
+            self.urls[f"http://node-{node.index}.simulated"] = node.url
+        self.server.start()
+
     # --- phases -----------------------------------------------------------------------------
 
     def context(self, node: SimulatedNode, round_number: int, slot: int) -> RoundContext:
@@ -197,12 +249,14 @@ class Simulation:
             slot=slot,
             public_key=node.public_key,
             store=node.store,
-            ledger=StateReader(self.state, self.task_id),
-            variables=self.variables,
+            ledger=StateReader(self.state, self.task_id, self.urls),
+            variables=node.variables,
+            log=node.log,
         )
 
     async def call(self, phase: str, node: SimulatedNode, method: Any, *args: Any) -> tuple[bool, Any]:
-        """Run one phase of the author's code, timed; an exception is reported, not raised."""
+        """Run one phase of the author's code, timed; its duration moves the lane's clock
+        (``cursor_ms``). An exception is reported, not raised."""
         start = self.clock.now()
         try:
             value = await invoke(method, *args)
@@ -212,8 +266,25 @@ class Simulation:
             )
             return False, None
         finally:
-            self.timings[phase].append((self.clock.now() - start) * 1000)
+            elapsed = (self.clock.now() - start) * 1000
+            self.timings[phase].append(elapsed)
+            self.cursor_ms += elapsed
         return True, value
+
+    def emit(self, node: SimulatedNode, bodies: dict[str, Any] | list[dict[str, Any]], slot: int) -> None:
+        """Send a phase's transactions in the slot its phase ended (now, or queued for that slot), in
+        order, stopping at the first the ledger refuses."""
+        batch = [bodies] if isinstance(bodies, dict) else list(bodies)
+        at = max(slot, int(self.cursor_ms // self.slot_ms))
+        if at == slot:
+            self.send_all(node.keypair, batch, slot)
+        else:
+            self.pending.setdefault(at, []).append((node.keypair, batch))
+
+    def send_all(self, keypair: Keypair, batch: list[dict[str, Any]], slot: int) -> None:
+        for body in batch:
+            if not self.send(keypair, body, slot):
+                break
 
     def submitters(self, round_number: int) -> Any:
         # Public state read by every auditor at the same moment: the same list for all of them.
@@ -224,6 +295,26 @@ class Simulation:
             cached = self._submitters_cache[key] = submitters_of(self.task_state, round_number)
         return cached
 
+    async def step(self, node: SimulatedNode, action: Action, slot: int) -> None:
+        """Run one action on its lane (``pykoii.node.schedule``'s two-lane rule) in virtual time."""
+        now = slot * self.slot_ms
+        work = is_work(action)
+        self.cursor_ms = max(now, node.work_until_ms if work else node.round_free_ms)
+        begun = self.cursor_ms
+        if work:
+            node.working = action.round
+        await self.execute(node, action, slot)
+        if work:
+            node.work_until_ms = self.cursor_ms
+        else:
+            node.round_free_ms = self.cursor_ms
+        ended = int(self.cursor_ms // self.slot_ms)
+        late = overrun(
+            self.task_state, action, int(begun // self.slot_ms), ended, (self.cursor_ms - begun) / 1000
+        )
+        if late is not None:
+            self.overruns.append(f"node {node.index}: {late}")
+
     async def execute(self, node: SimulatedNode, action: Action, slot: int) -> None:
         kind, r = action.kind, action.round
         record = node.record
@@ -232,15 +323,26 @@ class Simulation:
             await self.call("task", node, node.task.task, self.context(node, r, slot))
         elif kind is ActionKind.SUBMIT_PROOF:
             record.mark(action.key)
-            ok, value = await self.call("submission", node, node.task.submission, self.context(node, r, slot))
-            if not ok:
+            ctx = self.context(node, r, slot)
+            ok, value = await self.call("submission", node, node.task.submission, ctx)
+            if not ok or value is None:  # None: this node skips the round
                 return
-            value = "" if value is None else str(value)
-            if node.role == FAULTY:
-                value = corrupt(value, node.public_key)
+            value = str(value)
+            if node.role == FAULTY and not self.faulty.runs_own_code:
+                own = value
+                if self.faulty.hook is not None:
+                    ok, value = await self.call("submission", node, self.faulty.hook, ctx, value)
+                    if not ok or value is None:
+                        return
+                    value = str(value)
+                else:
+                    value = corrupt(value, node.public_key)
+                if value != own:
+                    self.corrupted.setdefault(r, set()).add(node.public_key)
+            elif node.role == FAULTY:
                 self.corrupted.setdefault(r, set()).add(node.public_key)
             body = {"type": "submit", "task_id": self.task_id, "round": r, "submission_value": value}
-            self.send(node.keypair, body, slot)
+            self.emit(node, body, slot)
         elif kind in (ActionKind.AUDIT_PROOFS, ActionKind.AUDIT_DISTRIBUTION):
             await self.audit(node, action, slot)
         elif kind is ActionKind.SUBMIT_DISTRIBUTION:
@@ -257,12 +359,10 @@ class Simulation:
             except Exception as exc:  # noqa: BLE001 - TaskCodeError from the author's return value
                 self.task_errors.append(f"node {node.index} distribution round {r}: {exc}")
                 return
-            for body in distribution_transactions(self.task_id, r, dist.rewards, dist.slashes):
-                if not self.send(node.keypair, body, slot):
-                    break
+            self.emit(node, distribution_transactions(self.task_id, r, dist.rewards, dist.slashes), slot)
         elif kind is ActionKind.PAYOUT:
             record.mark(action.key)
-            self.send(node.keypair, {"type": "payout", "task_id": self.task_id, "round": r}, slot)
+            self.emit(node, {"type": "payout", "task_id": self.task_id, "round": r}, slot)
 
     async def audit(self, node: SimulatedNode, action: Action, slot: int) -> None:
         kind, r = action.kind, action.round
@@ -307,19 +407,30 @@ class Simulation:
                 "candidate": candidate,
                 "is_valid": vote,
             }
-            self.send(node.keypair, body, slot)
+            self.emit(node, body, slot)
 
     # --- the run ------------------------------------------------------------------------------
 
     def settled(self) -> bool:
         task = self.task_state
-        return all(
+        return not self.pending and all(
             r in task.distributions_audit_record or not task.submissions.get(r)  # type: ignore[call-overload]
             for r in range(self.rounds)
         )
 
     async def run_async(self) -> SimulationResult:
+        clear_memos()
         self.setup_ledger()
+        self.serve_routes()
+        try:
+            return await self._run()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+            for node in self.nodes:
+                logging.Logger.manager.loggerDict.pop(node.log.name, None)
+
+    async def _run(self) -> SimulationResult:
         task = self.task_state
         for node in self.nodes:
             if node.role != OFFLINE:
@@ -334,6 +445,8 @@ class Simulation:
             if current != reported and self.progress is not None:
                 reported = current
                 self.progress(self._progress_line(current))
+            for keypair, batch in self.pending.pop(slot, []):
+                self.send_all(keypair, batch, slot)
             for node in active:
                 for action in due_actions(task, slot, node.record, node.public_key):
                     if (
@@ -341,7 +454,11 @@ class Simulation:
                         and action.round >= self.rounds
                     ):
                         continue
-                    await self.execute(node, action, slot)
+                    if waits_for_work(action, node.working_at(slot, self.slot_ms)):
+                        continue
+                    if not is_work(action) and node.round_busy(slot, self.slot_ms):
+                        continue
+                    await self.step(node, action, slot)
             slot += 1
             if current >= self.rounds + 1 and slot == round_start(task, current + 1) and self.settled():
                 break
@@ -356,6 +473,12 @@ class Simulation:
 
     def result(self, slots: int) -> SimulationResult:
         task = self.task_state
+        errors = self.task_errors + (self.server.errors if self.server is not None else [])
+        reports = [self.reports[r] for r in range(self.rounds)]
+        faulty = {key for keys in self.corrupted.values() for key in keys}
+        faulty |= {
+            node.public_key for node in self.nodes if node.role == FAULTY and self.faulty.runs_own_code
+        }
         return SimulationResult(
             task_id=self.task_id,
             config=self.config,
@@ -364,68 +487,28 @@ class Simulation:
             seed=self.seed,
             stake=self.stake,
             log=self.log,
-            reports=[self.reports[r] for r in range(self.rounds)],
+            reports=reports,
             rewards=dict(self.rewards),
             slashes=dict(self.slashes),
             final_stakes={n.public_key: task.stake_list.get(n.public_key, 0) for n in self.nodes},  # type: ignore[call-overload]
             timings=self.timings,
-            task_errors=self.task_errors,
-            properties=self.check_properties(),
+            task_errors=errors,
+            properties=check_properties(
+                self.nodes,
+                reports,
+                self.slashes,
+                self.corrupted,
+                faulty,
+                self.config.bounty_amount_per_round,
+                errors,
+                self.overruns,
+            ),
             slots=slots,
             final_state=self.state,
+            overruns=self.overruns,
+            slot_ms=self.slot_ms,
+            logs=self.logs.lines,
         )
 
-    def check_properties(self) -> list[PropertyCheck]:
-        honest_slashed = sorted(key for key in self.slashes if not self._is_faulty(key))
-        over = [
-            f"round {r.round} paid {r.reward_total} ROE"
-            for r in self.reports.values()
-            if r.reward_total > self.config.bounty_amount_per_round
-        ]
-        missed = []
-        for report in self.reports.values():
-            if report.outcome != "paid":
-                continue
-            for key in sorted(self.corrupted.get(report.round, ())):
-                if key not in report.slashed:
-                    missed.append(f"round {report.round}: node {self._index(key)} ({key[:8]}…)")
-        unpaid = [r.round for r in self.reports.values() if r.outcome != "paid" and r.submissions]
-        caught_detail = "; ".join(missed) if missed else "every corrupted proof of a paid round was slashed"
-        if unpaid and not missed:
-            caught_detail += f" (rounds not paid: {', '.join(map(str, unpaid))})"
-        return [
-            PropertyCheck(
-                PROPERTY_HONEST,
-                not honest_slashed,
-                "slashed: " + ", ".join(f"node {self._index(k)}" for k in honest_slashed)
-                if honest_slashed
-                else "no honest node lost stake",
-            ),
-            PropertyCheck(
-                PROPERTY_BOUNTY,
-                not over,
-                "; ".join(over) if over else "every round paid at most bounty_amount_per_round",
-            ),
-            PropertyCheck(PROPERTY_CAUGHT, not missed, caught_detail),
-        ]
 
-    def _is_faulty(self, key: str) -> bool:
-        return any(key in keys for keys in self.corrupted.values())
-
-    def _index(self, key: str) -> int:
-        return next(node.index for node in self.nodes if node.public_key == key)
-
-
-def _copier(task: Task) -> Callable[[], Task]:
-    cls = type(task)
-
-    def make() -> Task:
-        try:
-            return cls()
-        except TypeError:
-            return copy.deepcopy(task)
-
-    return make
-
-
-__all__ = ["Simulation"]
+__all__ = ["DEFAULT_SLOT_MS", "Simulation"]

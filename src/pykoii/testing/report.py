@@ -15,8 +15,6 @@ from ..config import roe_to_koii
 from ..ledger.rounds import distribution_audit_window, distribution_window
 from .result import PHASES, SimulationResult
 
-SLOT_MS = 408
-"""Koii's simulateTask converts milliseconds to slots with ``ceil(ms / 408)``."""
 MAX_DIAGRAM_SLOTS = 120
 MAX_NODE_ROWS = 20
 
@@ -72,6 +70,8 @@ def stacking_diagram(result: SimulationResult) -> str:
     """One row per round, one character per slot: W work, S proof submission, A proof audit,
     D list submission, d list audit, P payout (only for short runs)."""
     task = result.final_state.tasks[result.task_id]  # type: ignore[index]
+    if not any(r.payout_slot is not None for r in result.reports):
+        return ""  # nothing was settled: the timeline says so
     end = max((r.payout_slot or 0) for r in result.reports) + 1
     if end > MAX_DIAGRAM_SLOTS or len(result.reports) > 12:
         return ""
@@ -102,20 +102,37 @@ def stacking_diagram(result: SimulationResult) -> str:
 
 
 def timing_table(result: SimulationResult) -> str:
-    """Average, minimum and maximum time of each phase, like Koii's simulateTask table."""
+    """Average, minimum and maximum time of each phase, and the most slots it took against its
+    window (slots are ``slot_ms`` long; a phase whose time passes its window is marked)."""
+    task = result.final_state.tasks[result.task_id]  # type: ignore[index]
+    windows = {
+        "task": task.round_time,
+        "submission": task.submission_window,
+        "audit": task.audit_window,
+        "distribution": task.submission_window,
+        "distribution audit": task.audit_window,
+    }
     lines = [
-        "Phase timing (your task code; slots = ceil(ms / 408))",
-        f"  {'phase':<20}{'calls':>8}{'avg ms':>10}{'min ms':>10}{'max ms':>10}{'max slots':>11}",
+        f"Phase timing (your task code; slots of {result.slot_ms:g} ms)",
+        f"  {'phase':<20}{'calls':>8}{'avg ms':>10}{'min ms':>10}{'max ms':>10}{'max slots':>11}"
+        f"{'window':>8}",
     ]
     for phase in PHASES:
         samples = result.timings.get(phase, [])
         if not samples:
             continue
         peak = max(samples)
+        slots = math.ceil(peak / result.slot_ms)
+        mark = "  OVER" if slots > windows[phase] else ""
         lines.append(
             f"  {phase:<20}{len(samples):>8}{statistics.fmean(samples):>10.3f}{min(samples):>10.3f}"
-            f"{peak:>10.3f}{max(1, math.ceil(peak / SLOT_MS)):>11}"
+            f"{peak:>10.3f}{slots:>11}{windows[phase]:>8}{mark}"
         )
+    if result.overruns:
+        lines.append("  phases that ended after their window closed:")
+        lines += [f"    {line}" for line in result.overruns[:10]]
+        if len(result.overruns) > 10:
+            lines.append(f"    … and {len(result.overruns) - 10} more")
     return "\n".join(lines)
 
 
@@ -160,12 +177,14 @@ def render(result: SimulationResult) -> str:
     roles = {role: len(result.keys(role)) for role in ("honest", "faulty", "lazy", "offline")}
     who = ", ".join(f"{count} {role}" for role, count in roles.items() if count)
     refused = result.refused()
+    paid = sum(1 for r in result.reports if r.outcome == "paid")
     parts = [
         f"Simulated task {result.config.task_name!r} ({result.task_id[:8]}…): "
         f"{len(result.nodes)} nodes ({who}), "
         f"{result.rounds} rounds, seed {result.seed}; {len(result.log)} signed transactions "
         f"({len(refused)} refused) over {result.slots} slots; log sha256 {result.log_digest()[:16]}…",
-        timeline(result),
+        timeline(result)
+        + ("" if paid else "\n  no round was paid (no node submitted, or no list stood its audit)"),
         timing_table(result),
         reward_table(result),
     ]

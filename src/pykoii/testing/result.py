@@ -18,6 +18,8 @@ PHASES = ("task", "submission", "audit", "distribution", "distribution audit")
 PROPERTY_HONEST = "honest nodes never slashed"
 PROPERTY_BOUNTY = "payouts within bounty"
 PROPERTY_CAUGHT = "faulty submitters caught"
+PROPERTY_WINDOWS = "phases end within their windows"
+PROPERTY_ERRORS = "task code and routes ran without errors"
 
 
 @dataclass
@@ -74,6 +76,12 @@ class SimulationResult:
     properties: list[PropertyCheck]
     slots: int
     final_state: LedgerState = field(repr=False)
+    overruns: list[str] = field(default_factory=list)
+    """Each phase that ended after its window closed, with its numbers (``schedule.overrun``)."""
+    slot_ms: float = 400.0
+    """The virtual slot length the run used."""
+    logs: list[str] = field(default_factory=list)
+    """Every ``ctx.log`` line of every node, in order: ``"node 3 INFO stored ..."``."""
 
     @property
     def ok(self) -> bool:
@@ -115,12 +123,75 @@ class SimulationResult:
         return sha256_hex(self.log_bytes())
 
 
+def check_properties(
+    nodes: list[SimulatedNode],
+    reports: list[RoundReport],
+    slashes: dict[str, int],
+    corrupted: dict[int, set[str]],
+    faulty: set[str],
+    bounty_per_round: int,
+    errors: list[str],
+    overruns: list[str],
+) -> list[PropertyCheck]:
+    """The incentive properties of a run, plus the two a real network would show: every phase met
+    its window, and no task code or route failed (an auditor that needs a failing route fails)."""
+    index = {node.public_key: node.index for node in nodes}
+    honest_slashed = sorted(key for key in slashes if key not in faulty)
+    over = [
+        f"round {r.round} paid {r.reward_total} ROE" for r in reports if r.reward_total > bounty_per_round
+    ]
+    missed = []
+    for report in reports:
+        if report.outcome != "paid":
+            continue
+        for key in sorted(corrupted.get(report.round, ())):
+            if key not in report.slashed:
+                missed.append(f"round {report.round}: node {index[key]} ({key[:8]}…)")
+    unpaid = [r.round for r in reports if r.outcome != "paid" and r.submissions]
+    caught_detail = "; ".join(missed) if missed else "every corrupted proof of a paid round was slashed"
+    if unpaid and not missed:
+        caught_detail += f" (rounds not paid: {', '.join(map(str, unpaid))})"
+    return [
+        PropertyCheck(
+            PROPERTY_HONEST,
+            not honest_slashed,
+            "slashed: " + ", ".join(f"node {index[k]}" for k in honest_slashed)
+            if honest_slashed
+            else "no honest node lost stake",
+        ),
+        PropertyCheck(
+            PROPERTY_BOUNTY,
+            not over,
+            "; ".join(over) if over else "every round paid at most bounty_amount_per_round",
+        ),
+        PropertyCheck(PROPERTY_CAUGHT, not missed, caught_detail),
+        PropertyCheck(
+            PROPERTY_WINDOWS,
+            not overruns,
+            _first(overruns) if overruns else "every phase ended inside its window",
+        ),
+        PropertyCheck(
+            PROPERTY_ERRORS,
+            not errors,
+            _first(errors) if errors else "no phase raised and no route failed",
+        ),
+    ]
+
+
+def _first(lines: list[str], count: int = 3) -> str:
+    more = len(lines) - count
+    return "; ".join(lines[:count]) + (f"; … and {more} more" if more > 0 else "")
+
+
 __all__ = [
     "PHASES",
     "PROPERTY_BOUNTY",
     "PROPERTY_CAUGHT",
+    "PROPERTY_ERRORS",
     "PROPERTY_HONEST",
+    "PROPERTY_WINDOWS",
     "PropertyCheck",
     "RoundReport",
     "SimulationResult",
+    "check_properties",
 ]

@@ -1,0 +1,62 @@
+"""The node's work lane: ``task(R)`` runs beside the loop, Koii's phase model.
+
+``schedule.py`` says which action is work (``is_work``) and what waits for it (``waits_for_work``);
+this mixin of ``Node`` starts the work as a background job, times every phase against its window
+(``schedule.overrun``) and logs a phase that ended after its window closed, with the numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SandboxError, TaskCodeError
+from . import schedule
+
+if TYPE_CHECKING:
+    from .runtime import TaskRuntime
+
+
+class WorkLane:
+    """The part of ``Node`` that runs ``task()`` on its own lane (``Node`` provides the attributes)."""
+
+    slot: int
+    clock: Any
+    config: Any
+    journal: Any
+    ledger: Any
+    _slot_read_at: float
+
+    def _slot_now(self) -> int:
+        """The ledger's slot now, from the last read and the time since (no extra request)."""
+        elapsed_ms = (self.clock.now() - self._slot_read_at) * 1000
+        return self.slot + int(elapsed_ms // max(self.ledger.slot_ms, 1))
+
+    def _start_work(self, runtime: TaskRuntime, task: Any, record: Any, action: Any) -> None:
+        """Start ``task(R)`` on the work lane; the loop goes on with the other phases meanwhile."""
+        record.mark(action.key)
+        self.journal.save_record(runtime.record.task_id, record.to_json())
+        process = runtime.process
+        assert process is not None
+        round_seconds = task.round_time * self.ledger.slot_ms / 1000
+        timeout = max(self.config.limits.phase_timeout, round_seconds)
+        started, began, slot = self._slot_now(), self.clock.now(), self.slot
+
+        async def work() -> None:
+            try:
+                await process.run_phase("task", action.round, slot, timeout=timeout)
+            except (TaskCodeError, SandboxError) as exc:
+                runtime.last_error = str(exc)
+                runtime.logger.error("%s: %s", exc.name, exc)
+            finally:
+                runtime.working = None
+                self._check_window(runtime, task, action, started, began)
+
+        runtime.working = action.round
+        runtime.work = asyncio.get_running_loop().create_task(work())
+
+    def _check_window(self, runtime: TaskRuntime, task: Any, action: Any, started: int, began: float) -> None:
+        late = schedule.overrun(task, action, started, self._slot_now(), self.clock.now() - began)
+        if late is not None:
+            runtime.last_error = late
+            runtime.logger.warning("%s", late)
