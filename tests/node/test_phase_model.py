@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from pykoii.keys import Keypair
@@ -58,9 +57,7 @@ def run_network(  # type: ignore[no-untyped-def]
             return sum(1 for r in paid if set(submissions.get(r, {})) == everyone) >= rounds
 
         state, paid, submissions, lists = watch_rounds(ledger, task_id, enough, 240)
-        logs = [
-            httpx.get(f"{n.url}/tasks/{task_id}/logs", params={"lines": 2000}, timeout=30).text for n in nodes
-        ]
+        logs = [node.logs(task_id) for node in nodes]
         return nodes, state, paid, submissions, lists, logs
     finally:
         for node in nodes:

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SandboxError, TaskCodeError
 from . import schedule
+from .executor import RoundExecutor
 
 if TYPE_CHECKING:
     from .runtime import TaskRuntime
 
 
-class WorkLane:
+class WorkLane(RoundExecutor):
     """The part of ``Node`` that runs ``task()`` on its own lane (``Node`` provides the attributes)."""
 
     slot: int
@@ -26,6 +27,18 @@ class WorkLane:
     journal: Any
     ledger: Any
     _slot_read_at: float
+
+    async def _run_due(self, runtime: TaskRuntime, task: Any, record: Any, actions: list[Any]) -> None:
+        """Carry out the due actions: work on its lane, the rest in order, each timed against its window."""
+        for action in actions:
+            if schedule.waits_for_work(action, runtime.working):
+                continue
+            if schedule.is_work(action):
+                self._start_work(runtime, task, record, action)
+                continue
+            started, began = self._slot_now(), self.clock.now()
+            await self._execute(runtime, task, record, action)
+            self._check_window(runtime, task, action, started, began)
 
     def _slot_now(self) -> int:
         """The ledger's slot now, from the last read and the time since (no extra request)."""
@@ -38,19 +51,18 @@ class WorkLane:
         self.journal.save_record(runtime.record.task_id, record.to_json())
         process = runtime.process
         assert process is not None
-        round_seconds = task.round_time * self.ledger.slot_ms / 1000
-        timeout = max(self.config.limits.phase_timeout, round_seconds)
         started, began, slot = self._slot_now(), self.clock.now(), self.slot
 
         async def work() -> None:
             try:
-                await process.run_phase("task", action.round, slot, timeout=timeout)
+                await process.run_phase("task", action.round, slot)
             except (TaskCodeError, SandboxError) as exc:
                 runtime.last_error = str(exc)
                 runtime.logger.error("%s: %s", exc.name, exc)
+            else:
+                self._check_window(runtime, task, action, started, began)
             finally:
                 runtime.working = None
-                self._check_window(runtime, task, action, started, began)
 
         runtime.working = action.round
         runtime.work = asyncio.get_running_loop().create_task(work())

@@ -14,13 +14,8 @@ ledger, ask ``schedule.due_actions`` what is due, run the needed phase in the ch
 staking key and send. The node's own round logic is only that executor: *what* is due and *how to
 vote* come from ``schedule.py``, shared with the simulator.
 
-Koii's phase model: ``task(R)`` runs on its own lane (a background job here, its own thread in the
-child) while the loop goes on with submission, audits, distribution and payout of earlier rounds;
-``schedule.waits_for_work`` says what waits for it (the next ``task()``, and the proof of round R).
-A phase that ends after its window closed is logged to the task log with its numbers
-(``schedule.overrun``: "submission of round 4 took 9 slots ...; its window is 6 slots ...").
-``task()`` may use its whole round: its time limit is the larger of ``--phase-timeout`` and the
-round's length.
+Koii's phase model: ``task(R)`` runs on its own lane beside the loop (``lanes.py``), and a phase
+that ends after its window closed is logged with its numbers.
 
 Data folder (``--data``, default ``~/.pykoii/node``)::
 
@@ -62,7 +57,6 @@ from ..ledger.rounds import round_of
 from ..packaging import extract_archive, verify_cid
 from . import schedule
 from .control import OPERATOR_FILE
-from .executor import RoundExecutor
 from .journal import Journal, TaskRecord
 from .lanes import WorkLane
 from .ledger_access import NodeLedger
@@ -128,7 +122,7 @@ class TaskRuntime:
     masker: Masker = field(default_factory=Masker)
 
 
-class Node(WorkLane, RoundExecutor):
+class Node(WorkLane):
     """One node. ``await node.run()`` serves HTTP and runs every enabled task until ``stop()``."""
 
     def __init__(
@@ -517,15 +511,9 @@ class Node(WorkLane, RoundExecutor):
             runtime.first_round = current
         self._watchdog(runtime, task, current)
         record = schedule.NodeRecord.from_json(self.journal.load_record(task_id))
-        for action in schedule.due_actions(task, self.slot, record, self.staking.public_key):
-            if schedule.waits_for_work(action, runtime.working):
-                continue
-            if schedule.is_work(action):
-                self._start_work(runtime, task, record, action)
-                continue
-            started, began = self._slot_now(), self.clock.now()
-            await self._execute(runtime, task, record, action)
-            self._check_window(runtime, task, action, started, began)
+        await self._run_due(
+            runtime, task, record, schedule.due_actions(task, self.slot, record, self.staking.public_key)
+        )
         if current > 8 and current % 4 == 0:
             record.prune(current - 6)
             self.journal.save_record(task_id, record.to_json())
