@@ -78,6 +78,28 @@ def _server_options(parser: argparse.ArgumentParser, port: int) -> None:
         default=DEFAULT_QUOTA_BYTES / 2**20,
         help=f"total size of all blobs (default {DEFAULT_QUOTA_BYTES // 2**20})",
     )
+    _connection_options(parser)
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="close a connection that has not sent a request's headers within this many seconds (default 10)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=15.0,
+        help="close a keep-alive connection idle this many seconds (default 15)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=4096,
+        help="answer 503 past this many open connections (default 4096; the file limit is raised to fit)",
+    )
 
 
 def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,31 +112,19 @@ def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
 def _run(app: Any, args: argparse.Namespace) -> None:
     import logging
 
-    import uvicorn
+    from ..service.server import run_server
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s pykoii ledger %(levelname)s: %(message)s", stream=sys.stderr
     )
-
-    options: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "log_level": "warning",
-        "access_log": False,
-    }
-    try:
-        import httptools  # noqa: F401
-
-        options["http"] = "httptools"
-    except ImportError:
-        pass
-    try:
-        import uvloop  # noqa: F401
-
-        options["loop"] = "uvloop"
-    except ImportError:
-        pass
-    uvicorn.run(app, **options)
+    run_server(
+        app,
+        host=args.host,
+        port=args.port,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections,
+    )
 
 
 def serve(args: argparse.Namespace) -> int:

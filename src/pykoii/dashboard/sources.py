@@ -145,16 +145,17 @@ class StoreSource:
         return dict(self.store.receipt(tx_id))
 
     async def events(self) -> AsyncIterator[Event]:
-        queue = self.store.events.subscribe()
+        hub = self.store.events
+        subscription = hub.subscribe()
         try:
             while True:
-                item = await queue.get()
-                if item is None:
+                batch = await hub.wait(subscription)
+                if batch is None:
                     return
-                _, kind, data = item
-                yield kind, data
+                for _, kind, data, _ in batch:
+                    yield kind, data
         finally:
-            self.store.events.unsubscribe(queue)
+            hub.unsubscribe(subscription)
 
 
 def as_source(client_or_store: Any) -> LedgerSource:

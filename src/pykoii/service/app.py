@@ -20,7 +20,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
@@ -40,6 +40,7 @@ from ..errors import (
 )
 from ..ledger.bounds import MAX_INTEGER
 from ..ledger.codec import is_address
+from .events import EventHub, Subscription
 from .follow import Replication
 from .metrics import render_metrics
 from .openapi import openapi_document
@@ -357,7 +358,7 @@ def create_app(
         await store.wait_for_entries(after, int_param(request, "wait", 0, 0, 30))
         return JSON(
             {
-                "entries": store.log_page(after, limit),
+                "entries": await asyncio.to_thread(store.log_page, after, limit),  # off the loop
                 "last_seq": store.durable_seq,
                 "genesis_hash": store.genesis.hash,
             }
@@ -368,12 +369,8 @@ def create_app(
 
     async def get_events(request: Request) -> Response:
         limit = int_param(request, "limit", 0, 0, 2**31)
-        kinds = set(filter(None, request.query_params.get("types", "").split(",")))
-        return StreamingResponse(
-            event_stream(store, limit, kinds),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
-        )
+        kinds = frozenset(filter(None, request.query_params.get("types", "").split(",")))
+        return EventStream(store.events, store.events.subscribe(kinds), limit)
 
     async def put_blob(request: Request) -> Response:
         if store.read_only or store.blobs is None:
@@ -487,26 +484,49 @@ def create_app(
     return app
 
 
-async def event_stream(store: LedgerStore, limit: int, kinds: set[str]) -> AsyncIterator[bytes]:
-    """Server-sent events from the store's hub: ``slot``, ``phase``, ``tx`` and ``payout``."""
-    queue = store.events.subscribe()
-    sent = 0
-    try:
-        yield b": pykoii ledger events\n\n"
+class EventStream(Response):
+    """``GET /events``: server-sent events from the store's hub, written on the raw ASGI interface
+    (batches of pre-encoded events; a keep-alive comment after 15 s without one). It ends when the client
+    leaves, after ``limit`` events, or when the hub drops it (a final ``dropped`` event; a stream stuck
+    on a client that does not read is cancelled, which closes the connection)."""
+
+    def __init__(self, hub: EventHub, subscription: Subscription, limit: int) -> None:
+        self.hub, self.subscription, self.limit = hub, subscription, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        pump = asyncio.ensure_future(self._pump(send))
+        self.subscription.task = pump
+        listener = asyncio.ensure_future(_until_disconnect(receive))
+        try:
+            await asyncio.wait({pump, listener}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.hub.unsubscribe(self.subscription)
+            for task in (pump, listener):
+                task.cancel()
+            await asyncio.gather(pump, listener, return_exceptions=True)
+
+    async def _pump(self, send: Send) -> None:
+        subscription, sent = self.subscription, 0
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        chunk, more = b": pykoii ledger events\n\n", True
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout=15)
-            except TimeoutError:
-                yield b": keep-alive\n\n"
-                continue
-            if item is None:
+            subscription.writing = True
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            subscription.writing = False
+            if not more:
                 return
-            event_id, kind, data = item
-            if kinds and kind not in kinds:
+            batch = await self.hub.wait(subscription)
+            if batch is None:
+                chunk, more = b"", False
                 continue
-            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, kind.encode(), orjson.dumps(data))
-            sent += 1
-            if limit and sent >= limit:
-                return
-    finally:
-        store.events.unsubscribe(queue)
+            if self.limit:
+                batch = batch[: self.limit - sent]
+                sent += len(batch)
+                more = sent < self.limit
+            chunk = b"".join(event[3] for event in batch) if batch else b": keep-alive\n\n"
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
