@@ -136,9 +136,12 @@ def bwrap_args(
     for path in dirs:
         if not any(_under(path, other) and path != other for other in dirs):
             args += ["--tmpfs", path]
+    # What the child needs (its Python, pykoii) is bound back wherever something above it was covered,
+    # the sandbox's own /tmp and /dev/shm included (a node installed under /tmp must still start).
+    covered = [*dirs, "/tmp", "/dev/shm"]
     kept = sorted({os.path.realpath(p) for p in keep if os.path.isdir(p)})
     for path in kept:
-        if any(_under(path, h) for h in dirs):
+        if any(_under(path, h) for h in covered):
             args += ["--ro-bind", path, path]
     if code_dir is not None:
         args += ["--ro-bind", str(code_dir), str(code_dir)]
