@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -260,3 +263,31 @@ def test_task_looking_for_keys_finds_none(sandbox_root: Path) -> None:
     assert str(wallet_bytes[:8])[1:-1] not in everything
     assert not any("keys" in path or path.endswith("id.json") for path in found["files"])
     assert json.dumps(json.loads((data_dir / "keys" / "staking_wallet.json").read_text())) not in everything
+
+
+def test_what_the_child_needs_under_tmp_is_bound_back(tmp_path: Path) -> None:
+    """A node run from a folder under /tmp (a clone there, its .venv) must still reach its Python:
+    the sandbox's own empty /tmp would otherwise hide it (bwrap: execvp .venv/bin/python: No such file)."""
+    from pykoii.node import isolation
+
+    if isolation.bwrap_path() is None:
+        pytest.skip("bubblewrap is not installed (scripts/system-packages installs it)")
+    needed = Path(tempfile.mkdtemp(dir="/tmp"))
+    secret = Path(tempfile.mkdtemp(dir="/tmp"))  # beside it, under /tmp, not asked for: stays hidden
+    try:
+        (needed / "marker").write_text("kept")
+        (secret / "key").write_text("secret")
+        args = isolation.bwrap_args(
+            work_dir=None, code_dir=None, hide=(), keep=[str(needed)], tmp_bytes=1 << 20
+        )
+        seen = subprocess.run(
+            [*args, "cat", str(needed / "marker")], capture_output=True, text=True, timeout=30
+        )
+        assert seen.returncode == 0 and seen.stdout == "kept", seen.stderr
+        hidden = subprocess.run(
+            [*args, "cat", str(secret / "key")], capture_output=True, text=True, timeout=30
+        )
+        assert hidden.returncode != 0 and "secret" not in hidden.stdout
+    finally:
+        shutil.rmtree(needed)
+        shutil.rmtree(secret)
