@@ -80,7 +80,9 @@ def test_deploy_run_claim_withdraw_through_the_cli(devnet: Devnet, tmp_path: Pat
             str(author),
             env_ledger=ledger,
         )
-        node_cli("node", "add-task", task_id, "--stake", "5", "--data", str(node.data_dir))
+        node_cli(
+            "node", "add-task", task_id, "--stake", "5", "--var", "FAULTY=0", "--data", str(node.data_dir)
+        )
 
     assert devnet.client is not None
     client = devnet.client
@@ -94,15 +96,7 @@ def test_deploy_run_claim_withdraw_through_the_cli(devnet: Devnet, tmp_path: Pat
     node = devnet.nodes[0]
     staking = str(node.data_dir / "keys" / "staking_wallet.json")
     before = client.account(node.wallet.public_key)["balance"]
-    claimed = cli(
-        "claim",
-        task_id,
-        "--staking-key",
-        staking,
-        "--wallet",
-        str(node.data_dir / "keys" / "main_wallet.json"),
-        env_ledger=ledger,
-    )
+    claimed = cli("claim", task_id, "--staking-key", staking, env_ledger=ledger)
     assert "RewardClaimed" in claimed.stdout
     assert client.account(node.wallet.public_key)["balance"] > before
 

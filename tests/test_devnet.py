@@ -60,7 +60,7 @@ def test_devnet_up_prints_urls_and_ctrl_c_stops_everything(tmp_path: Path) -> No
             if not line:
                 break
             lines.append(line)
-            if "Ctrl-C stops all" in line:
+            if "stops every process" in line:
                 break
         output = "".join(lines)
         assert f"http://127.0.0.1:{ledger_port}" in output, output

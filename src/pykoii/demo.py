@@ -98,7 +98,7 @@ def run_demo(
         names: dict[str, str] = {}
         for node in net.nodes:
             is_faulty = node.index > nodes - faulty
-            net.add_task(node, task_id, stake=STAKE, variables={"FAULTY": "1"} if is_faulty else {})
+            net.add_task(node, task_id, stake=STAKE, variables={"FAULTY": "1" if is_faulty else "0"})
             names[node.staking_key()] = node.name + (" (faulty)" if is_faulty else "")
             role = 'faulty: submits "Goodbye, World!"' if is_faulty else "honest"
             out(f"  {node.name}  {node.url}  staked {koii(STAKE)}  {role}")

@@ -64,11 +64,16 @@ class Process:
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def stop(self, grace: float = 10.0) -> None:
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM): a node then stops its task children."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float = 30.0) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds."""
         if self.popen is None or self.popen.poll() is not None:
             return
-        self.popen.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             self.popen.wait(grace)
         except subprocess.TimeoutExpired:
@@ -221,6 +226,8 @@ class Devnet:
 
     def stop(self) -> None:
         """Stop every node, then the ledger. Safe to call twice."""
+        for node in self.nodes:  # all at once, then wait for each
+            node.process.terminate()
         for node in self.nodes:
             node.process.stop()
         if self.ledger is not None:

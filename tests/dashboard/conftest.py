@@ -20,6 +20,7 @@ from pykoii.keys import Keypair
 from pykoii.ledger import LedgerParams
 from pykoii.ledger.distribution import distribution_transactions
 from pykoii.service import Genesis, create_app, open_store
+from pykoii.service.reads import StoreReads
 from pykoii.service.store import LedgerStore
 
 with warnings.catch_warnings():
@@ -38,7 +39,7 @@ def ledger_app(store: LedgerStore) -> Any:
     """The service's app with the explorer at /explorer (one mount, as the service does it)."""
     app = create_app(store)
     if not any(getattr(r, "path", "") == "/explorer" for r in app.routes):
-        app.router.routes.append(Mount("/explorer", create_explorer(store)))
+        app.router.routes.append(Mount("/explorer", create_explorer(StoreReads(store))))
     return app
 
 

@@ -85,7 +85,13 @@ def update_command(args: argparse.Namespace) -> int:
     receipt = client.send_transaction(wallet, tx)
     print_receipt(receipt)
     new_id = next(e["task_id"] for e in receipt["events"] if e["kind"] == "TaskCreated")
-    print(f"new task id: {new_id} (nodes follow migrated_to to it)")
+    print(f"new task id: {new_id}")
+    print(
+        f"the old task {args.task_id} is now inactive; its stakes stay on it. Nodes running it notice "
+        "migrated_to: with `--follow-migrations auto` they stake on the new task and start it; by "
+        "default (ask) they stop it and their operator follows it from the dashboard or with "
+        f"`pykoii node follow {args.task_id}`"
+    )
     return 0
 
 

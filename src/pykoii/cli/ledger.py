@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..clock import SystemClock
 from ..errors import LogCorruptionError, PykoiiError
+from ..ports import listen_socket
 from ..service.blobs import DEFAULT_QUOTA_BYTES
 from ..service.space import DEFAULT_RESERVE_BYTES
 
@@ -109,7 +111,8 @@ def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _run(app: Any, args: argparse.Namespace) -> None:
+def _run(app: Any, args: argparse.Namespace, sock: socket.socket) -> None:
+    """Serve ``app`` on ``sock`` (bound by ``listen_socket`` before anything was printed)."""
     import logging
 
     from ..service.server import run_server
@@ -124,6 +127,7 @@ def _run(app: Any, args: argparse.Namespace) -> None:
         header_timeout=args.header_timeout,
         idle_timeout=args.idle_timeout,
         max_connections=args.max_connections,
+        sock=sock,
     )
 
 
@@ -131,6 +135,7 @@ def serve(args: argparse.Namespace) -> int:
     from ..ledger import LedgerParams
     from ..service import Genesis, create_app, open_store
 
+    sock = listen_socket(args.host, args.port)
     genesis = Genesis(params=LedgerParams(devnet=args.devnet), slot_ms=args.slot_ms)
     store = open_store(
         args.data,
@@ -152,7 +157,7 @@ def serve(args: argparse.Namespace) -> int:
         f"listening on http://{args.host}:{args.port}",
         flush=True,
     )
-    _run(create_app(store), args)
+    _run(create_app(store), args, sock)
     return 0
 
 
@@ -199,6 +204,7 @@ def follow(args: argparse.Namespace) -> int:
     from ..service.follow import Replication, primary_genesis
     from ..service.follow import follow as follow_log
 
+    sock = listen_socket(args.host, args.port)
     client = LedgerClient(args.url)
     genesis = primary_genesis(client)
     store = open_store(
@@ -225,7 +231,7 @@ def follow(args: argparse.Namespace) -> int:
         replication=replication,
         blob_source=client.get_blob,
     )
-    _run(app, args)
+    _run(app, args, sock)
     return 0
 
 

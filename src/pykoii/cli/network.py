@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -47,34 +50,82 @@ def demo_command(args: argparse.Namespace) -> int:
     return main_demo(args)
 
 
+NODE_FUNDS = 100
+"""KOII airdropped to each devnet node's main wallet, so it can stake right away."""
+AUTHOR_FUNDS = 200
+"""KOII airdropped to the devnet's author wallet (``<data>/author.json``), enough to deploy Hello World."""
+
+
 def devnet_up(args: argparse.Namespace) -> int:
     from ..devnet import Devnet
+    from ..keys import Keypair
+    from ..ledger.types import ROE_PER_KOII
+    from ..node.control import operator_secret, operator_url
+    from ..ports import check_ports_free
 
+    node_ports = [args.node_port + i for i in range(args.nodes)]
+    check_ports_free(
+        "127.0.0.1",
+        {"--ledger-port": args.ledger_port, **{f"--node-port (+{i})": p for i, p in enumerate(node_ports)}},
+    )
     folder = args.data or Path(tempfile.mkdtemp(prefix="pykoii-devnet-"))
     net = Devnet(
         folder,
         nodes_count=args.nodes,
         slot_ms=args.slot_ms,
         ledger_port=args.ledger_port,
-        node_ports=[args.node_port + i for i in range(args.nodes)],
+        node_ports=node_ports,
     )
+
+    def interrupted(signum: int, frame: Any) -> None:
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
+
+    # Explicitly, so SIGINT works even when the shell started us in the background (SIGINT ignored).
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         net.start()
+        author_path = folder / "author.json"
+        author = Keypair.load(author_path) if author_path.exists() else None
+        if author is None:
+            author = Keypair.generate()
+            author.save(author_path)
+        net.airdrop(author.public_key, AUTHOR_FUNDS * ROE_PER_KOII)
+        for node in net.nodes:
+            net.airdrop(node.wallet.public_key, NODE_FUNDS * ROE_PER_KOII)
         print(f"devnet in {folder}")
-        print(f"  ledger     {net.ledger_url}  (explorer: {net.ledger_url}/explorer)")
+        print(f"  ledger     {net.ledger_url}  (explorer: {net.ledger_url}/explorer/)")
+        print(f"  author     wallet {author.public_key} ({author_path}, {AUTHOR_FUNDS} KOII)")
         for node in net.nodes:
             print(f"  {node.name}     {node.url}/  data {node.data_dir}")
-        print(f"deploy a task: PYKOII_LEDGER={net.ledger_url} pykoii task deploy examples/hello_world")
+            login = f"{operator_url(node.data_dir)}/login?token={operator_secret(node.data_dir)}"
+            print(f"             dashboard {login}")
+            print(f"             main wallet {node.wallet.public_key} ({NODE_FUNDS} KOII)")
+            print(f"             staking key {node.staking_key()}")
+        first = net.nodes[0] if net.nodes else None
         print(
-            "then: pykoii node add-task TASK_ID --stake 5 --node URL --data DATA   (Ctrl-C stops all)",
-            flush=True,
+            f"deploy a task:  PYKOII_LEDGER={net.ledger_url} PYKOII_WALLET={author_path} "
+            f"pykoii task deploy {_hello_world()}"
         )
+        if first is not None:
+            add = f"pykoii node add-task TASK_ID --stake 5 --var FAULTY=0 --data {first.data_dir}"
+            print(f"then add it:    {add}")
+        print("Ctrl-C (or SIGTERM) stops every process", flush=True)
         while all(p.running() for p in [net.ledger, *(n.process for n in net.nodes)] if p is not None):
             time.sleep(0.5)
-        print("a process stopped; stopping the devnet")
+        stopped = [p.name for p in [net.ledger, *(n.process for n in net.nodes)] if p and not p.running()]
+        print(f"{', '.join(stopped)} stopped; stopping the devnet", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("stopping the devnet…")
+        print("stopping the devnet…", flush=True)
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan the children
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         net.stop()
+
+
+def _hello_world() -> str:
+    """The Hello-World example's folder: absolute when pykoii runs from a checkout."""
+    folder = Path(__file__).resolve().parents[3] / "examples" / "hello_world"
+    return str(folder) if (folder / "config-task.yml").exists() else "examples/hello_world"

@@ -1,9 +1,9 @@
 """``pykoii node run | add-task | stop-task | start-task | remove-task | status``: operate a node.
 
-``node run`` starts the node in the foreground. The other commands talk to a running node over its
-operator port (``--node``, default: the URL the node wrote to ``<data>/operator.json``) with the
-operator secret in ``<data>/operator.token``, so they need the same ``--data`` folder as the node.
-Amounts are typed in KOII.
+``node run`` starts the node in the foreground; SIGINT or SIGTERM stop it and its task children.
+The other commands talk to a running node over its operator port (``--node``, default: the URL the
+node wrote to ``<data>/operator.json``) with the operator secret in ``<data>/operator.token``, so
+they need the same ``--data`` folder as the node. Amounts are typed in KOII.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import koii_to_roe
 from ..errors import ConfigError
+from ..ports import listen_socket
 
 DEFAULT_DATA = Path(os.path.expanduser("~/.pykoii/node"))
 RED, RESET = "\033[31m", "\033[0m"
@@ -59,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="task sandbox: bubblewrap (default; no task runs without it) or none (task code runs "
         "with the node's rights)",
     )
+    run.add_argument(
+        "--follow-migrations",
+        choices=["ask", "auto"],
+        default="ask",
+        help="when a task is migrated to a new version: ask (default; stop it and wait for the operator: "
+        "dashboard or `pykoii node follow`), auto (stake the same amount on the new version and start it)",
+    )
     run.set_defaults(func=run_node)
 
     add = commands.add_parser("add-task", help="download and verify a task's code, stake, and start it")
@@ -75,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ("stop-task", "stop a task (its stake stays)"),
         ("start-task", "start a stopped task"),
         ("remove-task", "stop a task and forget it (withdraw the stake separately)"),
+        ("follow", "follow a migrated task: stake on its new version and start it, stop the old one"),
     ):
         command = commands.add_parser(verb, help=text)
         command.add_argument("task_id")
@@ -99,6 +108,7 @@ def _control_options(parser: argparse.ArgumentParser) -> None:
 
 def run_node(args: argparse.Namespace) -> int:
     from ..node import isolation
+    from ..node.app import serve
     from ..node.limits import limits_kind
     from ..node.runtime import Node, NodeConfig
     from ..node.sandbox import SandboxLimits
@@ -123,8 +133,22 @@ def run_node(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         poll_interval=args.poll,
         limits=limits,
+        follow_migrations=args.follow_migrations,
     )
-    node = Node(config)
+    sockets = [
+        listen_socket(args.host, args.port),
+        listen_socket("127.0.0.1", args.dashboard_port, "--dashboard-port"),
+    ]
+    try:
+        node = Node(config)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ConfigError(
+            f"--data {args.data}: cannot create or write the node's folder: {exc.strerror}"
+            f"{f' ({exc.filename})' if exc.filename else ''}; pass a folder this user can write",
+            received=str(args.data),
+        ) from None
     print(f"node {node.wallet.public_key} (staking key {node.staking.public_key})")
     if args.isolation == isolation.NONE:
         print(
@@ -147,9 +171,10 @@ def run_node(args: argparse.Namespace) -> int:
     )
     print(f"dashboard (operator only; this link holds the operator secret): {node.login_link()}", flush=True)
     try:
-        asyncio.run(node.run())
+        asyncio.run(serve(node, sockets))
     except KeyboardInterrupt:
         pass
+    print("node stopped", flush=True)
     return 0
 
 
@@ -171,6 +196,8 @@ def add_task(args: argparse.Namespace) -> int:
         body["code"] = str(args.code.resolve())
     info = _request(args, "POST", "/tasks", body)
     print(f"task {info['TaskID']} added: {info['status']} (stake {args.stake} KOII)")
+    if info.get("message"):
+        print(info["message"])
     return 0
 
 
@@ -179,6 +206,10 @@ def control_task(args: argparse.Namespace) -> int:
         info = _request(args, "DELETE", f"/tasks/{args.task_id}")
     else:
         info = _request(args, "POST", f"/tasks/{args.task_id}/{args.verb.split('-')[0]}")
+    if args.verb == "follow":
+        print(f"task {info['TaskID']}: {info.get('status')}")
+        print(info["message"])
+        return 0
     print(f"task {args.task_id}: {info.get('status')}")
     if info.get("message"):
         print(info["message"])

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..keys import Keypair
+from ..node.control import node_info
 from .common import (
     DEFAULT_NODE_DATA,
     add_ledger_option,
@@ -19,6 +21,7 @@ from .common import (
 )
 
 STAKING_KEY = "keys/staking_wallet.json"
+MAIN_WALLET = "keys/main_wallet.json"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -62,10 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_ledger_option(stake)
     stake.set_defaults(func=stake_command)
 
-    claim = subparsers.add_parser("claim", help="move a task's available balance to a wallet")
+    claim = subparsers.add_parser(
+        "claim", help="move a task's available balance to the node's main wallet (or --beneficiary)"
+    )
     claim.add_argument("task_id")
-    claim.add_argument("--beneficiary", help="public key to pay (default: the --wallet's)")
-    add_wallet_option(claim, "the wallet paid when --beneficiary is not given")
+    claim.add_argument(
+        "--beneficiary", help="public key to pay (default: the main wallet of the node that owns --data)"
+    )
     _staking_key_option(claim)
     add_ledger_option(claim)
     claim.set_defaults(func=claim_command)
@@ -81,12 +87,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _staking_key_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help=f"the node's data folder: its staking key and main wallet (default: the folder of "
+        f"--staking-key DIR/{STAKING_KEY}, else {DEFAULT_NODE_DATA})",
+    )
+    parser.add_argument(
         "--staking-key",
         type=Path,
-        default=DEFAULT_NODE_DATA / STAKING_KEY,
         metavar="FILE",
-        help="the staking keypair (default: the node's, %(default)s)",
+        help=f"the staking keypair (default: DATA/{STAKING_KEY})",
     )
+
+
+def _node_data(args: argparse.Namespace) -> Path:
+    if args.data is not None:
+        return Path(args.data)
+    key = args.staking_key
+    if key is not None and key.parent.name == "keys":
+        return Path(key.parent.parent)
+    return DEFAULT_NODE_DATA
+
+
+def _staking_key(args: argparse.Namespace) -> Keypair:
+    return load_wallet(args.staking_key or _node_data(args) / STAKING_KEY)
+
+
+def node_main_wallet(data_dir: Path) -> str:
+    """The public key of the main wallet of the node that owns ``data_dir``: from the
+    ``operator.json`` it wrote, else its ``keys/main_wallet.json``."""
+    try:
+        return str(node_info(data_dir)["main_account"])
+    except ConfigError:
+        path = data_dir.expanduser() / MAIN_WALLET
+        if path.exists():
+            return Keypair.load(path).public_key
+        raise ConfigError(
+            f"no node main wallet found in --data {data_dir} (neither operator.json nor {MAIN_WALLET}); "
+            "pass the node's --data folder or --beneficiary PUBKEY",
+            path=str(data_dir),
+        ) from None
 
 
 def wallet_new(args: argparse.Namespace) -> int:
@@ -127,19 +168,21 @@ def wallet_transfer(args: argparse.Namespace) -> int:
 
 def stake_command(args: argparse.Namespace) -> int:
     tx = {"type": "stake", "task_id": args.task_id, "amount": args.amount, "ip_address": args.url}
-    print_receipt(client_for(args).send_transaction(load_wallet(args.staking_key), tx))
+    print_receipt(client_for(args).send_transaction(_staking_key(args), tx))
     return 0
 
 
 def claim_command(args: argparse.Namespace) -> int:
-    beneficiary = args.beneficiary or load_wallet(args.wallet).public_key
+    staking = _staking_key(args)
+    beneficiary = args.beneficiary or node_main_wallet(_node_data(args))
     tx = {"type": "claim_reward", "task_id": args.task_id, "beneficiary": beneficiary}
-    print_receipt(client_for(args).send_transaction(load_wallet(args.staking_key), tx))
+    print(f"claiming to {beneficiary}{'' if args.beneficiary else ' (the node main wallet)'}")
+    print_receipt(client_for(args).send_transaction(staking, tx))
     return 0
 
 
 def withdraw_command(args: argparse.Namespace) -> int:
     tx = {"type": "withdraw", "task_id": args.task_id}
-    print_receipt(client_for(args).send_transaction(load_wallet(args.staking_key), tx))
+    print_receipt(client_for(args).send_transaction(_staking_key(args), tx))
     print("the stake is now claimable: run `pykoii claim TASK_ID` to move it to your wallet")
     return 0

@@ -3,7 +3,7 @@
 package, a small stylesheet and a few lines of JavaScript for live updates; no build step, and
 every page reads fine with JavaScript off.
 
-- ``create_explorer(client_or_store) -> Starlette``, mounted by the ledger service at ``/explorer``
+- ``create_explorer(client_or_source) -> Starlette``, mounted by the ledger service at ``/explorer``
 - ``create_dashboard(node) -> list[BaseRoute]``, put first in the node's app routes
 """
 

@@ -1,10 +1,7 @@
-"""The operator's actions, each a real signed transaction sent through the node's ledger client.
-
-``Node`` (``pykoii.node.runtime``) already adds, starts and stops tasks; staking more, withdrawing
-and claiming are here, signed with the node's keys as the node itself signs: the **staking key**
-stakes, withdraws and claims; the **main wallet** tops the staking key up and receives claims.
-Every function returns an ``Outcome`` for the page, never raises for a refusal, and never puts a
-private key anywhere near the page.
+"""The dashboard's side of the operator's actions: each calls the node's own action
+(``pykoii.node.operations``: add, start, stop, follow, stake more, withdraw, claim) and turns what
+happened into an ``Outcome`` for the page. Every function never raises for a refusal, and never
+puts a private key anywhere near the page.
 """
 
 from __future__ import annotations
@@ -37,20 +34,10 @@ async def ledger_now(node: Any) -> tuple[int, int]:
     return int(now["slot"]), int(now["slot_ms"])
 
 
-async def send(node: Any, keypair: Any, tx: dict[str, Any]) -> dict[str, Any]:
-    slot, _ = await ledger_now(node)
-    receipt: dict[str, Any] = await node.ledger.send(keypair.sign_transaction({**tx, "recent_slot": slot}))
-    return receipt
-
-
 async def stake_more(node: Any, task_id: str, amount: int) -> Outcome:
-    """Stake ``amount`` ROE more, moving it from the main wallet to the staking key first if needed."""
-    me = node.staking.public_key
+    """``Node.stake_more``: stake ``amount`` ROE more (topping the staking key up from the main wallet)."""
     try:
-        balance = await node.ledger.balance(me)
-        if balance < amount:
-            await send(node, node.wallet, {"type": "transfer", "to": me, "amount": amount - balance})
-        receipt = await send(node, node.staking, {"type": "stake", "task_id": task_id, "amount": amount})
+        receipt = await node.stake_more(task_id, amount)
     except PykoiiError as exc:
         return Outcome(False, "Stake refused", exc.message, exc.name)
     stake = next((e.get("stake") for e in receipt["events"] if e.get("kind") == "Staked"), None)
@@ -59,9 +46,9 @@ async def stake_more(node: Any, task_id: str, amount: int) -> Outcome:
 
 
 async def withdraw(node: Any, task_id: str) -> Outcome:
-    """Unstake the whole stake into the task's claimable balance, or explain the lock in plain words."""
+    """``Node.withdraw``, or the lock explained in plain words."""
     try:
-        receipt = await send(node, node.staking, {"type": "withdraw", "task_id": task_id})
+        receipt = await node.withdraw(task_id)
     except StakeLockedError as exc:
         return Outcome(False, "Your stake is still locked", await explain_lock(node, task_id), exc.message)
     except NotStakedError as exc:
@@ -106,17 +93,12 @@ async def explain_lock(node: Any, task_id: str) -> str:
 
 
 async def claim(node: Any, task_id: str) -> Outcome:
-    """Move the staking key's claimable balance on the task to the main wallet."""
+    """``Node.claim``: the staking key's claimable balance on the task goes to the main wallet."""
     wallet = node.wallet.public_key
     nothing = "This node has no claimable balance on the task yet."
     try:
-        state = await node.ledger.task(task_id)
-        if not int(state.get("available_balances", {}).get(node.staking.public_key, 0)):
-            return Outcome(False, "Nothing to claim", nothing)
         before = await node.ledger.balance(wallet)
-        receipt = await send(
-            node, node.staking, {"type": "claim_reward", "task_id": task_id, "beneficiary": wallet}
-        )
+        receipt = await node.claim(task_id)
         after = await node.ledger.balance(wallet)
     except NothingToClaimError as exc:
         return Outcome(False, "Nothing to claim", nothing, exc.message)
@@ -141,6 +123,15 @@ async def add_task(node: Any, task_id: str, amount: int, variables: dict[str, st
     return Outcome(
         True, "Task added", f"Staked {koii(amount)}; the task is {info.get('status', 'starting')}."
     )
+
+
+async def follow(node: Any, task_id: str) -> Outcome:
+    """``Node.follow_migration``: stake on the task's new version, start it, stop the old one."""
+    try:
+        info = await node.follow_migration(task_id)
+    except PykoiiError as exc:
+        return Outcome(False, "Could not follow the migration", exc.message, exc.name)
+    return Outcome(True, "Now running the new version", info["message"])
 
 
 async def start_or_stop(node: Any, task_id: str, verb: str) -> Outcome:

@@ -1,4 +1,4 @@
-"""``create_explorer(client_or_store) -> Starlette``: the ledger explorer, read-only, for anyone.
+"""``create_explorer(client_or_source) -> Starlette``: the ledger explorer, read-only, for anyone.
 
 Server-rendered pages (JavaScript optional) that the ledger service mounts at ``/explorer``:
 
@@ -11,7 +11,7 @@ Server-rendered pages (JavaScript optional) that the ledger service mounts at ``
 - ``/log`` — log entries, newest first, paged; ``/tx/{tx_id}`` — one transaction and its events
 - ``/live`` — the ledger's events as server-sent events (the pages' script refreshes on them)
 
->>> # app = create_app(store); app.router.routes.append(Mount("/explorer", create_explorer(store)))
+>>> # app.router.routes.append(Mount("/explorer", create_explorer(StoreReads(store))))
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ def recent_rounds(task: dict[str, Any], current: int) -> list[int]:
     return sorted(held, reverse=True)[:30]
 
 
-def create_explorer(client_or_store: Any) -> Starlette:
+def create_explorer(client_or_source: Any) -> Starlette:
     """The explorer app over a ``LedgerClient`` or the service's ``LedgerStore``."""
-    source: LedgerSource = as_source(client_or_store)
+    source: LedgerSource = as_source(client_or_source)
 
     async def index(request: Request) -> Response:
         now = await source.slot()

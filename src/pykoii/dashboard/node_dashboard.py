@@ -43,7 +43,7 @@ from .security import OperatorAuth
 
 LOG_LINES = 200
 OUTCOMES_KEPT = 200
-VERBS = ("start", "stop", "stake", "withdraw", "claim")
+VERBS = ("start", "stop", "stake", "withdraw", "claim", "follow")
 FRAME_DENY = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "frame-ancestors 'none'",
@@ -129,6 +129,8 @@ def create_dashboard(node: Any, auth: OperatorAuth) -> list[BaseRoute]:
                 outcome = await actions.stake_more(node, task_id, amount)
         elif verb == "withdraw":
             outcome = await actions.withdraw(node, task_id)
+        elif verb == "follow":
+            outcome = await actions.follow(node, task_id)
         else:
             outcome = await actions.claim(node, task_id)
         return RedirectResponse(f"/dashboard/tasks/{task_id}?outcome={remember(outcome)}", 303)
@@ -180,7 +182,7 @@ def create_dashboard(node: Any, auth: OperatorAuth) -> list[BaseRoute]:
             amount = parse_koii(form.get("stake", ""))
         except InvalidRequestError as exc:
             return await render_add(request, task_id, 400, Outcome(False, "Stake refused", exc.message), form)
-        variables = {k[4:]: v for k, v in form.items() if k.startswith("var_") and v.strip()}
+        variables = {k[4:]: v.strip() for k, v in form.items() if k.startswith("var_")}
         outcome = await actions.add_task(node, task_id, amount, variables)
         if not outcome.ok:
             return await render_add(request, task_id, 400, outcome, form)

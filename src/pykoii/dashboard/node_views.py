@@ -16,13 +16,14 @@ CHART_ROUNDS = 24
 
 def status_of(runtime: Any) -> tuple[str, str]:
     """``(label, css class)``: running, starting, restarting, stopped, failed, or flagged."""
-    if runtime.flagged and runtime.status != "stopped":
+    if runtime.flagged and runtime.status not in ("stopped", "migrated"):
         return "flagged", "bad"
     return {
         "running": ("running", "ok"),
         "starting": ("starting", "warn"),
         "backoff": ("restarting", "warn"),
         "failed": ("failed", "bad"),
+        "migrated": ("migrated", "warn"),
     }.get(runtime.status, (runtime.status or "stopped", ""))
 
 
@@ -148,6 +149,9 @@ async def task_row(
         "restarts": runtime.restarts,
         "last_error": runtime.last_error,
         "flagged": runtime.flagged,
+        "migrated_to": runtime.migrated_to,
+        "following": bool(runtime.migrated_to) and runtime.migrated_to in node.tasks,
+        "record_stake": runtime.record.stake,
         "state": None,
         **sandbox_of(node, runtime),
     }

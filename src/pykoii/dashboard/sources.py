@@ -1,9 +1,9 @@
-"""Where the explorer reads the ledger from: a ``LedgerClient`` (any ledger, over HTTP) or the
-service's own ``LedgerStore`` (when the ledger service mounts the explorer in its app).
+"""Where the explorer reads the ledger from: the ``LedgerSource`` interface.
 
-Both give the same async reads, shaped as the HTTP API answers them, and a live event feed. With a
-store the reads go straight to memory (no HTTP request to itself); with a client each read runs in
-a worker thread so the synchronous client never blocks the event loop.
+``ClientSource`` reads any ledger over HTTP (each read in a worker thread so the synchronous client
+never blocks the event loop); the ledger service passes its own ``pykoii.service.reads.StoreReads``,
+which answers the same reads from memory. Both shape their answers as the HTTP API does. The
+explorer knows nothing of the service's store.
 """
 
 from __future__ import annotations
@@ -97,77 +97,14 @@ class ClientSource:
                     data = line[5:].strip()
 
 
-class StoreSource:
-    """Reads straight from the ledger service's store (same answers as its HTTP routes)."""
-
-    def __init__(self, store: Any) -> None:
-        from ..service import views  # only when the service itself mounts the explorer
-
-        self.store = store
-        self.views = views
-
-    async def slot(self) -> dict[str, Any]:
-        return {"slot": self.store.slot(), "slot_ms": self.store.genesis.slot_ms, "seq": self.store.seq}
-
-    async def tasks(self) -> list[dict[str, Any]]:
-        slot = self.store.slot()
-        return [self.views.task_summary(task, slot) for task in self.store.state.tasks.values()]
-
-    async def task(self, task_id: str) -> dict[str, Any]:
-        task = self.views.get_task(self.store.state, task_id)
-        flags = dict.fromkeys(self.views.TASK_FLAGS, True)
-        plain: dict[str, Any] = orjson.loads(
-            orjson.dumps(self.views.task_view(task, self.store.slot(), flags), default=str)
-        )
-        return plain
-
-    async def round(self, task_id: str, round_number: int, after: str = "") -> dict[str, Any]:
-        task = self.views.get_task(self.store.state, task_id)
-        view = self.views.round_view(task, round_number, self.store.slot(), after)
-        plain: dict[str, Any] = orjson.loads(orjson.dumps(view, default=str))
-        return plain
-
-    async def distribution(
-        self, task_id: str, round_number: int, submitter: str, after: str = ""
-    ) -> dict[str, Any]:
-        task = self.views.get_task(self.store.state, task_id)
-        view = self.views.distribution_view(task, round_number, submitter, after)
-        plain: dict[str, Any] = orjson.loads(orjson.dumps(view, default=str))
-        return plain
-
-    async def account(self, pubkey: str) -> dict[str, Any]:
-        return dict(self.views.account_view(self.store.state, pubkey))
-
-    async def log(self, after: int, limit: int) -> list[dict[str, Any]]:
-        return list(self.store.log_page(after, limit))
-
-    async def transaction(self, tx_id: str) -> dict[str, Any]:
-        return dict(self.store.receipt(tx_id))
-
-    async def events(self) -> AsyncIterator[Event]:
-        hub = self.store.events
-        subscription = hub.subscribe()
-        try:
-            while True:
-                batch = await hub.wait(subscription)
-                if batch is None:
-                    return
-                for _, kind, data, _ in batch:
-                    yield kind, data
-        finally:
-            hub.unsubscribe(subscription)
-
-
-def as_source(client_or_store: Any) -> LedgerSource:
-    """A ``LedgerSource`` for a ``LedgerClient``, a ``LedgerStore`` or a ready source."""
-    if isinstance(client_or_store, LedgerClient):
-        return ClientSource(client_or_store)
-    if hasattr(client_or_store, "log_page") and hasattr(client_or_store, "state"):
-        return StoreSource(client_or_store)
-    if hasattr(client_or_store, "tasks") and hasattr(client_or_store, "events"):
-        source: LedgerSource = client_or_store
+def as_source(client_or_source: Any) -> LedgerSource:
+    """A ``LedgerSource`` for a ``LedgerClient``, or the given source itself."""
+    if isinstance(client_or_source, LedgerClient):
+        return ClientSource(client_or_source)
+    if all(hasattr(client_or_source, name) for name in ("slot", "tasks", "task", "log", "events")):
+        source: LedgerSource = client_or_source
         return source
-    raise TypeError(f"create_explorer needs a LedgerClient or a LedgerStore, got {type(client_or_store)!r}")
+    raise TypeError(f"create_explorer needs a LedgerClient or a LedgerSource, got {type(client_or_source)!r}")
 
 
 async def sse(events: AsyncIterator[Event], keepalive: float = 15.0) -> AsyncIterator[bytes]:

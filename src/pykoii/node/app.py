@@ -19,16 +19,21 @@ every request is checked for Host, Origin and the operator secret (``dashboard/s
 - ``GET /tasks/{task_id}/events`` → the node's events of the task (JSON)
 - ``POST /tasks`` ``{"task_id", "stake", "variables"}`` → add (validate, download, verify, stake, start)
 - ``POST /tasks/{task_id}/stop`` · ``POST /tasks/{task_id}/start`` · ``DELETE /tasks/{task_id}``
+- ``POST /tasks/{task_id}/follow`` → follow a migrated task to its new version (``Node.follow_migration``)
 
 The CLI sends ``Authorization: Bearer <secret>``, the secret read from ``<data>/operator.token``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -38,7 +43,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..dashboard import create_dashboard
 from ..dashboard.node_dashboard import FRAME_DENY
 from ..dashboard.security import OperatorAuth, load_secret
-from ..errors import PykoiiError
+from ..errors import PykoiiError, UnknownTaskError
+from ..ports import listen_socket
 
 if TYPE_CHECKING:
     from .runtime import Node
@@ -59,6 +65,46 @@ PRIVATE_HEADERS = {"cookie", "authorization"}
 """Never passed to a task's routes: the operator's session cookie is sent by browsers to every port
 of 127.0.0.1, the task's port included."""
 OPEN_PATHS = ("/login", "/dashboard/static/")
+
+
+async def serve(node: Node, sockets: list[socket.socket] | None = None) -> None:
+    """Serve ``node``'s public port and operator port (``sockets``, default: bind both from its
+    config) and run its tasks until cancelled or until SIGINT/SIGTERM; every task child is stopped
+    before this returns."""
+    config = node.config
+    if sockets is None:
+        sockets = [
+            listen_socket(config.host, config.port),
+            listen_socket("127.0.0.1", config.dashboard_port, "--dashboard-port"),
+        ]
+    public_port, operator_port = (int(sock.getsockname()[1]) for sock in sockets)
+    node.publish(public_port, operator_port)
+    await node.start()
+    app = create_server_app(node, public_port, operator_port)
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        await node.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but SIGINT and SIGTERM only ask it to stop: uvicorn re-raises the signal
+    once it stopped serving, which would kill the node before it stops its task children."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        try:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        except ValueError:  # not the main thread: the caller owns the signals
+            yield
+            return
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def create_server_app(node: Node, public_port: int, operator_port: int) -> ASGIApp:
@@ -182,9 +228,13 @@ def create_operator_app(node: Node, port: int) -> ASGIApp:
                 return JSONResponse(await node.stop_task(task_id))
             if verb == "start":
                 return JSONResponse(await node.start_task(task_id))
-        except PykoiiError as exc:
+            if verb == "follow":
+                return JSONResponse(await node.follow_migration(task_id))
+        except UnknownTaskError as exc:
             return _error(exc, 404)
-        return JSONResponse({"message": f"unknown action {verb!r}; accepted: start, stop"}, 404)
+        except PykoiiError as exc:
+            return _error(exc, 400)
+        return JSONResponse({"message": f"unknown action {verb!r}; accepted: start, stop, follow"}, 404)
 
     async def task_logs(request: Request) -> Response:
         task_id = request.path_params["task_id"]
@@ -250,14 +300,3 @@ LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><titl
 (<code>http://127.0.0.1:PORT/login?token=…</code>); the token is also in the node's data folder,
 <code>operator.token</code>.</p></body></html>
 """
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (for uvicorn's ``serve(sockets=...)``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(False)
-    return sock

@@ -68,9 +68,48 @@ def operator_request(
         data = response.json()
     except ValueError:
         data = {"message": response.text}
+    if response.status_code == 401:
+        raise PykoiiError(not_this_node(base, Path(data_dir)) or f"node {base} refused the operator secret")
     if response.status_code >= 400:
         detail = data.get("message", data) if isinstance(data, dict) else data
         raise PykoiiError(
             f"node refused {method} {path}: {data.get('error', response.status_code)}: {detail}"
         )
     return data
+
+
+def not_this_node(url: str, data_dir: Path) -> str:
+    """Why the node at ``url`` refused ``data_dir``'s secret, when it is another node (its staking
+    key differs from the folder's); ``""`` when that is not the reason."""
+    import httpx
+
+    from ..keys import Keypair
+
+    try:
+        theirs = httpx.get(url + "/", timeout=10).json().get("staking_key", "")
+        ours = Keypair.load(data_dir / "keys" / "staking_wallet.json").public_key
+    except (httpx.HTTPError, ValueError, AttributeError, PykoiiError):
+        return ""
+    if theirs == ours:
+        return ""
+    return (
+        f"the node at {url} is not the node whose --data is {data_dir} (its staking key is {theirs}, "
+        f"that folder's is {ours}); drop --node to reach the right one"
+    )
+
+
+def node_info(data_dir: Path) -> dict[str, Any]:
+    """What the node that owns ``data_dir`` wrote in ``operator.json`` when it started: ``url``,
+    ``public_url``, ``main_account``, ``staking_key``. A ``ConfigError`` when no node has run there."""
+    path = Path(data_dir).expanduser() / OPERATOR_FILE
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no node has run with --data {data_dir} (there is no {path}); start one with "
+            f"`pykoii node run --data {data_dir}` or pass the node's own --data folder",
+            path=str(path),
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", path=str(path)) from None
+    return info

@@ -28,7 +28,7 @@ from . import schedule
 from .journal import DONE, FAILED, SENDING
 
 if TYPE_CHECKING:
-    from .runtime import TaskRuntime
+    from .model import TaskRuntime
     from .sandbox import TaskProcess
 
 ALREADY_DONE = (DuplicateSubmissionError, DuplicateTransactionError, DuplicateVoteError, AlreadyPaidError)

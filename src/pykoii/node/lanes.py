@@ -15,7 +15,7 @@ from . import schedule
 from .executor import RoundExecutor
 
 if TYPE_CHECKING:
-    from .runtime import TaskRuntime
+    from .model import TaskRuntime
 
 
 class WorkLane(RoundExecutor):

@@ -39,19 +39,12 @@ import logging.handlers
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, SystemClock
 from ..dashboard.security import load_secret
-from ..errors import (
-    KeyFileError,
-    PykoiiError,
-    SandboxError,
-    TaskCodeError,
-    UnknownTaskError,
-)
+from ..errors import KeyFileError, PykoiiError, SandboxError, TaskCodeError
 from ..keys import Keypair
 from ..ledger.rounds import round_of
 from ..packaging import extract_archive, verify_cid
@@ -62,68 +55,16 @@ from .lanes import WorkLane
 from .ledger_access import NodeLedger
 from .limits import space_bytes
 from .masking import Masker
-from .sandbox import SandboxLimits, TaskProcess
+from .model import FLAG_AFTER_ROUNDS, LOCAL_CODE, NodeConfig, TaskRuntime, log
+from .operations import NodeActions
+from .sandbox import TaskProcess
 
-log = logging.getLogger("pykoii.node")
-
-FLAG_AFTER_ROUNDS = 3
-"""A task with no accepted submission for this many rounds is flagged (Koii's watchdog)."""
-
-LOCAL_CODE = "local:"
-"""Prefix of a task's code id when the operator runs a local folder (``add-task --code``)."""
+__all__ = ["FLAG_AFTER_ROUNDS", "LOCAL_CODE", "Node", "NodeConfig", "TaskRuntime"]
 
 
-@dataclass
-class NodeConfig:
-    """Settings of one node (``pykoii node run`` options)."""
-
-    data_dir: Path
-    ledger_url: str = "http://127.0.0.1:8899"
-    wallet_path: Path | None = None
-    """The main wallet; default ``<data>/keys/main_wallet.json`` (created when missing)."""
-    host: str = "127.0.0.1"
-    port: int = 30017
-    dashboard_port: int = 30018
-    """The operator port (dashboard and control API), always bound to 127.0.0.1."""
-    public_url: str = ""
-    """The URL registered with stakes (Koii's ``ip_address_list``); default ``http://host:port``."""
-    poll_interval: float = 0.25
-    """Seconds between two looks at the ledger for each task."""
-    limits: SandboxLimits = field(default_factory=SandboxLimits)
-    restart_backoff: float = 1.0
-    """First delay before restarting a crashed child; doubles each time, up to ``max_backoff``."""
-    max_backoff: float = 300.0
-    stable_after: float = 600.0
-    """Seconds a child must run for its backoff to reset."""
-
-
-@dataclass
-class TaskRuntime:
-    """What the node knows about one task while it runs."""
-
-    record: TaskRecord
-    process: TaskProcess | None = None
-    status: str = "stopped"
-    """``starting``, ``running``, ``backoff`` (child died; restarting), ``stopped``, ``failed``."""
-    flagged: bool = False
-    last_error: str = ""
-    restarts: int = 0
-    backoff: float = 0.0
-    started_at: float = 0.0
-    first_round: int | None = None
-    current_round: int = -1
-    last_submitted_round: int | None = None
-    state: dict[str, Any] = field(default_factory=dict)
-    loop: asyncio.Task[None] | None = None
-    work: asyncio.Task[None] | None = None
-    """The work lane: ``task()`` of round ``working``, running beside the loop."""
-    working: int | None = None
-    logger: logging.Logger = field(default_factory=lambda: log)
-    masker: Masker = field(default_factory=Masker)
-
-
-class Node(WorkLane):
-    """One node. ``await node.run()`` serves HTTP and runs every enabled task until ``stop()``."""
+class Node(WorkLane, NodeActions):
+    """One node: keys, journal, and one loop per task. ``pykoii.node.app.serve(node)`` serves its
+    public and operator ports and runs the loops; ``start()``/``close()`` run them without HTTP."""
 
     def __init__(
         self, config: NodeConfig, *, client: Any = None, transport: Any = None, clock: Clock | None = None
@@ -260,6 +201,7 @@ class Node(WorkLane):
             "last_submitted_round": runtime.last_submitted_round,
             "last_error": runtime.last_error,
             "code_cid": runtime.record.code_cid,
+            "migrated_to": runtime.migrated_to,
         }
 
     def task_socket(self, task_id: str) -> str | None:
@@ -280,69 +222,6 @@ class Node(WorkLane):
             handle.seek(max(0, size - lines * 400))
             text = handle.read().decode(errors="replace")
         return "\n".join(text.splitlines()[-lines:]) + "\n"
-
-    # -- operator actions ------------------------------------------------------------------------
-
-    async def add_task(
-        self, task_id: str, stake: int, variables: dict[str, str], code: str | None = None
-    ) -> dict[str, Any]:
-        """Download and verify the task's code, stake ``stake`` ROE, and start the task.
-
-        ``code`` (development only) runs a local folder instead of the published code.
-        """
-        state = await self.ledger.task(task_id)
-        if code is not None:
-            cid = LOCAL_CODE + str(Path(code).resolve())
-            log.warning(
-                "task %s runs LOCAL code %s, not its published %s", task_id, code, state["task_audit_program"]
-            )
-        else:
-            cid = str(state["task_audit_program"])
-        await self._ensure_code(cid)
-        await self._stake(task_id, state, stake)
-        record = TaskRecord(
-            task_id=task_id, stake=stake, variables=dict(variables), enabled=True, code_cid=cid
-        )
-        self.journal.put_task(record)
-        await self._launch(record)
-        return self._summary(self.tasks[task_id])
-
-    async def stop_task(self, task_id: str) -> dict[str, Any]:
-        record = self._record(task_id)
-        record.enabled = False
-        self.journal.put_task(record)
-        await self._halt(task_id)
-        self._event(self._runtime(record), "stop", "stopped by the operator")
-        return self._summary(self.tasks[task_id])
-
-    async def start_task(self, task_id: str) -> dict[str, Any]:
-        record = self._record(task_id)
-        record.enabled = True
-        self.journal.put_task(record)
-        await self._launch(record)
-        return self._summary(self.tasks[task_id])
-
-    async def remove_task(self, task_id: str) -> dict[str, Any]:
-        record = self._record(task_id)
-        await self._halt(task_id)
-        self._event(self._runtime(record), "remove", "removed by the operator; no process of it is left")
-        self.journal.remove_task(task_id)
-        runtime = self.tasks.pop(task_id)
-        return {
-            "TaskID": task_id,
-            "status": "removed",
-            "stake": runtime.record.stake,
-            "message": "the stake stays on the ledger: withdraw it once its rounds are paid, then claim",
-        }
-
-    def _record(self, task_id: str) -> TaskRecord:
-        record: TaskRecord | None = self.journal.task(task_id)
-        if record is None:
-            raise UnknownTaskError(
-                f"task {task_id} is not added to this node; add it with `pykoii node add-task`",
-                task_id=task_id,
-            )
-        return record
 
     # -- life cycle --------------------------------------------------------------------------------
 
@@ -365,27 +244,20 @@ class Node(WorkLane):
         """The link that logs a browser in to the dashboard (it holds the operator secret)."""
         return f"{self.operator_url()}/login?token={self.operator_secret}"
 
-    async def run(self) -> None:
-        """Serve the public port and the operator port, and run the tasks until cancelled."""
-        import uvicorn
-
-        from .app import create_server_app, listen
-
-        sockets = [
-            listen(self.config.host, self.config.port),
-            listen("127.0.0.1", self.config.dashboard_port),
-        ]
+    def publish(self, public_port: int, operator_port: int) -> None:
+        """Write ``<data>/operator.json`` (0600): the operator URL, the public URL and the node's
+        public keys, how ``pykoii node …`` and ``pykoii claim`` find this node from its ``--data``."""
+        self.config.port, self.config.dashboard_port = public_port, operator_port
+        info = {
+            "url": self.operator_url(),
+            "public_url": self.public_base_url(),
+            "main_account": self.wallet.public_key,
+            "staking_key": self.staking.public_key,
+        }
         path = self.data_dir / OPERATOR_FILE
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump({"url": self.operator_url(), "public_url": self.public_base_url()}, handle)
-        await self.start()
-        app = create_server_app(self, self.config.port, self.config.dashboard_port)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        try:
-            await server.serve(sockets=sockets)
-        finally:
-            await self.close()
+            json.dump(info, handle)
 
     async def close(self) -> None:
         for task_id in list(self.tasks):
@@ -427,6 +299,9 @@ class Node(WorkLane):
                 if runtime.process is None or not runtime.process.running:
                     await self._start_child(runtime)
                 await self._tick(runtime)
+                if runtime.migrated_to:
+                    await self._migrated(runtime)
+                    return
                 if (
                     runtime.process is not None
                     and runtime.process.running
@@ -504,6 +379,9 @@ class Node(WorkLane):
         self._slot_read_at = self.clock.now()
         state = await self.ledger.task(task_id)
         runtime.state = state
+        if state.get("is_migrated") and state.get("migrated_to"):
+            runtime.migrated_to = str(state["migrated_to"])
+            return
         task = schedule.as_task_state(state)
         current = round_of(task, self.slot)
         runtime.current_round = current
@@ -571,26 +449,6 @@ class Node(WorkLane):
         os.chmod(self.data_dir / "executables", 0o755)
         log.info("downloaded and verified task code %s (%d bytes)", cid, len(data))
         return folder
-
-    async def _stake(self, task_id: str, state: dict[str, Any], stake: int) -> None:
-        me = self.staking.public_key
-        already = int(state.get("stake_list", {}).get(me, 0))
-        if already >= stake:
-            return
-        needed = stake - already
-        slot = await self.ledger.slot()
-        balance = await self.ledger.balance(me)
-        if balance < needed:
-            transfer = self.wallet.sign_transaction(
-                {"type": "transfer", "to": me, "amount": needed - balance, "recent_slot": slot}
-            )
-            await self.ledger.send(transfer)
-        url = self.public_base_url()
-        envelope = self.staking.sign_transaction(
-            {"type": "stake", "task_id": task_id, "amount": needed, "ip_address": url, "recent_slot": slot}
-        )
-        await self.ledger.send(envelope)
-        log.info("staked %d ROE on task %s", needed, task_id)
 
 
 def _safe(task_id: str) -> str:

@@ -44,6 +44,7 @@ from .events import EventHub, Subscription
 from .follow import Replication
 from .metrics import render_metrics
 from .openapi import openapi_document
+from .reads import StoreReads
 from .store import LedgerStore
 from .views import (
     MAX_PAGE,
@@ -471,7 +472,7 @@ def create_app(
         Route("/health", get_health, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
-        Mount("/explorer", app=create_explorer(store)),
+        Mount("/explorer", app=create_explorer(StoreReads(store))),
     ]
     app = LedgerApp(
         routes=routes,

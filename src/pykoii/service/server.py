@@ -87,8 +87,10 @@ def run_server(
     header_timeout: float = 10.0,
     idle_timeout: float = 15.0,
     max_connections: int = 4096,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve ``app`` until SIGTERM/SIGINT, with the guards above."""
+    """Serve ``app`` until SIGTERM/SIGINT, with the guards above; on ``sock`` when given (bound by
+    ``pykoii.ports.listen_socket`` before anything was printed), else on ``host:port``."""
     import uvicorn
 
     files = raise_file_limit(max_connections + 256)
@@ -115,4 +117,7 @@ def run_server(
         options["loop"] = "uvloop"
     except ImportError:
         pass
+    if sock is not None:
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+        return
     uvicorn.run(app, **options)
