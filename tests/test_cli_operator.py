@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pykoii.devnet import free_port
+from pykoii.devnet import free_port, free_port_run
 from pykoii.keys import Keypair
 
 from .node.harness import HELLO_WORLD, Ledger
@@ -135,7 +135,7 @@ def test_devnet_hints_work_as_printed_claim_pays_the_node_and_sigterm_leaves_no_
     tmp_path: Path,
 ) -> None:
     folder = tmp_path / "net"
-    ledger_port, node_port = free_port(), free_port()
+    ledger_port, node_port = free_port(), free_port_run(2)
     out = tmp_path / "devnet.out"
     devnet = subprocess.Popen(
         [*PYKOII, "devnet", "up", "--nodes", "2", "--slot-ms", "100", "--data", str(folder),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from pykoii.devnet import free_port
+from pykoii.devnet import free_port, free_port_run
 
 
 def processes_under(folder: Path) -> list[str]:
@@ -27,7 +27,7 @@ def processes_under(folder: Path) -> list[str]:
 
 
 def test_devnet_up_prints_urls_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    ledger_port, node_port = free_port(), free_port()
+    ledger_port, node_port = free_port(), free_port_run(2)
     folder = tmp_path / "net"
     process = subprocess.Popen(
         [

@@ -40,6 +40,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive TCP ports on 127.0.0.1 that nobody listens on right now
+    (``devnet up --node-port`` numbers its nodes from it)."""
+    from .errors import ConfigError
+    from .ports import check_ports_free
+
+    while True:
+        first = free_port()
+        try:
+            check_ports_free("127.0.0.1", {str(i): first + i for i in range(count)})
+        except ConfigError:
+            continue
+        return first
+
+
 @dataclass
 class Process:
     """One child process of the devnet, with its log file."""
