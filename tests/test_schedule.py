@@ -17,6 +17,7 @@ from pykoii.ledger import (
 from pykoii.ledger.audits import audit_ring
 from pykoii.ledger.codec import derive_address
 from pykoii.ledger.distribution import distribution_transactions
+from pykoii.ledger.rounds import reveal_window
 from pykoii.node.schedule import (
     Action,
     ActionKind,
@@ -28,7 +29,7 @@ from pykoii.node.schedule import (
     selected_for,
     submitters_of,
 )
-from tests.ledger.helpers import HELLO_TASK, KOII
+from tests.ledger.helpers import HELLO_TASK, KOII, commitment, secret
 
 TASK = {**HELLO_TASK, "task_audit_program": "hello", "allowed_failed_distributions": 2}
 
@@ -56,7 +57,28 @@ class Net:
         return apply_transaction(self.state, decode_transaction(body), slot)
 
     def submit(self, node, round_number, slot, value="Hello, World!"):
-        self.tx("submit", node, slot, task_id=self.task_id, round=round_number, submission_value=value)
+        self.tx(
+            "submit",
+            node,
+            slot,
+            task_id=self.task_id,
+            round=round_number,
+            submission_value=value,
+            commitment=commitment(self.task_id, round_number, node),
+        )
+
+    def reveal_all(self, round_number):
+        """Every submitter reveals at the start of the reveal window (slot 13 for round 0)."""
+        slot = reveal_window(self.task, round_number).start
+        for node in self.task.submissions[round_number]:
+            self.tx(
+                "reveal",
+                node,
+                slot,
+                task_id=self.task_id,
+                round=round_number,
+                secret=secret(self.task_id, round_number, node),
+            )
 
 
 def kinds(actions: list[Action]) -> list[tuple[str, int]]:
@@ -83,13 +105,16 @@ def test_rounds_stack_work_then_submission_then_audit():
     assert due_actions(net.task, 13, record, me) == []
     for node in net.nodes:
         net.submit(node, 0, 11)
+    # Reveal window (slot 13): reveal the beacon secret committed with the proof.
+    assert kinds(due_actions(net.task, 13, record, me)) == [("reveal", 0)]
+    net.reveal_all(0)
     # Audit window: the candidates the beacon assigned to this node, with their proofs.
-    actions = due_actions(net.task, 13, record, me)
+    actions = due_actions(net.task, 14, record, me)
     assert kinds(actions) == [("audit_proofs", 0)]
     expected = audit_ring(None, net.task, 0).candidates_of(me)
     assert [c for c, _ in actions[0].candidates] == expected
     assert all(value == "Hello, World!" for _, value in actions[0].candidates)
-    # Delay: nothing.
+    # Judgement window, nobody accused: nothing.
     assert due_actions(net.task, 17, record, me) == []
 
 
@@ -122,21 +147,43 @@ def test_accused_candidate_judged_right_earlier_gets_a_true_vote_later():
     net = Net()
     for node in net.nodes:
         net.submit(node, 0, 10)
+    net.reveal_all(0)
     ring = audit_ring(None, net.task, 0)
     me = net.nodes[0]
     candidate = ring.candidates_of(me)[0]
     record = NodeRecord(done={"run_task:0", "run_task:1"})
     # The node audited the candidate: right, unaccused, so no vote.
     record.note_verdict(ActionKind.AUDIT_PROOFS, 0, candidate, True)
-    actions = due_actions(net.task, 13, record, me)
-    assert candidate not in [c for c, _ in actions[0].candidates] and actions[0].votes == ()
-    # Another auditor accuses it; now this node's true vote is due without re-auditing.
-    accuser = next(a for a in ring.auditors_of(candidate) if a != me)
-    net.tx("audit_submission", accuser, 14, task_id=net.task_id, round=0, candidate=candidate, is_valid=False)
     actions = due_actions(net.task, 14, record, me)
-    assert actions[0].votes == ((candidate, True),)
-    net.tx("audit_submission", me, 14, task_id=net.task_id, round=0, candidate=candidate, is_valid=True)
-    assert candidate not in [c for c, _ in due_actions(net.task, 15, record, me)[0].votes]
+    assert candidate not in [c for c, _ in actions[0].candidates] and actions[0].votes == ()
+    # Another auditor accuses it in the audit window's last slot; this node's true vote is due
+    # without re-auditing, and stays due through the judgement window.
+    accuser = next(a for a in ring.auditors_of(candidate) if a != me)
+    net.tx("audit_submission", accuser, 15, task_id=net.task_id, round=0, candidate=candidate, is_valid=False)
+    assert due_actions(net.task, 15, record, me)[0].votes == ((candidate, True),)
+    assert due_actions(net.task, 19, record, me)[0].votes == ((candidate, True),)
+    net.tx("audit_submission", me, 19, task_id=net.task_id, round=0, candidate=candidate, is_valid=True)
+    assert due_actions(net.task, 19, record, me) == []
+
+
+def test_panel_members_beyond_the_sample_judge_an_accused_proof():
+    net = Net(n=8)
+    for node in net.nodes:
+        net.submit(node, 0, 10)
+    net.reveal_all(0)
+    ring = audit_ring(None, net.task, 0)
+    candidate = net.nodes[0]
+    sample, panel = ring.auditors_of(candidate), ring.panel_of(candidate)
+    outsider_of_sample = next(n for n in panel if n not in sample)
+    record = NodeRecord(done={"run_task:0", "run_task:1"})
+    assert candidate not in [
+        c for a in due_actions(net.task, 14, record, outsider_of_sample) for c, _ in a.candidates
+    ]
+    net.tx(
+        "audit_submission", sample[0], 14, task_id=net.task_id, round=0, candidate=candidate, is_valid=False
+    )
+    actions = due_actions(net.task, 17, record, outsider_of_sample)
+    assert [c for c, _ in actions[0].candidates] == [candidate]  # audit it, then vote
 
 
 def test_decide_vote_follows_koii():
@@ -153,10 +200,11 @@ def test_submitters_carry_valid_flag_net_votes_and_stake():
     values[bad] = "Goodbye"
     for node in net.nodes:
         net.submit(node, 0, 10, values[node])
+    net.reveal_all(0)
     auditors = audit_ring(None, net.task, 0).auditors_of(bad)
     for auditor in auditors[:2]:
-        net.tx("audit_submission", auditor, 13, task_id=net.task_id, round=0, candidate=bad, is_valid=False)
-    net.tx("audit_submission", auditors[2], 13, task_id=net.task_id, round=0, candidate=bad, is_valid=True)
+        net.tx("audit_submission", auditor, 14, task_id=net.task_id, round=0, candidate=bad, is_valid=False)
+    net.tx("audit_submission", auditors[2], 14, task_id=net.task_id, round=0, candidate=bad, is_valid=True)
     by_key = {s.public_key: s for s in submitters_of(net.task, 0)}
     assert by_key[bad].valid is False and by_key[bad].votes == -1
     assert all(s.valid and s.votes == 1 for k, s in by_key.items() if k != bad)
@@ -168,6 +216,7 @@ def test_list_matches_compares_roots_of_complete_lists_ignoring_zero_entries():
     net = Net()
     for node in net.nodes:
         net.submit(node, 0, 10)
+    net.reveal_all(0)
     chosen = selected_for(net.task, 0, 0)
     default = default_distribution_for(net.task, 0)
     bodies = distribution_transactions(net.task_id, 0, default.rewards, default.slashes)
@@ -188,6 +237,7 @@ def test_distribution_selected_node_submits_others_audit_then_everyone_may_pay()
     net = Net()
     for node in net.nodes:
         net.submit(node, 0, 10)
+    net.reveal_all(0)
     chosen = selected_submitter(None, net.task, 0, 0)
     assert selected_for(net.task, 0, 0) == chosen
     done = {"run_task:0", "run_task:1", "run_task:2", "submit_proof:1"}
@@ -203,18 +253,19 @@ def test_distribution_selected_node_submits_others_audit_then_everyone_may_pay()
     assert kinds(actions) == [("audit_distribution", 0)]
     assert actions[0].candidates[0][0] == chosen
     assert due_actions(net.task, 23, NodeRecord(done=set(done)), chosen) == []
-    # Payout: not before the list's audit window closes, then for every submitter until settled.
-    assert not payout_ready(net.task, 0, 25)
-    assert payout_ready(net.task, 0, 26)
-    assert kinds(due_actions(net.task, 26, NodeRecord(done=set(done)), other)) == [("payout", 0)]
-    net.tx("payout", other, 26, task_id=net.task_id, round=0)
-    assert due_actions(net.task, 27, NodeRecord(done=set(done)), chosen) == []
+    # Payout: not before the list's judgement window closes, then for every submitter until settled.
+    assert not payout_ready(net.task, 0, 28)
+    assert payout_ready(net.task, 0, 29)  # the last slot of round 2, before round 1's list
+    assert kinds(due_actions(net.task, 29, NodeRecord(done=set(done)), other)) == [("payout", 0)]
+    net.tx("payout", other, 29, task_id=net.task_id, round=0)
+    assert due_actions(net.task, 29, NodeRecord(done=set(done)), chosen) == []
 
 
 def test_missing_list_passes_to_the_next_attempt():
     net = Net()
     for node in net.nodes:
         net.submit(node, 0, 10)
+    net.reveal_all(0)
     first, second = selected_for(net.task, 0, 0), selected_for(net.task, 0, 1)
     done = {"run_task:0", "run_task:1", "run_task:2", "run_task:3"}
     assert not payout_ready(net.task, 0, 26)

@@ -30,7 +30,13 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .ledger.bounds import MAX_ALLOWED_FAILED_DISTRIBUTIONS, MAX_SAMPLE_SIZE
+from .ledger.bounds import (
+    DEFAULT_ESCALATION_SIZE,
+    DEFAULT_VOTE_PENALTY_PERCENT,
+    MAX_ALLOWED_FAILED_DISTRIBUTIONS,
+    MAX_ESCALATION_SIZE,
+    MAX_SAMPLE_SIZE,
+)
 from .ledger.state import RequirementTag
 from .ledger.tasks import (
     EXECUTABLE_NETWORKS,
@@ -70,6 +76,8 @@ FIELDS = (
     "tags",
     "environment",
     "sample_size",
+    "escalation_size",
+    "vote_penalty_percent",
     "task_id",
     "migrationDescription",
 )
@@ -102,6 +110,8 @@ class TaskConfig:
     tags: tuple[str, ...] = ()
     environment: str = "TEST"
     sample_size: int = 5
+    escalation_size: int = DEFAULT_ESCALATION_SIZE
+    vote_penalty_percent: int = DEFAULT_VOTE_PENALTY_PERCENT
     task_id: str = ""
     migration_description: str = ""
 
@@ -303,13 +313,14 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> TaskConfig:
     if not name:
         raise _error("task_name", data.get("task_name"), f"1 to {MAX_NAME} characters", path)
     submission_window = _int(data, "submission_window", None, 1, None, path)
-    audit_window = _int(data, "audit_window", None, 1, None, path)
+    audit_window = _int(data, "audit_window", None, 2, None, path)
     round_time = _int(data, "round_time", None, 1, None, path)
-    if round_time < submission_window + audit_window:
+    if round_time < submission_window + audit_window + 2:
         raise _error(
             "round_time",
             round_time,
-            f"at least submission_window + audit_window = {submission_window + audit_window} slots",
+            f"at least submission_window + audit_window + 2 = {submission_window + audit_window + 2} slots "
+            "(the rest of the round is the judgement window, then one slot for payout)",
             path,
         )
     minimum_stake = _amount(data, "minimum_stake_amount", path)
@@ -364,6 +375,8 @@ def parse_config(text: str, *, path: str = CONFIG_FILE) -> TaskConfig:
         tags=tuple(tags),
         environment=_choice(data, "environment", "TEST", ENVIRONMENTS, path),
         sample_size=_int(data, "sample_size", 5, 1, MAX_SAMPLE_SIZE, path),
+        escalation_size=_int(data, "escalation_size", DEFAULT_ESCALATION_SIZE, 1, MAX_ESCALATION_SIZE, path),
+        vote_penalty_percent=_int(data, "vote_penalty_percent", DEFAULT_VOTE_PENALTY_PERCENT, 0, 100, path),
         task_id=_str(data, "task_id", "", path),
         migration_description=_str(data, "migrationDescription", "", path),
     )
@@ -407,6 +420,8 @@ def create_task_fields(
             {"type": t.type, "value": t.value, "description": t.description} for t in config.requirements_tags
         ],
         "sample_size": config.sample_size,
+        "escalation_size": config.escalation_size,
+        "vote_penalty_percent": config.vote_penalty_percent,
     }
 
 

@@ -26,6 +26,7 @@
     │   ├── DuplicateVoteError           a second vote by the same voter on the same candidate
     │   ├── NotSelectedSubmitterError    a distribution list from a node that was not selected
     │   ├── InvalidDistributionListError a list that pays or slashes what it may not
+    │   ├── InvalidRevealError           a revealed beacon secret that does not match its commitment
     │   ├── PayoutNotReadyError          payout before the distribution audit window closed
     │   ├── AlreadyPaidError             payout of a round that was already settled
     │   └── NothingToClaimError          claim_reward with an empty available balance
@@ -160,6 +161,10 @@ class DuplicateVoteError(InvalidTransactionError):
 
 class NotSelectedSubmitterError(InvalidTransactionError):
     """Raised when a distribution list comes from a node other than the one the beacon selected."""
+
+
+class InvalidRevealError(InvalidTransactionError):
+    """Raised when a ``reveal`` does not match the commitment sent with the proof."""
 
 
 class InvalidDistributionListError(InvalidTransactionError):

@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -97,6 +98,13 @@ class Keypair:
     def sign(self, message: bytes) -> bytes:
         """The detached 64-byte signature of ``message``."""
         return self.signing_key.sign(message).signature
+
+    def beacon_secret(self, task_id: str, round_number: int) -> str:
+        """The beacon secret this key commits with its proof for a round (``ledger.audits``): the hex
+        SHA-256 of its signature over ``pykoii-beacon:<task>:<round>``. Only this key can compute it
+        before it is revealed, and a restarted node finds the same secret again (ed25519 signatures
+        are deterministic)."""
+        return hashlib.sha256(self.sign(f"pykoii-beacon:{task_id}:{round_number}".encode())).hexdigest()
 
     def sign_transaction(self, tx: dict[str, Any]) -> dict[str, Any]:
         """An envelope for ``tx``; fills in ``signer`` with this key when it is absent."""

@@ -53,7 +53,7 @@ infoUrl: ""
 task_executable_network: "IPFS"
 task_audit_program: "task.py"
 task_type: "KOII"
-# Slots (about 400 ms each on a real ledger): round_time >= submission_window + audit_window.
+# Slots (about 400 ms each on a real ledger): round_time >= submission_window + audit_window + 2.
 round_time: 12
 submission_window: 4
 audit_window: 4

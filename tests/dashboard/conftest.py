@@ -19,6 +19,7 @@ from pykoii.dashboard import create_explorer
 from pykoii.keys import Keypair
 from pykoii.ledger import LedgerParams
 from pykoii.ledger.distribution import distribution_transactions
+from pykoii.node.schedule import reveal_body, submit_body
 from pykoii.service import Genesis, create_app, open_store
 from pykoii.service.reads import StoreReads
 from pykoii.service.store import LedgerStore
@@ -115,8 +116,13 @@ class Ledger:
         self.to_slot(max(self.slot(), start))
         for key in nodes:
             value = "wrong" if key.public_key in faulty else "Hello, World!"
-            self.ok(key, "submit", task_id=task_id, round=number, submission_value=value)
-        self.to_slot(start + task["submission_window"])
+            body = submit_body(key, task_id, number, value)
+            self.ok(key, body.pop("type"), **body)
+        self.to_slot(start + task["submission_window"])  # the reveal window
+        for key in nodes:
+            body = reveal_body(key, task_id, number)
+            self.ok(key, body.pop("type"), **body)
+        self.to_slot(start + task["submission_window"] + max(1, task["audit_window"] // 2))
         view = self.http.get(f"/tasks/{task_id}/rounds/{number}").json()
         keys = {k.public_key: k for k in nodes}
         for candidate in faulty:
@@ -135,7 +141,7 @@ class Ledger:
         dist = view["default_distribution"]  # the whole list: these rounds fit on one page
         for body in distribution_transactions(task_id, number, dist["rewards"], dist["slashes"]):
             self.ok(submitter, body.pop("type"), **body)
-        self.to_slot(start + task["round_time"] + task["submission_window"] + task["audit_window"])
+        self.to_slot(start + 2 * task["round_time"] - 1)  # the list's judgement closed: payout
         if pay:
             self.ok(Keypair.generate(), "payout", task_id=task_id, round=number)
 

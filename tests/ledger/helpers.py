@@ -44,6 +44,20 @@ HELLO_TASK = dict(
 )
 
 
+def secret(task_id: str, round_number: int, node: str) -> str:
+    """A test node's beacon secret for a round (real nodes derive theirs from a signature)."""
+    from pykoii.ledger.codec import sha256_hex
+
+    return sha256_hex(f"secret:{task_id}:{round_number}:{node}".encode())
+
+
+def commitment(task_id: str, round_number: int, node: str) -> str:
+    """The commitment a test node sends with its proof."""
+    from pykoii.ledger.audits import beacon_commitment
+
+    return beacon_commitment(task_id, round_number, node, secret(task_id, round_number, node))
+
+
 # --- worlds: a task at a known point of its life, built by running the machine -----------------
 
 STAKE = 5 * KOII
@@ -88,14 +102,36 @@ class World:
         fields.setdefault("task_id", self.task_id)
         return apply(self.state, kind, signer, slot, **fields)
 
-    def submit_all(self, round_number: int, values: dict[str, str] | None = None) -> None:
-        """Every node submits its proof for ``round_number`` at the start of the window."""
+    def submit_all(
+        self, round_number: int, values: dict[str, str] | None = None, reveal: bool = True
+    ) -> None:
+        """Every node submits its proof for ``round_number`` at the start of the window, with its
+        beacon commitment; then (``reveal``) every node reveals at the start of the reveal window."""
         from pykoii.ledger import submission_window
 
         slot = submission_window(self.task, round_number).start
         for node in self.nodes:
             value = (values or {}).get(node, "Hello, World!")
-            self.apply("submit", node, slot, round=round_number, submission_value=value)
+            self.apply(
+                "submit",
+                node,
+                slot,
+                round=round_number,
+                submission_value=value,
+                commitment=commitment(self.task_id, round_number, node),
+            )
+        if reveal:
+            self.reveal_all(round_number)
+
+    def reveal_all(self, round_number: int, nodes: list[str] | None = None) -> None:
+        """``nodes`` (default all) reveal their beacon secrets at the start of the reveal window."""
+        from pykoii.ledger import reveal_window
+
+        slot = reveal_window(self.task, round_number).start
+        for node in self.nodes if nodes is None else nodes:
+            self.apply(
+                "reveal", node, slot, round=round_number, secret=secret(self.task_id, round_number, node)
+            )
 
     def accuse(self, round_number: int, candidate: str, voters: int = 1) -> list[str]:
         """``voters`` of ``candidate``'s assigned auditors vote false; returns who voted."""

@@ -36,7 +36,7 @@ from pykoii.ledger import (
 )
 from pykoii.ledger.distribution import distribution_transactions
 
-from .helpers import HELLO_TASK, KOII, STAKE, World, address, apply, devnet
+from .helpers import HELLO_TASK, KOII, STAKE, World, address, apply, devnet, secret
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -53,10 +53,12 @@ def tx(kind: str, signer: str, slot: int, **fields: Any) -> dict[str, Any]:
     return {"type": kind, "signer": signer, "recent_slot": fields.pop("recent_slot", slot), **fields}
 
 
-def submitted(nodes: int = 3, values: dict[int, str] | None = None, **task: Any) -> World:
-    """Every node submitted round 0 (slot 11); round 0's audit window is slots 14–16."""
+def submitted(
+    nodes: int = 3, values: dict[int, str] | None = None, reveal: bool = True, **task: Any
+) -> World:
+    """Every node submitted round 0 (slot 11) and revealed (slot 14); votes in slots 15–16."""
     world = World(node_count=nodes, **task)
-    world.submit_all(0, {world.nodes[i]: v for i, v in (values or {}).items()})
+    world.submit_all(0, {world.nodes[i]: v for i, v in (values or {}).items()}, reveal=reveal)
     return world
 
 
@@ -373,7 +375,7 @@ def cases() -> Iterator[Case]:
     drained = World(node_count=1, total_bounty_amount=10 * KOII)
     drained.submit_all(0)
     drained.submit_list(0)
-    drained.apply("payout", drained.outsider, 27, round=0)
+    drained.apply("payout", drained.outsider, 31, round=0)
     yield (
         "update_task_empty_pot",
         "nothing left to move",
@@ -460,7 +462,7 @@ def cases() -> Iterator[Case]:
         41,
     )
     world.submit_list(0)
-    world.apply("payout", world.outsider, 27, round=0)
+    world.apply("payout", world.outsider, 31, round=0)
     yield (
         "withdraw_once_its_rounds_are_settled",
         "round 0 is paid: the stake is free",
@@ -531,7 +533,7 @@ def cases() -> Iterator[Case]:
     world = submitted(3, {0: "wrong"})
     world.accuse(0, world.nodes[0])
     world.submit_list(0)
-    world.apply("payout", world.outsider, 27, round=0)
+    world.apply("payout", world.outsider, 31, round=0)
     yield (
         "submit_below_minimum_after_slash",
         "1.5 KOII left after a 70 % slash",
@@ -548,22 +550,31 @@ def cases() -> Iterator[Case]:
     )
 
     # --- audit_submission ---------------------------------------------------------------------------
-    world = submitted(5, {0: "wrong"}, sample_size=2)
+    # HELLO_TASK: round 0's reveals in slot 14, accusations and votes in 15-16, judgement 17-20.
+    world = submitted(5, {0: "wrong"}, sample_size=2, escalation_size=3)
     ring = audit_ring(None, world.task, 0)
     candidate = world.nodes[0]
     auditors = ring.auditors_of(candidate)
-    stranger = next(n for n in world.nodes if n != candidate and n not in auditors)
+    panel = ring.panel_of(candidate)
+    stranger = next(n for n in world.nodes if n != candidate and n not in panel)
     vote = {"task_id": world.task_id, "round": 0, "candidate": candidate}
     yield (
         "audit_false_raises_trigger",
         "an assigned auditor accuses",
+        world.state,
+        tx("audit_submission", auditors[0], 15, **vote, is_valid=False),
+        15,
+    )
+    yield (
+        "audit_during_the_reveal_window",
+        "slot 14 takes reveals: the beacon is not fixed yet, so no vote",
         world.state,
         tx("audit_submission", auditors[0], 14, **vote, is_valid=False),
         14,
     )
     yield (
         "audit_wrong_phase",
-        "slot 17 is after the audit window",
+        "slot 17 is the judgement window: it takes no new accusation",
         world.state,
         tx("audit_submission", auditors[0], 17, **vote, is_valid=False),
         17,
@@ -572,44 +583,139 @@ def cases() -> Iterator[Case]:
         "audit_unknown_candidate",
         "the candidate did not submit",
         world.state,
-        tx("audit_submission", auditors[0], 14, **{**vote, "candidate": world.outsider}, is_valid=False),
-        14,
+        tx("audit_submission", auditors[0], 15, **{**vote, "candidate": world.outsider}, is_valid=False),
+        15,
     )
     yield (
         "audit_not_assigned",
         "the beacon did not assign this voter",
         world.state,
-        tx("audit_submission", stranger, 14, **vote, is_valid=False),
-        14,
+        tx("audit_submission", stranger, 15, **vote, is_valid=False),
+        15,
+    )
+    yield (
+        "audit_panel_member_may_not_accuse",
+        "the panel beyond the sample judges an accused proof but does not accuse",
+        world.state,
+        tx("audit_submission", panel[-1], 15, **vote, is_valid=False),
+        15,
     )
     yield (
         "audit_self",
         "nobody audits itself",
         world.state,
-        tx("audit_submission", candidate, 14, **vote, is_valid=False),
-        14,
+        tx("audit_submission", candidate, 15, **vote, is_valid=False),
+        15,
     )
     yield (
         "audit_true_without_trigger",
         "true votes only defend the accused",
         world.state,
-        tx("audit_submission", auditors[0], 14, **vote, is_valid=True),
-        14,
+        tx("audit_submission", auditors[0], 15, **vote, is_valid=True),
+        15,
     )
-    world.apply("audit_submission", auditors[0], 14, round=0, candidate=candidate, is_valid=False)
+    world.apply("audit_submission", auditors[0], 16, round=0, candidate=candidate, is_valid=False)
     yield (
         "audit_true_defends",
         "a second auditor defends",
         world.state,
-        tx("audit_submission", auditors[1], 15, **vote, is_valid=True),
-        15,
+        tx("audit_submission", auditors[1], 16, **vote, is_valid=True),
+        16,
+    )
+    yield (
+        "audit_defence_after_a_last_slot_accusation",
+        "accused in the audit window's last slot (16), defended in the judgement window (bug fix: one "
+        "late false vote left no slot to defend, and the honest node lost 70 %)",
+        world.state,
+        tx("audit_submission", auditors[1], 20, **vote, is_valid=True),
+        20,
+    )
+    yield (
+        "audit_escalation_panel_votes",
+        "a panel member outside the sample votes on the accused proof (escalation)",
+        world.state,
+        tx("audit_submission", panel[-1], 18, **vote, is_valid=False),
+        18,
+    )
+    yield (
+        "audit_not_on_the_panel",
+        "only the accused proof's panel votes on it",
+        world.state,
+        tx("audit_submission", stranger, 18, **vote, is_valid=True),
+        18,
+    )
+    yield (
+        "audit_after_the_judgement_window",
+        "slot 21 is round 2: the judgement of round 0's proofs is over",
+        world.state,
+        tx("audit_submission", auditors[1], 21, **vote, is_valid=True),
+        21,
     )
     yield (
         "audit_duplicate_vote",
         "the raiser votes again",
         world.state,
-        tx("audit_submission", auditors[0], 15, **vote, is_valid=True),
+        tx("audit_submission", auditors[0], 16, **vote, is_valid=True),
+        16,
+    )
+
+    # --- reveal (commit-reveal beacon) --------------------------------------------------------------
+    world = submitted(3, reveal=False)
+    node = world.nodes[0]
+    own = {"task_id": world.task_id, "round": 0, "secret": secret(world.task_id, 0, node)}
+    yield (
+        "reveal_ok",
+        "the secret committed with the proof, in slot 14",
+        world.state,
+        tx("reveal", node, 14, **own),
+        14,
+    )
+    yield (
+        "reveal_wrong_secret",
+        "a secret that does not hash to the commitment",
+        world.state,
+        tx("reveal", node, 14, **{**own, "secret": "0" * 64}),
+        14,
+    )
+    yield (
+        "reveal_wrong_phase",
+        "slot 15 is past the reveal window: the beacon is fixed",
+        world.state,
+        tx("reveal", node, 15, **own),
         15,
+    )
+    yield (
+        "reveal_not_a_submitter",
+        "only submitters reveal",
+        world.state,
+        tx("reveal", world.outsider, 14, **own),
+        14,
+    )
+    withheld = World(node_count=3)
+    withheld.submit_all(0, reveal=False)
+    withheld.reveal_all(0, withheld.nodes[1:])
+    yield (
+        "audit_of_a_withheld_reveal",
+        "a proof whose secret was withheld is invalid without a vote",
+        withheld.state,
+        tx(
+            "audit_submission",
+            withheld.nodes[1],
+            15,
+            task_id=withheld.task_id,
+            round=0,
+            candidate=withheld.nodes[0],
+            is_valid=False,
+        ),
+        15,
+    )
+    world.reveal_all(0, [node])
+    yield (
+        "reveal_twice",
+        "a second reveal",
+        world.state,
+        tx("reveal", node, 14, **{**own, "recent_slot": 13}),
+        14,
     )
 
     # --- submit_distribution (the commitment) and upload_distribution_chunk -------------------------
@@ -790,13 +896,13 @@ def cases() -> Iterator[Case]:
         tx("audit_distribution", voter, 24, **vote, is_valid=True),
         24,
     )
-    yield ("payout_ok", "pay the list that stood", world.state, tx("payout", world.outsider, 27, **dist), 27)
+    yield ("payout_ok", "pay the list that stood", world.state, tx("payout", world.outsider, 31, **dist), 31)
     yield (
         "payout_not_ready",
-        "slot 26 is still the audit window",
+        "slot 29 is still the list's judgement window",
         world.state,
-        tx("payout", world.outsider, 26, **dist),
-        26,
+        tx("payout", world.outsider, 29, **dist),
+        29,
     )
     yield (
         "payout_no_submissions",
@@ -844,8 +950,8 @@ def cases() -> Iterator[Case]:
         "payout_retry_ok",
         "attempt 1's list is paid",
         world.state,
-        tx("payout", world.outsider, 37, **dist),
-        37,
+        tx("payout", world.outsider, 41, **dist),
+        41,
     )
 
     # --- payout: slashes, failure, idempotence ------------------------------------------------------
@@ -856,16 +962,16 @@ def cases() -> Iterator[Case]:
         "payout_slashes_and_rewards",
         "70 % slash, floor(bounty/3) each",
         world.state,
-        tx("payout", world.outsider, 27, task_id=world.task_id, round=0),
-        27,
+        tx("payout", world.outsider, 31, task_id=world.task_id, round=0),
+        31,
     )
-    world.apply("payout", world.outsider, 27, round=0)
+    world.apply("payout", world.outsider, 31, round=0)
     yield (
         "payout_already_paid",
         "payout is idempotent: once only",
         world.state,
-        tx("payout", world.outsider, 28, task_id=world.task_id, round=0),
-        28,
+        tx("payout", world.outsider, 32, task_id=world.task_id, round=0),
+        32,
     )
     yield (
         "submit_distribution_settled_round",
@@ -882,8 +988,8 @@ def cases() -> Iterator[Case]:
         "payout_round_failed",
         "no list stood in 1 attempt: PayoutFailed",
         world.state,
-        tx("payout", world.outsider, 27, task_id=world.task_id, round=0),
-        27,
+        tx("payout", world.outsider, 31, task_id=world.task_id, round=0),
+        31,
     )
     world = submitted(3)
     chosen = selected_submitter(None, world.task, 0, 0)
@@ -895,8 +1001,8 @@ def cases() -> Iterator[Case]:
         "payout_skips_an_incomplete_list",
         "attempt 0 was committed but its chunk never came: payout waits for attempt 1",
         world.state,
-        tx("payout", world.outsider, 27, task_id=world.task_id, round=0),
-        27,
+        tx("payout", world.outsider, 31, task_id=world.task_id, round=0),
+        31,
     )
     world = World(node_count=2, total_bounty_amount=15 * KOII)
     world.submit_all(0)
@@ -908,8 +1014,8 @@ def cases() -> Iterator[Case]:
         "payout_pot_ran_dry",
         "the pot fell below the list since it was submitted: PayoutFailed",
         world.state,
-        tx("payout", world.outsider, 37, task_id=world.task_id, round=1),
-        37,
+        tx("payout", world.outsider, 41, task_id=world.task_id, round=1),
+        41,
     )
 
 
@@ -936,8 +1042,8 @@ def settlement_cases() -> Iterator[Case]:
             name,
             description,
             world.state,
-            tx("payout", world.outsider, 27, task_id=world.task_id, round=0),
-            27,
+            tx("payout", world.outsider, 31, task_id=world.task_id, round=0),
+            31,
         )
     world = World(node_count=3, total_bounty_amount=15 * KOII)
     world.submit_all(0)
@@ -950,8 +1056,45 @@ def settlement_cases() -> Iterator[Case]:
         "payout_pot_ran_dry_still_slashes",
         "the pot cannot cover the list: PayoutFailed, and the garbage node is slashed all the same (bug fix)",
         world.state,
-        tx("payout", world.outsider, 37, task_id=world.task_id, round=1),
-        37,
+        tx("payout", world.outsider, 41, task_id=world.task_id, round=1),
+        41,
+    )
+
+
+def judgement_cases() -> Iterator[Case]:
+    """Issue 16: escalation and the penalty of losing votes."""
+    world = submitted(5, {0: "wrong"}, sample_size=2)
+    garbage = world.nodes[0]
+    ring = audit_ring(None, world.task, 0)
+    panel = ring.panel_of(garbage)  # sample of 2, then the other 2 (escalation_size 33 > 4 others)
+    world.apply("audit_submission", panel[0], 15, round=0, candidate=garbage, is_valid=False)
+    world.apply("audit_submission", panel[1], 15, round=0, candidate=garbage, is_valid=True)  # colluder
+    world.apply("audit_submission", panel[2], 17, round=0, candidate=garbage, is_valid=False)
+    world.apply("audit_submission", panel[3], 18, round=0, candidate=garbage, is_valid=False)
+    world.submit_list(0)
+    yield (
+        "payout_penalizes_the_losing_votes",
+        "garbage judged invalid 3 false to 1 true by its escalation panel: the defender loses "
+        "vote_penalty_percent (10 %) of its stake into the pot, the garbage node 70 %",
+        world.state,
+        tx("payout", world.outsider, 31, task_id=world.task_id, round=0),
+        31,
+    )
+    world = submitted(5, sample_size=2)
+    honest = world.nodes[0]
+    ring = audit_ring(None, world.task, 0)
+    panel = ring.panel_of(honest)
+    world.apply("audit_submission", panel[0], 16, round=0, candidate=honest, is_valid=False)  # last slot
+    for defender in panel[1:]:
+        world.apply("audit_submission", defender, 17, round=0, candidate=honest, is_valid=True)
+    world.submit_list(0)
+    yield (
+        "payout_penalizes_a_false_accuser",
+        "an honest node accused in the last audit slot is defended by its panel in the judgement window; "
+        "it is paid and the false accuser loses 10 % of its stake (bug fix: it lost 70 % for free)",
+        world.state,
+        tx("payout", world.outsider, 31, task_id=world.task_id, round=0),
+        31,
     )
 
 
@@ -981,7 +1124,9 @@ def build(name: str, description: str, state: LedgerState, body: dict[str, Any],
 def main(write: Callable[[Path, str], object] = Path.write_text) -> int:
     VECTORS.mkdir(exist_ok=True)
     names = set()
-    for name, description, state, body, slot in itertools.chain(cases(), settlement_cases()):
+    for name, description, state, body, slot in itertools.chain(
+        cases(), settlement_cases(), judgement_cases()
+    ):
         assert name not in names, f"two vectors are named {name}"
         names.add(name)
         vector = build(name, description, state, body, slot)

@@ -92,7 +92,7 @@ def test_chunks_in_any_order_then_payout_pays_the_whole_list(small_chunks: int) 
     default = default_distribution_for(world.task, 0)
     assert (listed.rewards, listed.slashes) == (default.rewards, default.slashes)
     stake_before = world.task.stake_list[world.nodes[2]]
-    (paid,) = world.apply("payout", world.outsider, 27, round=0).events
+    (paid,) = world.apply("payout", world.outsider, 31, round=0).events
     assert (paid.kind, paid.rewarded, paid.slashed, paid.capped) == ("RoundPaid", 4, 1, {})
     assert paid.root == list_root(default.rewards, default.slashes)
     task = world.task
@@ -208,14 +208,14 @@ def test_an_incomplete_list_is_never_paid_the_next_attempt_is(small_chunks: int)
         PayoutNotReadyError,
         "payout",
         world.outsider,
-        27,
+        31,
         ("(attempt 1) is audited in slots 34–36",),
         task_id=world.task_id,
         round=0,
     )
     second = world.submit_list(0, attempt=1)
     assert second != chosen
-    (paid,) = world.apply("payout", world.outsider, 37, round=0).events
+    (paid,) = world.apply("payout", world.outsider, 41, round=0).events
     assert (paid.attempt, paid.distribution_submitter) == (1, second)
 
 
@@ -250,11 +250,11 @@ def test_a_capped_slash_is_recorded_in_the_receipt_and_the_list():
         world.accuse(number, faulty, voters=2)
     world.submit_list(0)  # slots 21–23: 70 % of the stake
     world.submit_list(1)  # slots 31–33: 70 % of the same, still whole, stake
-    (first,) = world.apply("payout", world.outsider, 37, round=0).events
+    (first,) = world.apply("payout", world.outsider, 41, round=0).events
     assert first.capped == {}
     left = world.task.stake_list[faulty]
     assert left == STAKE - STAKE * 70 // 100
-    (second,) = world.apply("payout", world.outsider, 37, round=1).events
+    (second,) = world.apply("payout", world.outsider, 41, round=1).events
     assert second.capped == {faulty: left} and second.slash_total == left
     assert faulty not in world.task.stake_list
     paid_list = world.task.distribution_lists[1][second.distribution_submitter]
@@ -274,7 +274,7 @@ def test_a_real_size_list_fits_normal_transactions():
     for body in bodies:
         kind = body.pop("type")
         apply(world.state, kind, chosen, 21, **body)
-    receipt = world.apply("payout", world.outsider, 27, round=0)
+    receipt = world.apply("payout", world.outsider, 31, round=0)
     assert len(receipt.events) == 1 and receipt.events[0].rewarded == 2001
     assert len(canonical_bytes(distribution_module.to_plain(receipt.events[0]))) < 1000
     assert DISTRIBUTION_CHUNK_KEYS == 1000

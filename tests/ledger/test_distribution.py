@@ -82,7 +82,7 @@ def test_selected_node_submits_and_payout_pays_once():
     assert world.task.distribution_rewards_submission[0][chosen].submission_value == list_root(
         dist.rewards, dist.slashes
     )
-    receipt = world.apply("payout", world.outsider, 27, round=0)
+    receipt = world.apply("payout", world.outsider, 31, round=0)
     (paid,) = receipt.events
     assert paid.kind == "RoundPaid" and paid.root == list_root(dist.rewards, dist.slashes)
     assert (paid.rewarded, paid.slashed, paid.capped) == (4, 1, {})
@@ -136,7 +136,7 @@ def test_distribution_window_edges_and_settled_rounds():
         **COMMIT,
     )
     world.submit_list(0)
-    world.apply("payout", world.outsider, 27, round=0)
+    world.apply("payout", world.outsider, 31, round=0)
     assert_rejected(
         world.state,
         AlreadyPaidError,
@@ -290,7 +290,7 @@ def test_distribution_audit_rules():
             24,
             (
                 f"{stranger} may not audit round 0's distribution list",
-                "only the round's other submitters audit it",
+                "only the round's other submitters that revealed audit it",
             ),
             task_id=tid,
             round=0,
@@ -344,10 +344,10 @@ def test_payout_not_ready():
         PayoutNotReadyError,
         "payout",
         world.outsider,
-        26,
+        29,
         (
-            "round 0's distribution list (attempt 0) is audited in slots 24–26",
-            "payout is accepted from slot 27, now slot 26",
+            "round 0's distribution list (attempt 0) is audited in slots 24–26 and judged until slot 29",
+            "payout is accepted from slot 30, now slot 29",
         ),
         task_id=world.task_id,
         round=0,
@@ -365,14 +365,14 @@ def test_failed_list_is_retried_by_the_next_candidate():
         PayoutNotReadyError,
         "payout",
         world.outsider,
-        27,
-        ("(attempt 1) is audited in slots 34–36", "accepted from slot 37"),
+        31,
+        ("(attempt 1) is audited in slots 34–36 and judged until slot 39", "accepted from slot 40"),
         task_id=world.task_id,
         round=0,
     )
     second = world.submit_list(0, attempt=1)
     assert second == selected_submitter(None, world.task, 0, 1) != first
-    receipt = world.apply("payout", world.outsider, 37, round=0)
+    receipt = world.apply("payout", world.outsider, 41, round=0)
     paid = receipt.events[-1]
     assert paid.kind == "RoundPaid" and paid.attempt == 1 and paid.distribution_submitter == second
 
@@ -384,7 +384,7 @@ def test_round_fails_after_the_allowed_attempts():
     world.apply(
         "audit_distribution", world.other_submitter(0, first), 24, round=0, candidate=first, is_valid=False
     )
-    receipt = world.apply("payout", world.outsider, 27, round=0)
+    receipt = world.apply("payout", world.outsider, 31, round=0)
     assert [e.kind for e in receipt.events] == ["RoundFailed"]
     assert "no distribution list stood its audit in 1 attempts" in receipt.events[0].reason
     assert world.task.distributions_audit_record == {0: "PayoutFailed"}
@@ -399,12 +399,12 @@ def test_round_with_no_list_at_all_fails_after_the_last_window():
         PayoutNotReadyError,
         "payout",
         world.outsider,
-        30,
-        ("(attempt 1)", "accepted from slot 37"),
+        31,
+        ("(attempt 1)", "accepted from slot 40"),
         task_id=world.task_id,
         round=0,
     )
-    receipt = world.apply("payout", world.outsider, 37, round=0)
+    receipt = world.apply("payout", world.outsider, 41, round=0)
     assert receipt.events[0].kind == "RoundFailed"
 
 
@@ -416,7 +416,7 @@ def test_payout_fails_when_the_pot_ran_dry_since_the_list():
     world.submit_list(1)  # slot 31: the pot still holds 15 KOII
     world.apply("payout", world.outsider, 34, round=0)
     assert world.task.total_bounty_amount == 5 * KOII
-    receipt = world.apply("payout", world.outsider, 37, round=1)
+    receipt = world.apply("payout", world.outsider, 41, round=1)
     assert receipt.events[0].kind == "RoundFailed" and "the pot holds 5 KOII" in receipt.events[0].reason
 
 
@@ -427,7 +427,7 @@ def test_settled_rounds_are_pruned_behind_the_window():
         world.submit_all(r)
         if r >= 1:
             world.submit_list(r - 1)
-            world.apply("payout", world.outsider, 27 + 10 * (r - 1), round=r - 1)
+            world.apply("payout", world.outsider, 31 + 10 * (r - 1), round=r - 1)
     kept = sorted(world.task.submissions)
     assert kept[0] == rounds - 2 - ROUNDS_KEPT and kept[-1] == rounds - 1
     assert set(world.task.round_beacons) <= set(kept)
@@ -458,8 +458,8 @@ def test_a_payout_receipt_does_not_depend_on_the_order_the_list_was_sent_in():
     world.send_list(chosen, 31, 1, default.rewards, backwards)
     world.apply("payout", world.outsider, 34, round=0)  # slashes 70 %: round 1's slashes get capped
     reloaded = from_plain(LedgerState, to_plain(world.state))
-    live = world.apply("payout", world.outsider, 37, round=1)
-    again = apply(reloaded, "payout", world.outsider, 37, task_id=world.task_id, round=1)
+    live = world.apply("payout", world.outsider, 41, round=1)
+    again = apply(reloaded, "payout", world.outsider, 41, task_id=world.task_id, round=1)
     assert list(live.events[-1].capped) == garbage
     assert [event_to_plain(e) for e in live.events] == [event_to_plain(e) for e in again.events]
     assert list(event_to_plain(live.events[-1])["capped"]) == list(event_to_plain(again.events[-1])["capped"])

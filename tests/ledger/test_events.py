@@ -19,7 +19,7 @@ def test_a_paid_round_reports_its_totals():
     world = World(node_count=2)
     world.submit_all(0)
     chosen = world.submit_list(0)
-    paid = world.apply("payout", world.outsider, 27, round=0).events[-1]
+    paid = world.apply("payout", world.outsider, 31, round=0).events[-1]
     assert paid == RoundPaid(
         task_id=world.task_id,
         round=0,

@@ -15,7 +15,15 @@ from pykoii.ledger import (
     submission_round,
     submission_window,
 )
-from pykoii.ledger.rounds import describe, distribution_attempt, round_start
+from pykoii.ledger.rounds import (
+    describe,
+    distribution_attempt,
+    distribution_judgement_window,
+    judgement_window,
+    reveal_window,
+    round_start,
+    settle_slot,
+)
 
 from .helpers import HELLO_TASK, World
 
@@ -68,10 +76,16 @@ def test_diagram_rows_stack_one_round_apart():
 def test_windows_are_half_open_and_hold_exactly_their_length():
     task = diagram_task(round_time=10, submission_window=3, audit_window=4)
     assert submission_window(task, 2) == range(30, 33)
-    assert audit_window(task, 2) == range(33, 37)
+    assert reveal_window(task, 2) == range(33, 35)  # the first half of the audit window
+    assert audit_window(task, 2) == range(35, 37)  # then accusations and votes
+    assert judgement_window(task, 2) == range(37, 40)  # the rest of the round: votes on the accused
     assert distribution_window(task, 2) == range(40, 43)
     assert distribution_audit_window(task, 2) == range(43, 47)
-    assert len(submission_window(task, 2)) == 3 and len(audit_window(task, 2)) == 4
+    assert distribution_judgement_window(task, 2) == range(47, 49)
+    assert settle_slot(task, 2) == 49  # the last slot of the list's round is left to payout
+    assert (
+        len(submission_window(task, 2)) == 3 and len(reveal_window(task, 2)) + len(audit_window(task, 2)) == 4
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,6 +128,8 @@ def test_world_task_matches_its_documented_windows():
     task = World(node_count=1).task
     assert task.starting_slot == 1 and task.round_time == HELLO_TASK["round_time"]
     assert submission_window(task, 0) == range(11, 14)
-    assert audit_window(task, 0) == range(14, 17)
+    assert reveal_window(task, 0) == range(14, 15)
+    assert audit_window(task, 0) == range(15, 17)
+    assert judgement_window(task, 0) == range(17, 21)
     assert distribution_window(task, 0) == range(21, 24)
     assert distribution_audit_window(task, 0) == range(24, 27)

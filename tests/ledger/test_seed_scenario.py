@@ -12,9 +12,9 @@ from pykoii.ledger import (
     state_root,
     submission_window,
 )
-from pykoii.ledger.rounds import audit_window, distribution_audit_window
+from pykoii.ledger.rounds import audit_window, reveal_window, settle_slot
 
-from .helpers import HELLO_TASK, KOII, address, apply, devnet, send_list
+from .helpers import HELLO_TASK, KOII, address, apply, commitment, devnet, secret, send_list
 
 STAKE = 5 * KOII
 ROUNDS = 3
@@ -42,10 +42,30 @@ def run_seed_scenario():
         sub_slot = submission_window(task, r).start
         for node in nodes:
             try:
-                apply(state, "submit", node, sub_slot, task_id=task_id, round=r, submission_value=value[node])
+                apply(
+                    state,
+                    "submit",
+                    node,
+                    sub_slot,
+                    task_id=task_id,
+                    round=r,
+                    submission_value=value[node],
+                    commitment=commitment(task_id, r, node),
+                )
             except InsufficientStakeError:
                 assert node == faulty  # slashed below minimum_stake_amount: it may not submit any more
                 refused.append(r)
+        for node in task.submissions[r]:
+            secret_of = secret(task_id, r, node)
+            apply(
+                state,
+                "reveal",
+                node,
+                reveal_window(task, r).start,
+                task_id=task_id,
+                round=r,
+                secret=secret_of,
+            )
         audit_slot = audit_window(task, r).start
         ring = audit_ring(None, task, r)
         for auditor in nodes:
@@ -73,7 +93,7 @@ def settle(state, task_id, r, nodes):
     chosen = selected_submitter(None, task, r, 0)
     expected = default_distribution_for(task, r)
     send_list(state, chosen, dist_slot, task_id, r, expected.rewards, expected.slashes)
-    payout_slot = distribution_audit_window(task, r).stop
+    payout_slot = settle_slot(task, r)
     before = dict(task.stake_list)
     apply(state, "payout", nodes[0], payout_slot, task_id=task_id, round=r)
     return {

@@ -114,7 +114,7 @@ def test_submit_needs_the_minimum_stake():
     world.submit_all(0, {faulty: "wrong"})
     world.accuse(0, faulty)
     world.submit_list(0)
-    world.apply("payout", world.outsider, 27, round=0)  # 70 % of 5 KOII slashed: 1.5 KOII left
+    world.apply("payout", world.outsider, 31, round=0)  # 70 % of 5 KOII slashed: 1.5 KOII left
     assert_rejected(
         world.state,
         InsufficientStakeError,

@@ -55,8 +55,8 @@ CONFIG_CASES = [
     ({"task_vars": "v" * 65}, "task_vars is"),
     ({"koii_vars": "v" * 65}, "koii_vars is"),
     ({"submission_window": 0}, "submission_window is 0; accepted: 1 to 4294967296"),
-    ({"audit_window": 0}, "audit_window is 0; accepted: 1 to 4294967296"),
-    ({"round_time": 5}, "round_time is 5; accepted: at least submission_window + audit_window = 6 slots"),
+    ({"audit_window": 1}, "audit_window is 1; accepted: 2 to 4294967296"),
+    ({"round_time": 7}, "round_time is 7; accepted: at least submission_window + audit_window + 2 = 8 slots"),
     ({"bounty_amount_per_round": 0}, "bounty_amount_per_round is 0; accepted: 1 to 9223372036854775807"),
     (
         {"bounty_amount_per_round": 101 * KOII},
@@ -171,7 +171,7 @@ def test_update_task_with_an_empty_pot():
     world = World(node_count=1, total_bounty_amount=10 * KOII)
     world.submit_all(0)
     world.submit_list(0)
-    world.apply("payout", world.outsider, 27, round=0)
+    world.apply("payout", world.outsider, 31, round=0)
     assert world.task.total_bounty_amount == 0
     fields = {k: v for k, v in HELLO_TASK.items() if k != "total_bounty_amount"}
     assert_rejected(

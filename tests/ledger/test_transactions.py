@@ -38,6 +38,7 @@ def test_encode_is_the_inverse_of_decode_for_every_instruction():
         "fund_task": {"task_id": BOB, "amount": 1},
         "stake": {"task_id": BOB, "amount": 1, "ip_address": "http://x"},
         "withdraw": {"task_id": BOB},
+        "reveal": {"task_id": BOB, "round": 1, "secret": "ab" * 32},
         "submit": {"task_id": BOB, "round": 2, "submission_value": "cid"},
         "audit_submission": {"task_id": BOB, "round": 2, "candidate": ALICE, "is_valid": False},
         "submit_distribution": {"task_id": BOB, "round": 2, "root": "ab" * 32, "chunks": 1},

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NothingToClaimError, NotStakedError, PykoiiError, StakeLockedError
-from ..ledger.rounds import distribution_audit_window
+from ..ledger.rounds import settle_slot
 from ..ledger.staking import unsettled_round_of
 from ..node.schedule import as_task_state
 from .format import duration, koii, short
@@ -78,7 +78,7 @@ async def explain_lock(node: Any, task_id: str) -> str:
     pending = unsettled_round_of(state, node.staking.public_key)
     if pending is None:
         return "The ledger refused the withdraw because of a round not settled yet; try again shortly."
-    unlock_slot = distribution_audit_window(state, pending, state.allowed_failed_distributions).stop
+    unlock_slot = settle_slot(state, pending, state.allowed_failed_distributions)
     wait = max(0, unlock_slot - slot) * slot_ms
     text = (
         f"This node submitted work for round {pending}, and that round is not settled yet: until its "

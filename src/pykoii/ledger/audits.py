@@ -1,17 +1,27 @@
-"""Votes on proofs, their tally, and who must audit whom.
+"""Reveals, votes on proofs, their tally, and who must audit whom.
 
-**Votes.** A ``false`` vote on a candidate raises an audit trigger (or adds to one); a ``true`` vote
-is accepted only on a candidate that has a trigger, since honest nodes only defend the accused. A
-candidate is judged invalid when its trigger holds more false votes (the raiser's included) than
-true ones; a candidate without a trigger is valid. The same rules apply to distribution lists.
+**An assignment no participant can choose (commit-reveal).** Every ``submit`` carries a
+``commitment``: ``beacon_commitment(task_id, round, submitter, secret)`` of a 32-byte secret only the
+submitter knows (the node derives it from a signature of its staking key, so it survives restarts).
+Once the submission window has closed, every commitment is fixed; in the *reveal window* (the first
+``reveal_slots`` slots of the audit window) each submitter sends ``reveal {round, secret}``. The
+round's *beacon* is the SHA-256 of the task id, the round and every revealed secret, fixed when the
+reveal window closes, before any vote is accepted. A submitter that does not reveal is judged
+invalid (its proof stands for nothing, and the default distribution slashes it), and takes no part
+in the audit. Nobody can pick the beacon after seeing the others' values: the last revealer can only
+choose between revealing and withholding, and withholding costs it the slash (docs/protocol.md §8).
 
-**Assignment.** Koii picks auditors with ``Math.random``, so nobody can check who should have voted.
-Here every round has a public *beacon*: the SHA-256 of the canonical JSON of the task id, the round
-number and every submission of that round. It is fixed once the round's submission window has
-closed, which is before any vote is accepted. Submitters are ordered by ``sha256(beacon:pubkey)``;
-each candidate is audited by the ``sample_size`` submitters that follow it in that ring, never by
-itself. So every node audits ``sample_size`` candidates, and anyone can recompute the assignment
-from public state with the functions below. Votes from nodes that were not assigned are refused.
+**Assignment.** Revealed submitters are ordered by ``sha256(beacon:pubkey)`` into a ring. Each
+candidate's *sample* is the ``sample_size`` submitters that follow it; its *panel* is the
+``escalation_size`` that follow it (the sample first), never itself.
+
+**Votes.** A ``false`` vote from a sample auditor, in the audit window, raises an audit trigger
+(accuses). Once accused, every panel member may vote, ``true`` (defend) or ``false``, in the audit
+window or in the *judgement window* that follows it (the rest of the round): every defender has
+that whole window, however late the accusation came. An accused candidate is invalid when its false
+votes outnumber its true votes (the majority of votes cast; a tie stands). A candidate nobody
+accused is valid. The same trigger rules apply to distribution lists (their panel is every other
+revealed submitter of the round).
 """
 
 from __future__ import annotations
@@ -21,26 +31,39 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..errors import (
+    DuplicateSubmissionError,
     DuplicateVoteError,
+    InvalidRevealError,
     NoAuditTriggerError,
     NotAssignedAuditorError,
     UnknownSubmissionError,
+    WrongPhaseError,
 )
 from .accounts import get_task
 from .codec import canonical_bytes, sha256_hex
-from .events import AuditTriggered, Event, VoteCast
-from .rounds import audit_window
-from .state import AuditTrigger, LedgerState, TaskState, Vote, put, round_map
+from .events import AuditTriggered, Event, Revealed, VoteCast
+from .rounds import audit_window, describe, judgement_window, reveal_window
+from .state import AuditTrigger, LedgerState, Submission, TaskState, Vote, assign, put, round_map
 from .submissions import require_in_window
-from .transactions import AuditSubmission
+from .transactions import AuditSubmission, Reveal
 from .types import Address, RoundNumber, Slot
 
 
-def beacon_of(task_id: str, round_number: int, submissions: Mapping[str, str]) -> str:
-    """The round beacon from public data: task id, round, and ``{submitter: submission_value}``."""
+def beacon_commitment(task_id: str, round_number: int, submitter: str, secret: str) -> str:
+    """What a proof commits to: the hex SHA-256 of the task, round, submitter and beacon secret."""
     return sha256_hex(
-        canonical_bytes({"task_id": task_id, "round": round_number, "submissions": dict(submissions)})
+        canonical_bytes({"task_id": task_id, "round": round_number, "submitter": submitter, "secret": secret})
     )
+
+
+def beacon_of(task_id: str, round_number: int, reveals: Mapping[Address, str]) -> str:
+    """The round beacon from public data: task id, round, and ``{submitter: revealed secret}``."""
+    return sha256_hex(canonical_bytes({"task_id": task_id, "round": round_number, "reveals": dict(reveals)}))
+
+
+def revealed(submissions: Mapping[Address, Submission]) -> dict[Address, str]:
+    """``{submitter: secret}`` of the submitters who revealed, in key order."""
+    return {key: submissions[key].reveal for key in sorted(submissions) if submissions[key].reveal}
 
 
 def round_beacon(state: LedgerState | None, task: TaskState, round_number: int) -> str:
@@ -51,9 +74,7 @@ def round_beacon(state: LedgerState | None, task: TaskState, round_number: int) 
     beacon = task.round_beacons.get(RoundNumber(round_number))
     if beacon is None:
         submissions = task.submissions.get(RoundNumber(round_number), {})
-        beacon = beacon_of(
-            task.task_id, round_number, {key: sub.submission_value for key, sub in submissions.items()}
-        )
+        beacon = beacon_of(task.task_id, round_number, revealed(submissions))
         if state is not None:
             put(state, task.round_beacons, round_number, beacon)
     return beacon
@@ -61,11 +82,40 @@ def round_beacon(state: LedgerState | None, task: TaskState, round_number: int) 
 
 @dataclass(frozen=True, slots=True)
 class AuditRing:
-    """Submitters of a round in beacon order, with each one's position."""
+    """Revealed submitters of a round in beacon order, with each one's position."""
 
     order: tuple[Address, ...]
     position: Mapping[Address, int]
     sample_size: int
+    escalation_size: int = 0
+    """The panel size (0: the sample only)."""
+
+    def _reach(self, size: int) -> int:
+        return min(size, len(self.order) - 1)
+
+    def panel_of(self, candidate: str) -> list[Address]:
+        """Who judges ``candidate`` once accused: the ``escalation_size`` that follow it, sample first."""
+        n = len(self.order)
+        start = self.position[Address(candidate)]
+        count = self._reach(max(self.escalation_size, self.sample_size))
+        return [self.order[(start + step) % n] for step in range(1, count + 1)]
+
+    def on_panel(self, voter: str, candidate: str) -> bool:
+        """Whether ``voter`` sits on ``candidate``'s panel."""
+        a = self.position.get(Address(voter))
+        c = self.position.get(Address(candidate))
+        if a is None or c is None:
+            return False
+        return 1 <= (a - c) % len(self.order) <= self._reach(max(self.escalation_size, self.sample_size))
+
+    def panel_candidates_of(self, voter: str) -> list[Address]:
+        """The candidates whose panel ``voter`` sits on."""
+        n = len(self.order)
+        start = self.position.get(Address(voter))
+        if start is None:
+            return []
+        count = self._reach(max(self.escalation_size, self.sample_size))
+        return [self.order[(start - step) % n] for step in range(1, count + 1)]
 
     def auditors_of(self, candidate: str) -> list[Address]:
         """The nodes that must audit ``candidate``: the ``sample_size`` that follow it in the ring."""
@@ -93,19 +143,26 @@ class AuditRing:
         return 1 <= distance <= min(self.sample_size, len(self.order) - 1)
 
 
-_RINGS: dict[tuple[str, int], AuditRing] = {}
+_RINGS: dict[tuple[str, int, int], AuditRing] = {}
 _RING_CACHE_SIZE = 64
 
 
-def ring_for(beacon: str, submitters: Iterable[Address], sample_size: int) -> AuditRing:
+def ring_for(
+    beacon: str, submitters: Iterable[Address], sample_size: int, escalation_size: int = 0
+) -> AuditRing:
     """Order ``submitters`` by ``sha256(beacon:pubkey)``. Memoized by beacon, which fixes the set,
     so ``submitters`` is only read when the ring is not cached yet."""
-    key = (beacon, sample_size)
+    key = (beacon, sample_size, escalation_size)
     ring = _RINGS.get(key)
     if ring is None:
         prefix = beacon.encode() + b":"
         order = tuple(sorted(submitters, key=lambda pk: hashlib.sha256(prefix + pk.encode()).digest()))
-        ring = AuditRing(order=order, position={pk: i for i, pk in enumerate(order)}, sample_size=sample_size)
+        ring = AuditRing(
+            order=order,
+            position={pk: i for i, pk in enumerate(order)},
+            sample_size=sample_size,
+            escalation_size=escalation_size,
+        )
         if len(_RINGS) >= _RING_CACHE_SIZE:
             del _RINGS[next(iter(_RINGS))]
         _RINGS[key] = ring
@@ -113,10 +170,10 @@ def ring_for(beacon: str, submitters: Iterable[Address], sample_size: int) -> Au
 
 
 def audit_ring(state: LedgerState | None, task: TaskState, round_number: int) -> AuditRing:
-    """The audit ring of a round (only meaningful once its submission window has closed)."""
+    """The audit ring of a round: its revealed submitters (only final once the reveal window closed)."""
     beacon = round_beacon(state, task, round_number)
-    submitters = task.submissions.get(round_number, {})  # type: ignore[call-overload]
-    return ring_for(beacon, submitters, task.sample_size)
+    submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
+    return ring_for(beacon, revealed(submissions), task.sample_size, task.escalation_size)
 
 
 def audit_assignments(task: TaskState, round_number: int) -> dict[Address, list[Address]]:
@@ -134,7 +191,11 @@ def is_judged_valid(trigger: AuditTrigger | None) -> bool:
 
 
 def submission_is_valid(task: TaskState, round_number: int, submitter: str) -> bool:
-    """Whether ``submitter``'s proof for ``round_number`` stands after its audit."""
+    """Whether ``submitter``'s proof for ``round_number`` stands: its secret was revealed and it was
+    not judged invalid."""
+    submission = task.submissions.get(round_number, {}).get(submitter)  # type: ignore[call-overload]
+    if submission is None or not submission.reveal:
+        return False
     triggers = task.submissions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
     return is_judged_valid(triggers.get(submitter))
 
@@ -188,20 +249,81 @@ def cast_vote(
     return events
 
 
-def audit_submission(state: LedgerState, tx: AuditSubmission, slot: int) -> list[Event]:
-    """A vote on a proof, from an assigned auditor, in the round's audit window."""
+def reveal(state: LedgerState, tx: Reveal, slot: int) -> list[Event]:
+    """A submitter reveals the beacon secret it committed with its proof, in the reveal window."""
     task = get_task(state, tx.task_id)
-    require_in_window("audit", tx.round, slot, audit_window(task, tx.round))
-    if tx.candidate not in task.submissions.get(tx.round, {}):
+    require_in_window("reveal", tx.round, slot, reveal_window(task, tx.round))
+    submission = task.submissions.get(tx.round, {}).get(tx.signer)
+    if submission is None:
+        raise UnknownSubmissionError(
+            f"{tx.signer} has no submission in round {tx.round} of task {task.task_id}; only submitters "
+            "reveal",
+            candidate=tx.signer,
+        )
+    if submission.reveal:
+        raise DuplicateSubmissionError(f"{tx.signer} already revealed for round {tx.round}", round=tx.round)
+    expected = beacon_commitment(task.task_id, tx.round, tx.signer, tx.secret)
+    if expected != submission.commitment:
+        raise InvalidRevealError(
+            f"secret does not match the commitment {submission.commitment} sent with {tx.signer}'s proof "
+            f"for round {tx.round}: it hashes to {expected} (beacon_commitment(task_id, round, submitter, "
+            "secret))",
+            commitment=submission.commitment,
+        )
+    assign(state, submission, "reveal", tx.secret)
+    return [Revealed(task_id=task.task_id, round=tx.round, submitter=tx.signer)]
+
+
+def audit_submission(state: LedgerState, tx: AuditSubmission, slot: int) -> list[Event]:
+    """A vote on a proof: an accusation from a sample auditor in the audit window, or a vote on an
+    accused proof from its panel in the audit or judgement window."""
+    task = get_task(state, tx.task_id)
+    votes, judging = audit_window(task, tx.round), judgement_window(task, tx.round)
+    if slot not in votes and slot not in judging:
+        raise WrongPhaseError(
+            f"audit for round {tx.round} arrived at slot {slot}; round {tx.round} accepts audits in "
+            f"{describe(votes)} and votes on accused proofs until slot {judging.stop - 1}",
+            round=tx.round,
+            slot=slot,
+            window_start=votes.start,
+            window_end=judging.stop - 1,
+        )
+    submission = task.submissions.get(tx.round, {}).get(tx.candidate)
+    if submission is None:
         raise UnknownSubmissionError(
             f"{tx.candidate} has no submission in round {tx.round} of task {task.task_id}",
             candidate=tx.candidate,
         )
+    if not submission.reveal:
+        raise UnknownSubmissionError(
+            f"{tx.candidate} did not reveal its beacon secret for round {tx.round}: its proof is invalid "
+            "without a vote",
+            candidate=tx.candidate,
+        )
     ring = audit_ring(state, task, tx.round)
-    if not ring.is_assigned(tx.signer, tx.candidate):
+    accused = tx.candidate in task.submissions_audit_trigger.get(tx.round, {})
+    if not accused:
+        if slot not in votes:
+            raise WrongPhaseError(
+                f"{tx.candidate}'s proof for round {tx.round} was not accused in the audit window "
+                f"({describe(votes)}); the judgement window (until slot {judging.stop - 1}) only takes "
+                "votes on accused proofs",
+                round=tx.round,
+                slot=slot,
+                window_start=votes.start,
+                window_end=votes.stop - 1,
+            )
+        if not ring.is_assigned(tx.signer, tx.candidate):
+            raise NotAssignedAuditorError(
+                f"{tx.signer} is not assigned to audit {tx.candidate} in round {tx.round}; its auditors "
+                f"are {', '.join(ring.auditors_of(tx.candidate)) or 'nobody'} "
+                "(see GET /tasks/<id>/rounds/<r>)",
+                voter=tx.signer,
+            )
+    elif not ring.on_panel(tx.signer, tx.candidate):
         raise NotAssignedAuditorError(
-            f"{tx.signer} is not assigned to audit {tx.candidate} in round {tx.round}; its auditors "
-            f"are {', '.join(ring.auditors_of(tx.candidate)) or 'nobody'} (see GET /tasks/<id>/rounds/<r>)",
+            f"{tx.signer} is not on the panel that judges {tx.candidate}'s accused proof for round "
+            f"{tx.round}; the panel is {', '.join(ring.panel_of(tx.candidate))}",
             voter=tx.signer,
         )
     return cast_vote(

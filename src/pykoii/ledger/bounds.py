@@ -65,6 +65,11 @@ def _address(description: str) -> Bound:
 
 MAX_ALLOWED_FAILED_DISTRIBUTIONS = 16
 MAX_SAMPLE_SIZE = 64
+MAX_ESCALATION_SIZE = 256
+DEFAULT_ESCALATION_SIZE = 33
+"""P(Bin(33, 0.8) >= 17) ~ 0.99995: with 20 % colluders on the panel, an honest majority of votes
+cast wins with probability above 1 - 1e-3 per accused proof (when honest panel members vote)."""
+DEFAULT_VOTE_PENALTY_PERCENT = 10
 
 FIELDS: dict[str, Bound] = {
     "signer": _address("the account whose key signed the transaction"),
@@ -79,13 +84,19 @@ FIELDS: dict[str, Bound] = {
     "bounty_amount_per_round": _int("ROE one round may pay", 1, checked_by=_CONFIG),
     "total_bounty_amount": _int("ROE moved into the bounty pot", 1, checked_by=_CONFIG),
     "round_time": _int(
-        "slots per round (>= submission_window + audit_window)", 2, MAX_ROUND_TIME, checked_by=_CONFIG
+        "slots per round (>= submission_window + audit_window + 2: judgement window, then payout slot)",
+        5,
+        MAX_ROUND_TIME,
+        checked_by=_CONFIG,
     ),
     "submission_window": _int(
         "slots for proofs at the start of a round", 1, MAX_ROUND_TIME, checked_by=_CONFIG
     ),
     "audit_window": _int(
-        "slots for votes after the submission window", 1, MAX_ROUND_TIME, checked_by=_CONFIG
+        "slots after the submission window: reveals (the first half, rounded down), then votes",
+        2,
+        MAX_ROUND_TIME,
+        checked_by=_CONFIG,
     ),
     "minimum_stake_amount": _int("the least stake that may submit", checked_by=_CONFIG),
     "allowed_failed_distributions": _int(
@@ -106,6 +117,22 @@ FIELDS: dict[str, Bound] = {
     "sample_size": _int(
         "auditors assigned to each proof by the beacon", 1, MAX_SAMPLE_SIZE, checked_by=_CONFIG
     ),
+    "escalation_size": _int(
+        "panel that judges an accused proof (the sample first)", 1, MAX_ESCALATION_SIZE, checked_by=_CONFIG
+    ),
+    "vote_penalty_percent": _int(
+        "share of its stake a voter on the losing side of an accused proof's judgement loses",
+        0,
+        100,
+        checked_by=_CONFIG,
+    ),
+    "commitment": Bound(
+        "hex",
+        "sha256 of (task, round, submitter, secret); without one the proof can never be revealed",
+        0,
+        64,
+    ),
+    "secret": Bound("hex", "the beacon secret committed with the proof", 64, 64),
     "migration_description": _str("why the task was updated", 256),
     "is_active": Bound("boolean", "whether the task runs"),
     "ip_address": _str("the node's http(s):// URL, or empty", 256, checked_by="MalformedTransactionError"),
@@ -145,6 +172,9 @@ def _schema(name: str) -> dict[str, Any]:
         schema |= {"type": "boolean"}
     elif bound.kind == "string":
         schema |= {"type": "string", "minLength": bound.low, "maxLength": bound.high}
+    elif bound.kind == "hex":
+        hexes = f"[0-9a-f]{{{bound.high}}}"
+        schema |= {"type": "string", "pattern": f"^({hexes})?$" if bound.low == 0 else f"^{hexes}$"}
     elif bound.kind == "address":
         schema |= {"type": "string", "pattern": ADDRESS_PATTERN}
     elif bound.kind == "amounts":

@@ -36,9 +36,23 @@ from ..errors import (
 from .accounts import get_task, koii
 from .audits import audit_ring, cast_vote, is_judged_valid, submission_is_valid
 from .codec import canonical_bytes, to_plain
-from .events import DistributionChunkUploaded, DistributionSubmitted, Event, RoundFailed, RoundPaid
+from .events import (
+    DistributionChunkUploaded,
+    DistributionSubmitted,
+    Event,
+    RoundFailed,
+    RoundPaid,
+    VotePenalized,
+)
 from .merkle import inclusion_proofs, merkle_root, verify_inclusion
-from .rounds import describe, distribution_attempt, distribution_audit_window, distribution_window
+from .rounds import (
+    describe,
+    distribution_attempt,
+    distribution_audit_window,
+    distribution_judgement_window,
+    distribution_window,
+    settle_slot,
+)
 from .state import (
     PAYOUT_FAILED,
     PAYOUT_SUCCESSFUL,
@@ -392,13 +406,19 @@ def audit_distribution(state: LedgerState, tx: AuditDistribution, slot: int) -> 
             candidate=tx.candidate,
         )
     attempt = distribution_attempt(task, tx.round, submitted.slot)
-    require_in_window(
-        "distribution audit", tx.round, slot, distribution_audit_window(task, tx.round, attempt)
-    )
-    if tx.signer == tx.candidate or tx.signer not in task.submissions.get(tx.round, {}):
+    votes = distribution_audit_window(task, tx.round, attempt)
+    accused = tx.candidate in task.distributions_audit_trigger.get(tx.round, {})
+    if accused:
+        # an accused list is judged once every other submitter had the judgement window to vote
+        window = range(votes.start, distribution_judgement_window(task, tx.round, attempt).stop)
+    else:
+        window = votes
+    require_in_window("distribution audit", tx.round, slot, window)
+    voter = task.submissions.get(tx.round, {}).get(tx.signer)
+    if tx.signer == tx.candidate or voter is None or not voter.reveal:
         raise NotAssignedAuditorError(
             f"{tx.signer} may not audit round {tx.round}'s distribution list: only the round's other "
-            "submitters audit it",
+            "submitters that revealed audit it",
             voter=tx.signer,
         )
     return cast_vote(
@@ -424,26 +444,65 @@ def payout(state: LedgerState, tx: Payout, slot: int) -> list[Event]:
             round=tx.round,
         )
     for attempt in range(task.allowed_failed_distributions + 1):
-        window = distribution_audit_window(task, tx.round, attempt)
-        if slot < window.stop:
+        ready = settle_slot(task, tx.round, attempt)
+        if slot < ready:
+            window = distribution_audit_window(task, tx.round, attempt)
             raise PayoutNotReadyError(
-                f"round {tx.round}'s distribution list (attempt {attempt}) is audited in {describe(window)}; "
-                f"payout is accepted from slot {window.stop}, now slot {slot}",
+                f"round {tx.round}'s distribution list (attempt {attempt}) is audited in {describe(window)} "
+                f"and judged until slot {ready - 1}; payout is accepted from slot {ready}, now slot {slot}",
                 round=tx.round,
-                ready_slot=window.stop,
+                ready_slot=ready,
             )
         submitter = selected_submitter(state, task, tx.round, attempt)
         passed = passed_list(task, tx.round, submitter)
         if passed is not None and submitter is not None:
-            events = _pay(state, task, tx.round, attempt, submitter, passed)
+            events = penalize_losing_votes(state, task, tx.round)
+            events += _pay(state, task, tx.round, attempt, submitter, passed)
             _prune(state, task, tx.round)
             return events
-    return _fail(
+    events = penalize_losing_votes(state, task, tx.round)
+    return events + _fail(
         state,
         task,
         tx.round,
         f"no distribution list stood its audit in {task.allowed_failed_distributions + 1} attempts",
     )
+
+
+def penalize_losing_votes(state: LedgerState, task: TaskState, round_number: RoundNumber) -> list[Event]:
+    """At settlement, every vote on the losing side of an accused proof's judgement costs its voter
+    ``vote_penalty_percent`` of the stake it still has (rounded down): defenders of a proof judged
+    invalid, accusers of a proof judged valid. The ROE go to the pot (a migrated task's to the newest
+    version's pot), never to the voters, so no vote is paid for. In key order: the receipt is a
+    function of the log."""
+    triggers = task.submissions_audit_trigger.get(round_number, {})
+    if not triggers or not task.vote_penalty_percent:
+        return []
+    pot = newest_version(state, task)
+    events: list[Event] = []
+    total = 0
+    for candidate in sorted(triggers):
+        valid = submission_is_valid(task, round_number, candidate)
+        for voter in sorted(triggers[candidate].votes):
+            if triggers[candidate].votes[voter].is_valid == valid:
+                continue
+            amount = task.stake_list.get(voter, 0) * task.vote_penalty_percent // 100
+            if amount:
+                add(state, task.stake_list, voter, -amount)
+                total += amount
+                events.append(
+                    VotePenalized(
+                        task_id=task.task_id,
+                        round=round_number,
+                        voter=voter,
+                        candidate=candidate,
+                        amount=Roe(amount),
+                    )
+                )
+    if total:
+        assign(state, task, "total_stake_amount", Roe(task.total_stake_amount - total))
+        assign(state, pot, "total_bounty_amount", Roe(pot.total_bounty_amount + total))
+    return events
 
 
 def newest_version(state: LedgerState, task: TaskState) -> TaskState:

@@ -85,6 +85,26 @@ class Submitted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Revealed(Event):
+    """A submitter revealed the beacon secret committed with its proof."""
+
+    task_id: TaskId
+    round: RoundNumber
+    submitter: Address
+
+
+@dataclass(frozen=True, slots=True)
+class VotePenalized(Event):
+    """``voter`` voted on the losing side of ``candidate``'s judgement and lost ``amount``."""
+
+    task_id: TaskId
+    round: RoundNumber
+    voter: Address
+    candidate: Address
+    amount: Roe
+
+
+@dataclass(frozen=True, slots=True)
 class AuditTriggered(Event):
     """A first ``false`` vote accused ``candidate``; ``target`` is ``submission`` or ``distribution``."""
 

@@ -34,7 +34,8 @@ class Phase(enum.Enum):
     AUDIT = "audit"
     """The next ``audit_window`` slots: proofs of R-1 and the list of R-2 are audited."""
     DELAY = "delay"
-    """The rest of the round: nothing is accepted for R-1; payouts of R-2 happen."""
+    """The rest of the round: the judgement window (the panels of accused proofs of R-1 and of an
+    accused list of R-2 still vote; no new accusations); payouts happen."""
 
 
 def round_of(task: TaskState, slot: int) -> int:
@@ -79,10 +80,30 @@ def submission_window(task: TaskState, round_number: int) -> range:
     return range(start, start + task.submission_window)
 
 
-def audit_window(task: TaskState, round_number: int) -> range:
-    """Slots in which proofs for ``round_number`` are audited: right after their submission window."""
+def reveal_slots(task: TaskState) -> int:
+    """How many slots of the audit window take reveals: the first half, rounded down (at least 1)."""
+    return max(1, task.audit_window // 2)
+
+
+def reveal_window(task: TaskState, round_number: int) -> range:
+    """Slots in which submitters of ``round_number`` reveal their beacon secrets: the start of the
+    audit window, once every commitment is fixed. The beacon is fixed when it closes."""
     start = round_start(task, round_number + 1) + task.submission_window
-    return range(start, start + task.audit_window)
+    return range(start, start + reveal_slots(task))
+
+
+def audit_window(task: TaskState, round_number: int) -> range:
+    """Slots in which proofs for ``round_number`` are accused and voted on: the audit window after
+    its reveals."""
+    start = round_start(task, round_number + 1) + task.submission_window
+    return range(start + reveal_slots(task), start + task.audit_window)
+
+
+def judgement_window(task: TaskState, round_number: int) -> range:
+    """Slots after the audit window in which the panel of an accused proof still votes (no new
+    accusations): every defender has this whole window, however late the accusation came."""
+    start = round_start(task, round_number + 1) + task.submission_window + task.audit_window
+    return range(start, round_start(task, round_number + 2))
 
 
 def distribution_window(task: TaskState, round_number: int, attempt: int = 0) -> range:
@@ -95,6 +116,20 @@ def distribution_audit_window(task: TaskState, round_number: int, attempt: int =
     """Slots in which distribution list ``attempt`` for ``round_number`` is audited."""
     start = round_start(task, round_number + 2 + attempt) + task.submission_window
     return range(start, start + task.audit_window)
+
+
+def distribution_judgement_window(task: TaskState, round_number: int, attempt: int = 0) -> range:
+    """Slots after a list's audit window in which votes on an accused list are still taken: the rest
+    of its round but the last slot, which is left to payout."""
+    start = round_start(task, round_number + 2 + attempt) + task.submission_window + task.audit_window
+    return range(start, settle_slot(task, round_number, attempt))
+
+
+def settle_slot(task: TaskState, round_number: int, attempt: int = 0) -> int:
+    """The first slot at which distribution ``attempt`` of a round is decided (its judgement closed):
+    the last slot of the attempt's round, so that the round is paid before the next round's list is
+    computed (at the next slot) from the stakes it leaves."""
+    return round_start(task, round_number + 3 + attempt) - 1
 
 
 def distribution_attempt(task: TaskState, round_number: int, slot: int) -> int:

@@ -18,7 +18,7 @@ from ..errors import (
 from .accounts import credit, debit, get_task, koii, require_amount
 from .bounds import FIELDS
 from .events import Event, RewardClaimed, Staked, Withdrawn
-from .rounds import distribution_audit_window
+from .rounds import settle_slot
 from .state import LedgerState, TaskState, add, assign, put, remove
 from .transactions import ClaimReward, Stake, Withdraw
 from .types import Roe, RoundNumber
@@ -94,7 +94,7 @@ def withdraw(state: LedgerState, tx: Withdraw, slot: int) -> list[Event]:
         raise NotStakedError(f"{tx.signer} has no stake on task {task.task_id}", staker=tx.signer)
     pending = unsettled_round_of(task, tx.signer)
     if pending is not None:
-        ready = distribution_audit_window(task, pending, task.allowed_failed_distributions).stop
+        ready = settle_slot(task, pending, task.allowed_failed_distributions)
         raise StakeLockedError(
             f"{tx.signer} submitted for round {pending}, which is not settled yet, so its stake stays "
             f"locked while that round can still slash it; payout of round {pending} settles it (anyone "

@@ -28,6 +28,10 @@ class Submission:
     submission_value: str
     slot: Slot
     round: RoundNumber
+    commitment: str = ""
+    """A proof's beacon commitment (``audits.beacon_commitment``); empty for a list's record."""
+    reveal: str = ""
+    """The beacon secret, once revealed; a proof whose secret is never revealed is invalid."""
 
 
 @dataclass(slots=True)
@@ -125,7 +129,11 @@ class TaskState:
     distributions_audit_record: dict[RoundNumber, str] = field(default_factory=dict)
     # --- pykoii additions -------------------------------------------------------------------
     sample_size: int = 5
-    """Auditors assigned to each candidate by the round beacon."""
+    """Auditors assigned to each candidate by the round beacon (they may accuse)."""
+    escalation_size: int = 33
+    """The panel that judges an accused candidate (the sample first)."""
+    vote_penalty_percent: int = 10
+    """Share of its stake a voter on the losing side of an accused proof's judgement loses."""
     requirements_tags: list[RequirementTag] = field(default_factory=list)
     """``config-task.yml``'s ``requirementsTags``, kept on the ledger so nodes can show them."""
     migrated_from: str = ""

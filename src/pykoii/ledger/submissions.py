@@ -70,7 +70,7 @@ def submit(state: LedgerState, tx: Submit, slot: int) -> list[Event]:
             "one submission per node per round",
             round=tx.round,
         )
-    put(state, per_round, tx.signer, Submission(tx.submission_value, Slot(slot), tx.round))
+    put(state, per_round, tx.signer, Submission(tx.submission_value, Slot(slot), tx.round, tx.commitment))
     if task.last_submission_round.get(tx.signer, -1) < tx.round:
         put(state, task.last_submission_round, tx.signer, tx.round)
     return [Submitted(task_id=task.task_id, round=tx.round, submitter=tx.signer)]

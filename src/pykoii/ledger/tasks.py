@@ -59,6 +59,8 @@ _CONFIG_INTEGERS = (
     "minimum_stake_amount",
     "allowed_failed_distributions",
     "sample_size",
+    "escalation_size",
+    "vote_penalty_percent",
 )
 
 
@@ -86,12 +88,15 @@ def validate_task_fields(tx: TaskFields, total_bounty_amount: int) -> None:
         )
     for name in _CONFIG_INTEGERS:
         _check_range(name, getattr(tx, name))
-    if tx.round_time < tx.submission_window + tx.audit_window:
+    if tx.round_time < tx.submission_window + tx.audit_window + 2:
         raise _config_error(
             "round_time",
             tx.round_time,
-            f"at least submission_window + audit_window = {tx.submission_window + tx.audit_window} slots",
+            f"at least submission_window + audit_window + 2 = {tx.submission_window + tx.audit_window + 2} "
+            "slots (the rest of the round is the judgement window, then one slot for payout)",
         )
+    if tx.escalation_size < tx.sample_size:
+        raise _config_error("escalation_size", tx.escalation_size, f"at least sample_size = {tx.sample_size}")
     if tx.bounty_amount_per_round > total_bounty_amount:
         raise _config_error(
             "bounty_amount_per_round",
@@ -136,6 +141,8 @@ def _new_task(tx: TaskFields, task_id: TaskId, total: int, slot: int) -> TaskSta
         task_vars=tx.task_vars,
         koii_vars=tx.koii_vars,
         sample_size=tx.sample_size,
+        escalation_size=tx.escalation_size,
+        vote_penalty_percent=tx.vote_penalty_percent,
         requirements_tags=[RequirementTag(t.type, t.value, t.description) for t in tx.requirements_tags],
     )
 

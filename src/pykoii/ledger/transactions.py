@@ -17,11 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import MalformedTransactionError
-from .bounds import FIELDS, MAX_INTEGER, TAG_FIELDS, Bound, transaction_schema
+from .bounds import (
+    DEFAULT_ESCALATION_SIZE,
+    DEFAULT_VOTE_PENALTY_PERCENT,
+    FIELDS,
+    MAX_INTEGER,
+    TAG_FIELDS,
+    Bound,
+    transaction_schema,
+)
 from .codec import canonical_bytes, is_address, sha256_hex
 from .state import RequirementTag
 from .types import Address, Roe, RoundNumber, Slot, TaskId, TxId
@@ -74,6 +83,8 @@ class TaskFields(Transaction):
     koii_vars: str = ""
     requirements_tags: list[RequirementTag] = field(default_factory=list)
     sample_size: int = 5
+    escalation_size: int = DEFAULT_ESCALATION_SIZE
+    vote_penalty_percent: int = DEFAULT_VOTE_PENALTY_PERCENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +151,17 @@ class Submit(Transaction):
     task_id: TaskId = TaskId("")
     round: RoundNumber = RoundNumber(0)
     submission_value: str = ""
+    commitment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reveal(Transaction):
+    """Reveal the beacon secret committed with the signer's proof for ``round`` (reveal window)."""
+
+    TYPE: ClassVar[str] = "reveal"
+    task_id: TaskId = TaskId("")
+    round: RoundNumber = RoundNumber(0)
+    secret: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +242,7 @@ INSTRUCTIONS: dict[str, type[Transaction]] = {
         Stake,
         Withdraw,
         Submit,
+        Reveal,
         AuditSubmission,
         SubmitDistribution,
         UploadDistributionChunk,
@@ -241,6 +264,7 @@ _REQUIRED = {
     "beneficiary",
     "is_valid",
     "is_active",
+    "secret",
     "root",
     "chunks",
     "index",
@@ -314,6 +338,14 @@ def _decode_field(kind: str, class_name: str, name: str, value: Any) -> Any:
                 f"{typed}: expected true or false, got {_short(value)}", received=value
             )
         return value
+    if bound.kind == "hex":
+        if type(value) is not str or not (_HEX.fullmatch(value) or (value == "" and bound.low == 0)):
+            raise MalformedTransactionError(
+                f"{where} must be {bound.high} lowercase hex characters ({bound.description}), "
+                f"got {_short(value)}",
+                received=_short(value),
+            )
+        return value
     if bound.kind in ("string", "address"):
         return _string(where, typed, value, bound)
     if bound.kind == "amounts":
@@ -341,6 +373,7 @@ def _decode_field(kind: str, class_name: str, name: str, value: Any) -> Any:
 
 
 _HASH = Bound("string", "a hex SHA-256", 0, 64)
+_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 _AMOUNT = Bound("integer", "ROE", checked_by="InvalidDistributionListError")

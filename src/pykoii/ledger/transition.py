@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import DuplicateTransactionError, StaleTransactionError
 from .accounts import airdrop, transfer
-from .audits import audit_submission
+from .audits import audit_submission, reveal
 from .distribution import audit_distribution, payout, submit_distribution, upload_distribution_chunk
 from .events import Event, Receipt
 from .staking import claim_reward, stake, withdraw
@@ -36,6 +36,7 @@ from .transactions import (
     CreateTask,
     FundTask,
     Payout,
+    Reveal,
     SetActive,
     Stake,
     Submit,
@@ -60,6 +61,7 @@ HANDLERS: dict[type[Transaction], Handler] = {
     Stake: stake,
     Withdraw: withdraw,
     Submit: submit,
+    Reveal: reveal,
     AuditSubmission: audit_submission,
     SubmitDistribution: submit_distribution,
     UploadDistributionChunk: upload_distribution_chunk,

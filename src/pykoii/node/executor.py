@@ -58,9 +58,15 @@ class RoundExecutor:
                 self.journal.save_record(task_id, record.to_json())
                 runtime.logger.info("submission() returned None: no proof for round %d", round_number)
                 return
-            body = {"type": "submit", "task_id": task_id, "round": round_number, "submission_value": value}
+            body = schedule.submit_body(self.staking, task_id, round_number, value)
+            await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
+        elif kind is K.REVEAL:
+            body = schedule.reveal_body(self.staking, task_id, round_number)
             await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
         elif kind is K.SUBMIT_DISTRIBUTION:
+            # Read the task again: a payout sent just before (by this tick) changed the stakes the
+            # list's slashes are computed from, and the auditors will read them after it.
+            task = schedule.as_task_state(await self.ledger.task(task_id))
             listed = await self._distribution(process, task, round_number)
             bodies = distribution_transactions(task_id, round_number, listed["rewards"], listed["slashes"])
             await self._sign_and_send_list(runtime, record, action.key, kind.value, round_number, bodies)

@@ -6,8 +6,10 @@ seed's "Stacking Rounds" diagram. In round ``R`` (slots ``[ss + R*rt, ss + (R+1)
 
     offset in round R:  0 ........ sw ........ sw+aw ........ rt
     RUN_TASK(R)         |<------------ whole round ----------->|
-    SUBMIT_PROOF(R-1)   |<-- sw -->|
-    AUDIT_PROOFS(R-1)              |<-- aw -->|
+    SUBMIT_PROOF(R-1)   |<-- sw -->|            (with the commitment to its beacon secret)
+    REVEAL(R-1)                    |<rv>|       (first half of the audit window)
+    AUDIT_PROOFS(R-1)                   |<aw-rv>|<- judgement ->|
+                        (sample: accuse or defend; panel of an accused proof: vote, until rt)
     SUBMIT_DISTRIBUTION(R-2-k)     (attempt k; only the node the beacon selected)
                         |<-- sw -->|
     AUDIT_DISTRIBUTION(R-2-k)      |<-- aw -->|
@@ -46,16 +48,28 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ..ledger.audits import AuditRing, beacon_of, is_judged_valid, ring_for
+from ..keys import Keypair
+from ..ledger.audits import (
+    AuditRing,
+    beacon_commitment,
+    beacon_of,
+    is_judged_valid,
+    revealed,
+    ring_for,
+    submission_is_valid,
+)
 from ..ledger.codec import from_plain
-from ..ledger.distribution import list_root, passed_list, round_bounty
+from ..ledger.distribution import distribution_candidates, list_root, passed_list, round_bounty
 from ..ledger.rounds import (
     audit_window,
     describe,
     distribution_audit_window,
     distribution_window,
+    judgement_window,
+    reveal_window,
     round_of,
     round_start,
+    settle_slot,
     submission_window,
 )
 from ..ledger.state import AuditTrigger, DistributionList, TaskState
@@ -69,7 +83,10 @@ class ActionKind(enum.Enum):
     RUN_TASK = "run_task"
     """Run ``Task.task`` for ``round`` (the work; once per round)."""
     SUBMIT_PROOF = "submit_proof"
-    """Run ``Task.submission`` for ``round`` and send a ``submit`` transaction."""
+    """Run ``Task.submission`` for ``round`` and send a ``submit`` transaction (with the commitment
+    to this node's beacon secret, ``submit_body``)."""
+    REVEAL = "reveal"
+    """Reveal the beacon secret committed with this node's proof for ``round`` (``reveal_body``)."""
     AUDIT_PROOFS = "audit_proofs"
     """Run ``Task.audit`` on ``candidates`` and cast ``votes`` (``audit_submission``)."""
     SUBMIT_DISTRIBUTION = "submit_distribution"
@@ -190,22 +207,21 @@ def round_beacon_of(task: TaskState, round_number: int) -> str:
     beacon = task.round_beacons.get(round_number)  # type: ignore[call-overload]
     if beacon is not None:
         return str(beacon)
-    submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
-    # Memoized by (task, round, count): once the window has closed the submissions are fixed.
-    memo_key = (task.task_id, round_number, len(submissions))
+    reveals = revealed(task.submissions.get(round_number, {}))  # type: ignore[call-overload]
+    # Memoized by (task, round, reveal count): once the reveal window has closed they are fixed.
+    memo_key = (task.task_id, round_number, len(reveals))
     beacon = _BEACONS.get(memo_key)
     if beacon is None:
-        values = {key: sub.submission_value for key, sub in submissions.items()}
-        beacon = beacon_of(task.task_id, round_number, values)
+        beacon = beacon_of(task.task_id, round_number, reveals)
         _remember(_BEACONS, memo_key, beacon)
     return beacon
 
 
 def proof_ring(task: TaskState, round_number: int) -> AuditRing:
-    """The round's audit ring (who audits whom), from public state; meaningful once the round's
-    submission window has closed, when its submissions can no longer change."""
-    submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
-    return ring_for(round_beacon_of(task, round_number), list(submissions), task.sample_size)
+    """The round's audit ring (who audits whom, and each accused proof's panel), from public state;
+    meaningful once the round's reveal window has closed, when its reveals can no longer change."""
+    reveals = revealed(task.submissions.get(round_number, {}))  # type: ignore[call-overload]
+    return ring_for(round_beacon_of(task, round_number), reveals, task.sample_size, task.escalation_size)
 
 
 _CANDIDATES: dict[tuple[Any, ...], tuple[str, ...]] = {}
@@ -217,13 +233,10 @@ def distribution_order(task: TaskState, round_number: int) -> tuple[str, ...]:
     beacon = round_beacon_of(task, round_number)
     triggers = task.submissions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
     verdicts = tuple(sorted((key, is_judged_valid(t)) for key, t in triggers.items()))
-    memo_key = (beacon, task.sample_size, verdicts)
+    memo_key = (beacon, task.sample_size, task.escalation_size, verdicts)
     order = _CANDIDATES.get(memo_key)
     if order is None:
-        ring = proof_ring(task, round_number)
-        invalid = {key for key, ok in verdicts if not ok}
-        valid = tuple(key for key in ring.order if key not in invalid)
-        order = valid or ring.order
+        order = tuple(distribution_candidates(None, task, round_number))
         _remember(_CANDIDATES, memo_key, order)
     return order
 
@@ -285,7 +298,7 @@ def submitters_of(task: TaskState | Mapping[str, Any], round_number: int) -> lis
             Submitter(
                 public_key=key,
                 submission_value=sub.submission_value,
-                valid=is_judged_valid(trigger),
+                valid=submission_is_valid(task, round_number, key),
                 votes=net_votes(trigger),
                 stake=stakes.get(key, Roe(0)),
             )
@@ -316,6 +329,25 @@ def list_matches(task: TaskState, round_number: int, submitter: str, recomputed:
     return listed.root == list_root(recomputed.rewards, recomputed.slashes)
 
 
+def submit_body(keys: Keypair, task_id: str, round_number: int, value: str) -> dict[str, Any]:
+    """The ``submit`` transaction of a proof, with the commitment to ``keys``' beacon secret."""
+    secret = keys.beacon_secret(task_id, round_number)
+    commitment = beacon_commitment(task_id, round_number, keys.public_key, secret)
+    return {
+        "type": "submit",
+        "task_id": task_id,
+        "round": round_number,
+        "submission_value": value,
+        "commitment": commitment,
+    }
+
+
+def reveal_body(keys: Keypair, task_id: str, round_number: int) -> dict[str, Any]:
+    """The ``reveal`` transaction of ``keys``' beacon secret for a round."""
+    secret = keys.beacon_secret(task_id, round_number)
+    return {"type": "reveal", "task_id": task_id, "round": round_number, "secret": secret}
+
+
 def can_submit(task: TaskState, me: str) -> bool:
     """Whether the ledger would take a proof from ``me``: the task runs and the stake is enough."""
     stake = task.stake_list.get(me, 0)  # type: ignore[call-overload]
@@ -325,7 +357,7 @@ def can_submit(task: TaskState, me: str) -> bool:
 def payout_ready(task: TaskState, round_number: int, slot: int) -> bool:
     """Whether the ledger would accept ``payout`` for the round at ``slot`` (mirrors its rule)."""
     for attempt in range(task.allowed_failed_distributions + 1):
-        if slot < distribution_audit_window(task, round_number, attempt).stop:
+        if slot < settle_slot(task, round_number, attempt):
             return False
         if passed_list(task, round_number, selected_for(task, round_number, attempt)) is not None:  # type: ignore[arg-type]
             return True
@@ -376,6 +408,7 @@ def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeReco
     offset = slot - round_start(task, current)
     in_submission = offset < task.submission_window
     in_audit = not in_submission and offset < task.submission_window + task.audit_window
+    in_judgement = offset >= task.submission_window + task.audit_window
     actions: list[Action] = []
     staked = can_submit(task, me)
     first = record.first_round()
@@ -397,61 +430,79 @@ def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeReco
             and not record.is_done(action_key(ActionKind.SUBMIT_PROOF, previous))
         ):
             actions.append(Action(ActionKind.SUBMIT_PROOF, previous))
-        if in_audit and me in submissions:
+        mine = submissions.get(me)
+        if (
+            mine is not None
+            and not mine.reveal
+            and slot in reveal_window(task, previous)
+            and not record.is_done(action_key(ActionKind.REVEAL, previous))
+        ):
+            actions.append(Action(ActionKind.REVEAL, previous))
+        voting = slot in audit_window(task, previous)
+        if mine is not None and mine.reveal and (voting or slot in judgement_window(task, previous)):
+            # The sample may accuse in the audit window; the panel of an accused proof votes until
+            # the judgement window closes.
             ring = proof_ring(task, previous)
-            candidates = [(c, submissions[c].submission_value) for c in ring.candidates_of(me)]
+            accused = task.submissions_audit_trigger.get(previous, {})  # type: ignore[call-overload]
+            chosen = dict.fromkeys(ring.candidates_of(me) if voting else [])
+            chosen.update(dict.fromkeys(c for c in ring.panel_candidates_of(me) if c in accused))
+            candidates = [(c, submissions[c].submission_value) for c in chosen]
             audit = _audit_action(ActionKind.AUDIT_PROOFS, task, previous, 0, candidates, record, me)
             if audit is not None:
                 actions.append(audit)
 
-    # Distribution lists: attempt k for round current-2-k.
-    if in_submission or in_audit:
-        for attempt in range(task.allowed_failed_distributions + 1):
-            round_number = current - 2 - attempt
-            if round_number < 0:
-                break
-            if round_number in task.distributions_audit_record:
-                continue
-            submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
-            if me not in submissions:
-                continue
-            selected = selected_for(task, round_number, attempt)
-            if selected is None:
-                continue
-            listed = task.distribution_rewards_submission.get(round_number, {})  # type: ignore[call-overload]
-            if in_submission:
-                if (
-                    selected == me
-                    and me not in listed
-                    and not record.is_done(action_key(ActionKind.SUBMIT_DISTRIBUTION, round_number))
-                    and not _earlier_attempt_passed(task, round_number, attempt)
-                ):
-                    actions.append(Action(ActionKind.SUBMIT_DISTRIBUTION, round_number, attempt))
-            elif selected != me and selected in listed:
-                window = distribution_window(task, round_number, attempt)
-                if listed[selected].slot in window:
-                    audit = _audit_action(
-                        ActionKind.AUDIT_DISTRIBUTION,
-                        task,
-                        round_number,
-                        attempt,
-                        [(selected, listed[selected].submission_value)],
-                        record,
-                        me,
-                    )
-                    if audit is not None:
-                        actions.append(audit)
-
-    # Payout of rounds this node submitted in, once ready.
-    for round_number, submissions in task.submissions.items():
+    # Payout of rounds this node submitted in, once ready; first, so that a list due at the same slot
+    # (the next round's) is computed from the stakes after this payout.
+    for settled, held in task.submissions.items():
         if (
-            round_number <= current - 2
-            and me in submissions
-            and round_number not in task.distributions_audit_record
-            and not record.is_done(action_key(ActionKind.PAYOUT, round_number))
-            and payout_ready(task, round_number, slot)
+            settled <= current - 2
+            and me in held
+            and settled not in task.distributions_audit_record
+            and not record.is_done(action_key(ActionKind.PAYOUT, settled))
+            and payout_ready(task, settled, slot)
         ):
-            actions.append(Action(ActionKind.PAYOUT, round_number))
+            actions.append(Action(ActionKind.PAYOUT, settled))
+    # Distribution lists: attempt k for round current-2-k.
+    for attempt in range(task.allowed_failed_distributions + 1):
+        round_number = current - 2 - attempt
+        if round_number < 0:
+            break
+        if round_number in task.distributions_audit_record:
+            continue
+        submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
+        if me not in submissions or not submissions[me].reveal:
+            continue
+        selected = selected_for(task, round_number, attempt)
+        if selected is None:
+            continue
+        listed = task.distribution_rewards_submission.get(round_number, {})  # type: ignore[call-overload]
+        if in_submission:
+            if (
+                selected == me
+                and me not in listed
+                and not record.is_done(action_key(ActionKind.SUBMIT_DISTRIBUTION, round_number))
+                and not _earlier_attempt_passed(task, round_number, attempt)
+            ):
+                actions.append(Action(ActionKind.SUBMIT_DISTRIBUTION, round_number, attempt))
+        elif (
+            selected != me
+            and selected in listed
+            and (in_audit or (in_judgement and is_triggered(task, round_number, selected, distribution=True)))
+        ):
+            window = distribution_window(task, round_number, attempt)
+            if listed[selected].slot in window:
+                audit = _audit_action(
+                    ActionKind.AUDIT_DISTRIBUTION,
+                    task,
+                    round_number,
+                    attempt,
+                    [(selected, listed[selected].submission_value)],
+                    record,
+                    me,
+                )
+                if audit is not None:
+                    actions.append(audit)
+
     return actions
 
 
@@ -461,12 +512,13 @@ def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeReco
 PHASE_OF = {
     ActionKind.RUN_TASK: "task",
     ActionKind.SUBMIT_PROOF: "submission",
+    ActionKind.REVEAL: "reveal",
     ActionKind.AUDIT_PROOFS: "audit",
     ActionKind.SUBMIT_DISTRIBUTION: "distribution",
     ActionKind.AUDIT_DISTRIBUTION: "distribution audit",
     ActionKind.PAYOUT: "payout",
 }
-"""The phase of the author's code each action runs (``payout`` runs none)."""
+"""The phase of the author's code each action runs (``reveal`` and ``payout`` run none)."""
 
 
 def is_work(action: Action) -> bool:
@@ -493,13 +545,15 @@ def action_window(task: TaskState, action: Action) -> range:
         return range(round_start(task, r), round_start(task, r + 1))
     if kind is ActionKind.SUBMIT_PROOF:
         return submission_window(task, r)
-    if kind is ActionKind.AUDIT_PROOFS:
-        return audit_window(task, r)
+    if kind is ActionKind.REVEAL:
+        return reveal_window(task, r)
+    if kind is ActionKind.AUDIT_PROOFS:  # accusations, then the panel's votes until judgement closes
+        return range(audit_window(task, r).start, judgement_window(task, r).stop)
     if kind is ActionKind.SUBMIT_DISTRIBUTION:
         return distribution_window(task, r, attempt)
     if kind is ActionKind.AUDIT_DISTRIBUTION:
-        return distribution_audit_window(task, r, attempt)
-    start = distribution_audit_window(task, r, 0).stop
+        return range(distribution_audit_window(task, r, attempt).start, settle_slot(task, r, attempt))
+    start = settle_slot(task, r, 0)
     return range(start, start + (1 << 62))
 
 
@@ -546,9 +600,11 @@ __all__ = [
     "overrun",
     "payout_ready",
     "proof_ring",
+    "reveal_body",
     "round_beacon_of",
     "selected_for",
     "submitted_list",
+    "submit_body",
     "submitters_of",
     "waits_for_work",
 ]

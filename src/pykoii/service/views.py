@@ -23,6 +23,8 @@ from ..ledger import (
     default_distribution_for,
     distribution_audit_window,
     distribution_window,
+    judgement_window,
+    reveal_window,
     round_of,
     selected_submitter,
     submission_window,
@@ -138,7 +140,7 @@ def round_view(
             f"(round_time {task.round_time}); no transaction can ever reach it",
             round=round_number,
         )
-    closed = slot >= submission_window(task, round_number).stop
+    closed = slot >= reveal_window(task, round_number).stop  # the beacon is fixed
     attempts = range(task.allowed_failed_distributions + 1)
     record = task.distributions_audit_record.get(round_number)  # type: ignore[call-overload]
     submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
@@ -162,7 +164,9 @@ def round_view(
                 )
             ),
             "submission": _window(submission_window(task, round_number)),
+            "reveal": _window(reveal_window(task, round_number)),
             "audit": _window(audit_window(task, round_number)),
+            "judgement": _window(judgement_window(task, round_number)),
             "distribution": [_window(distribution_window(task, round_number, k)) for k in attempts],
             "distribution_audit": [
                 _window(distribution_audit_window(task, round_number, k)) for k in attempts
@@ -174,7 +178,12 @@ def round_view(
         "submissions": {k: to_plain(submissions[k]) for k in page},
         "submissions_audit_trigger": {k: to_plain(triggers[k]) for k in page if k in triggers},
         "assignments_final": closed,
-        "assignments": {k: ring.auditors_of(k) for k in page} if ring is not None else {},
+        "assignments": {k: ring.auditors_of(k) for k in page if k in ring.position}
+        if ring is not None
+        else {},
+        "panels": {k: ring.panel_of(k) for k in page if k in ring.position and k in triggers}
+        if ring is not None
+        else {},
         "selected_distribution_submitters": (
             [selected_submitter(None, task, round_number, k) for k in attempts]
             if closed and submissions

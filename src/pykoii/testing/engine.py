@@ -40,6 +40,8 @@ from ..node.schedule import (
     is_work,
     list_matches,
     overrun,
+    reveal_body,
+    submit_body,
     submitters_of,
     waits_for_work,
 )
@@ -341,8 +343,10 @@ class Simulation:
                     self.corrupted.setdefault(r, set()).add(node.public_key)
             elif node.role == FAULTY:
                 self.corrupted.setdefault(r, set()).add(node.public_key)
-            body = {"type": "submit", "task_id": self.task_id, "round": r, "submission_value": value}
-            self.emit(node, body, slot)
+            self.emit(node, submit_body(node.keypair, self.task_id, r, value), slot)
+        elif kind is ActionKind.REVEAL:
+            record.mark(action.key)
+            self.emit(node, reveal_body(node.keypair, self.task_id, r), slot)
         elif kind in (ActionKind.AUDIT_PROOFS, ActionKind.AUDIT_DISTRIBUTION):
             await self.audit(node, action, slot)
         elif kind is ActionKind.SUBMIT_DISTRIBUTION:
