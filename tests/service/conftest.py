@@ -62,6 +62,20 @@ class Ledger:
         result: dict[str, Any] = response.json()
         return result
 
+    def prove(self, key: Keypair, task_id: str, round_number: int, value: str) -> dict[str, Any]:
+        """Submit a proof with its beacon commitment (what a node sends)."""
+        from pykoii.node.schedule import submit_body
+
+        body = submit_body(key, task_id, round_number, value)
+        return self.ok(key, body.pop("type"), **body)
+
+    def reveal(self, key: Keypair, task_id: str, round_number: int) -> dict[str, Any]:
+        """Reveal the beacon secret committed with ``key``'s proof (in the reveal window)."""
+        from pykoii.node.schedule import reveal_body
+
+        body = reveal_body(key, task_id, round_number)
+        return self.ok(key, body.pop("type"), **body)
+
     def fund(self, key: Keypair, amount: int = 100 * KOII) -> None:
         self.ok(key, "airdrop", to=key.public_key, amount=amount)
 

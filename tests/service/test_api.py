@@ -202,11 +202,15 @@ def test_round_view_shows_submissions_assignments_and_selection(ledger: Ledger) 
     start = ledger.store.state.tasks[task_id].starting_slot
     ledger.to_slot(start + 10)  # round 1's first slot: round 0's submission window
     for node in stakers:
-        ledger.ok(node, "submit", task_id=task_id, round=0, submission_value=f"proof-{node.public_key[:6]}")
+        ledger.prove(node, task_id, 0, f"proof-{node.public_key[:6]}")
     view = ledger.http.get(f"/tasks/{task_id}/rounds/0").json()
     assert set(view["submissions"]) == {node.public_key for node in stakers}
     assert view["assignments_final"] is False and view["assignments"] == {}
-    ledger.to_slot(start + 10 + 3)  # audit window
+    ledger.to_slot(start + 10 + 3)  # reveal window: the beacon is not fixed yet
+    for node in stakers:
+        ledger.reveal(node, task_id, 0)
+    assert ledger.http.get(f"/tasks/{task_id}/rounds/0").json()["assignments_final"] is False
+    ledger.to_slot(start + 10 + 4)  # votes
     view = ledger.http.get(f"/tasks/{task_id}/rounds/0").json()
     assert view["assignments_final"] is True
     assert all(len(auditors) == 3 for auditors in view["assignments"].values())
@@ -313,8 +317,11 @@ def test_round_pages_and_the_paid_list_page_by_page(ledger: Ledger) -> None:
     start = ledger.store.state.tasks[task_id].starting_slot
     ledger.to_slot(start + 10)
     for node in stakers:
-        ledger.ok(node, "submit", task_id=task_id, round=0, submission_value="Hello, World!")
+        ledger.prove(node, task_id, 0, "Hello, World!")
     ledger.to_slot(start + 13)
+    for node in stakers:
+        ledger.reveal(node, task_id, 0)
+    ledger.to_slot(start + 14)
     keys, after = [], ""
     while True:
         params = {"limit": 2, **({"after": after} if after else {})}
@@ -340,7 +347,7 @@ def test_round_pages_and_the_paid_list_page_by_page(ledger: Ledger) -> None:
     assert header["complete"] and header["rewards"] == {} and header["reward_total"] == 10 * KOII
     state = ledger.http.get(f"/tasks/{task_id}", params={"is_distribution_required": "true"}).json()
     assert state["distribution_lists"]["0"][chosen_key]["rewards"] == {}  # headers only
-    ledger.to_slot(start + 26)
+    ledger.to_slot(start + 29)  # the last slot of round 2: the list's judgement closed
     receipt = ledger.ok(stakers[1], "payout", task_id=task_id, round=0)
     (paid,) = receipt["events"]
     assert paid["kind"] == "RoundPaid" and paid["rewarded"] == 5 and paid["root"] == header["root"]

@@ -41,12 +41,13 @@ from ..errors import (
 )
 from .accounts import get_task
 from .codec import canonical_bytes, sha256_hex
-from .events import AuditTriggered, Event, Revealed, VoteCast
+from .events import AuditTriggered, Event, Revealed, VoteCast, VotePenalized
 from .rounds import audit_window, describe, judgement_window, reveal_window
-from .state import AuditTrigger, LedgerState, Submission, TaskState, Vote, assign, put, round_map
+from .state import AuditTrigger, LedgerState, Submission, TaskState, Vote, add, assign, put, round_map
 from .submissions import require_in_window
+from .tasks import newest_version
 from .transactions import AuditSubmission, Reveal
-from .types import Address, RoundNumber, Slot
+from .types import Address, Roe, RoundNumber, Slot
 
 
 def beacon_commitment(task_id: str, round_number: int, submitter: str, secret: str) -> str:
@@ -337,3 +338,39 @@ def audit_submission(state: LedgerState, tx: AuditSubmission, slot: int) -> list
         tx.is_valid,
         slot,
     )
+
+
+def penalize_losing_votes(state: LedgerState, task: TaskState, round_number: RoundNumber) -> list[Event]:
+    """At settlement, every vote on the losing side of an accused proof's judgement costs its voter
+    ``vote_penalty_percent`` of the stake it still has (rounded down): defenders of a proof judged
+    invalid, accusers of a proof judged valid. The ROE go to the pot (a migrated task's to the newest
+    version's pot), never to the voters, so no vote is paid for. In key order: the receipt is a
+    function of the log."""
+    triggers = task.submissions_audit_trigger.get(round_number, {})
+    if not triggers or not task.vote_penalty_percent:
+        return []
+    pot = newest_version(state, task)
+    events: list[Event] = []
+    total = 0
+    for candidate in sorted(triggers):
+        valid = submission_is_valid(task, round_number, candidate)
+        for voter in sorted(triggers[candidate].votes):
+            if triggers[candidate].votes[voter].is_valid == valid:
+                continue
+            amount = task.stake_list.get(voter, 0) * task.vote_penalty_percent // 100
+            if amount:
+                add(state, task.stake_list, voter, -amount)
+                total += amount
+                events.append(
+                    VotePenalized(
+                        task_id=task.task_id,
+                        round=round_number,
+                        voter=voter,
+                        candidate=candidate,
+                        amount=Roe(amount),
+                    )
+                )
+    if total:
+        assign(state, task, "total_stake_amount", Roe(task.total_stake_amount - total))
+        assign(state, pot, "total_bounty_amount", Roe(pot.total_bounty_amount + total))
+    return events

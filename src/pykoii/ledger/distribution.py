@@ -34,7 +34,7 @@ from ..errors import (
     UnknownSubmissionError,
 )
 from .accounts import get_task, koii
-from .audits import audit_ring, cast_vote, is_judged_valid, submission_is_valid
+from .audits import audit_ring, cast_vote, is_judged_valid, penalize_losing_votes, submission_is_valid
 from .codec import canonical_bytes, to_plain
 from .events import (
     DistributionChunkUploaded,
@@ -42,7 +42,6 @@ from .events import (
     Event,
     RoundFailed,
     RoundPaid,
-    VotePenalized,
 )
 from .merkle import inclusion_proofs, merkle_root, verify_inclusion
 from .rounds import (
@@ -67,8 +66,9 @@ from .state import (
     round_map,
 )
 from .submissions import require_in_window
+from .tasks import newest_version
 from .transactions import AuditDistribution, Payout, SubmitDistribution, UploadDistributionChunk
-from .types import DISTRIBUTION_CHUNK_KEYS, SLASH_PERCENT, Address, Roe, RoundNumber, Slot, TaskId
+from .types import DISTRIBUTION_CHUNK_KEYS, SLASH_PERCENT, Address, Roe, RoundNumber, Slot
 
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
@@ -467,49 +467,6 @@ def payout(state: LedgerState, tx: Payout, slot: int) -> list[Event]:
         tx.round,
         f"no distribution list stood its audit in {task.allowed_failed_distributions + 1} attempts",
     )
-
-
-def penalize_losing_votes(state: LedgerState, task: TaskState, round_number: RoundNumber) -> list[Event]:
-    """At settlement, every vote on the losing side of an accused proof's judgement costs its voter
-    ``vote_penalty_percent`` of the stake it still has (rounded down): defenders of a proof judged
-    invalid, accusers of a proof judged valid. The ROE go to the pot (a migrated task's to the newest
-    version's pot), never to the voters, so no vote is paid for. In key order: the receipt is a
-    function of the log."""
-    triggers = task.submissions_audit_trigger.get(round_number, {})
-    if not triggers or not task.vote_penalty_percent:
-        return []
-    pot = newest_version(state, task)
-    events: list[Event] = []
-    total = 0
-    for candidate in sorted(triggers):
-        valid = submission_is_valid(task, round_number, candidate)
-        for voter in sorted(triggers[candidate].votes):
-            if triggers[candidate].votes[voter].is_valid == valid:
-                continue
-            amount = task.stake_list.get(voter, 0) * task.vote_penalty_percent // 100
-            if amount:
-                add(state, task.stake_list, voter, -amount)
-                total += amount
-                events.append(
-                    VotePenalized(
-                        task_id=task.task_id,
-                        round=round_number,
-                        voter=voter,
-                        candidate=candidate,
-                        amount=Roe(amount),
-                    )
-                )
-    if total:
-        assign(state, task, "total_stake_amount", Roe(task.total_stake_amount - total))
-        assign(state, pot, "total_bounty_amount", Roe(pot.total_bounty_amount + total))
-    return events
-
-
-def newest_version(state: LedgerState, task: TaskState) -> TaskState:
-    """The task that ``task`` was migrated to, following ``migrated_to`` to the newest version."""
-    while task.is_migrated and task.migrated_to in state.tasks:
-        task = state.tasks[TaskId(task.migrated_to)]
-    return task
 
 
 def _pay(

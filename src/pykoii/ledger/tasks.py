@@ -227,3 +227,10 @@ def fund_task(state: LedgerState, tx: FundTask, slot: int) -> list[Event]:
     debit(state, tx.signer, tx.amount)
     assign(state, task, "total_bounty_amount", Roe(task.total_bounty_amount + tx.amount))
     return [TaskFunded(task_id=task.task_id, funder=tx.signer, amount=tx.amount)]
+
+
+def newest_version(state: LedgerState, task: TaskState) -> TaskState:
+    """The task that ``task`` was migrated to, following ``migrated_to`` to the newest version."""
+    while task.is_migrated and task.migrated_to in state.tasks:
+        task = state.tasks[TaskId(task.migrated_to)]
+    return task
