@@ -27,6 +27,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from .errors import InvalidSignatureError, KeyFileError, MalformedTransactionError
+from .ledger.audits import beacon_commitment
 from .ledger.codec import base58_decode, base58_encode, canonical_bytes
 from .ledger.transactions import Transaction, decode_transaction
 
@@ -154,3 +155,22 @@ def verify_envelope_bytes(envelope: Any) -> tuple[Transaction, bytes]:
             signer=tx.signer,
         ) from None
     return tx, canonical
+
+
+def submit_body(keys: Keypair, task_id: str, round_number: int, value: str) -> dict[str, Any]:
+    """The ``submit`` transaction of a proof, with the commitment to ``keys``' beacon secret."""
+    secret = keys.beacon_secret(task_id, round_number)
+    commitment = beacon_commitment(task_id, round_number, keys.public_key, secret)
+    return {
+        "type": "submit",
+        "task_id": task_id,
+        "round": round_number,
+        "submission_value": value,
+        "commitment": commitment,
+    }
+
+
+def reveal_body(keys: Keypair, task_id: str, round_number: int) -> dict[str, Any]:
+    """The ``reveal`` transaction of ``keys``' beacon secret for a round."""
+    secret = keys.beacon_secret(task_id, round_number)
+    return {"type": "reveal", "task_id": task_id, "round": round_number, "secret": secret}

@@ -16,10 +16,9 @@ from starlette.routing import Mount
 
 from pykoii.clock import ManualClock
 from pykoii.dashboard import create_explorer
-from pykoii.keys import Keypair
+from pykoii.keys import Keypair, reveal_body, submit_body
 from pykoii.ledger import LedgerParams
 from pykoii.ledger.distribution import distribution_transactions
-from pykoii.node.schedule import reveal_body, submit_body
 from pykoii.service import Genesis, create_app, open_store
 from pykoii.service.reads import StoreReads
 from pykoii.service.store import LedgerStore

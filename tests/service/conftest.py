@@ -64,14 +64,14 @@ class Ledger:
 
     def prove(self, key: Keypair, task_id: str, round_number: int, value: str) -> dict[str, Any]:
         """Submit a proof with its beacon commitment (what a node sends)."""
-        from pykoii.node.schedule import submit_body
+        from pykoii.keys import submit_body
 
         body = submit_body(key, task_id, round_number, value)
         return self.ok(key, body.pop("type"), **body)
 
     def reveal(self, key: Keypair, task_id: str, round_number: int) -> dict[str, Any]:
         """Reveal the beacon secret committed with ``key``'s proof (in the reveal window)."""
-        from pykoii.node.schedule import reveal_body
+        from pykoii.keys import reveal_body
 
         body = reveal_body(key, task_id, round_number)
         return self.ok(key, body.pop("type"), **body)

@@ -22,6 +22,7 @@ from ..errors import (
     PykoiiError,
     TaskCodeError,
 )
+from ..keys import reveal_body, submit_body
 from ..ledger.distribution import distribution_transactions
 from ..ledger.state import DistributionList
 from . import schedule
@@ -58,10 +59,10 @@ class RoundExecutor:
                 self.journal.save_record(task_id, record.to_json())
                 runtime.logger.info("submission() returned None: no proof for round %d", round_number)
                 return
-            body = schedule.submit_body(self.staking, task_id, round_number, value)
+            body = submit_body(self.staking, task_id, round_number, value)
             await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
         elif kind is K.REVEAL:
-            body = schedule.reveal_body(self.staking, task_id, round_number)
+            body = reveal_body(self.staking, task_id, round_number)
             await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
         elif kind is K.SUBMIT_DISTRIBUTION:
             # Read the task again: a payout sent just before (by this tick) changed the stakes the

@@ -48,10 +48,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ..keys import Keypair
 from ..ledger.audits import (
     AuditRing,
-    beacon_commitment,
     beacon_of,
     is_judged_valid,
     revealed,
@@ -329,25 +327,6 @@ def list_matches(task: TaskState, round_number: int, submitter: str, recomputed:
     return listed.root == list_root(recomputed.rewards, recomputed.slashes)
 
 
-def submit_body(keys: Keypair, task_id: str, round_number: int, value: str) -> dict[str, Any]:
-    """The ``submit`` transaction of a proof, with the commitment to ``keys``' beacon secret."""
-    secret = keys.beacon_secret(task_id, round_number)
-    commitment = beacon_commitment(task_id, round_number, keys.public_key, secret)
-    return {
-        "type": "submit",
-        "task_id": task_id,
-        "round": round_number,
-        "submission_value": value,
-        "commitment": commitment,
-    }
-
-
-def reveal_body(keys: Keypair, task_id: str, round_number: int) -> dict[str, Any]:
-    """The ``reveal`` transaction of ``keys``' beacon secret for a round."""
-    secret = keys.beacon_secret(task_id, round_number)
-    return {"type": "reveal", "task_id": task_id, "round": round_number, "secret": secret}
-
-
 def can_submit(task: TaskState, me: str) -> bool:
     """Whether the ledger would take a proof from ``me``: the task runs and the stake is enough."""
     stake = task.stake_list.get(me, 0)  # type: ignore[call-overload]
@@ -600,11 +579,9 @@ __all__ = [
     "overrun",
     "payout_ready",
     "proof_ring",
-    "reveal_body",
     "round_beacon_of",
     "selected_for",
     "submitted_list",
-    "submit_body",
     "submitters_of",
     "waits_for_work",
 ]

@@ -23,7 +23,7 @@ from typing import Any
 from ..clock import SystemClock
 from ..config import TaskConfig, create_task_fields
 from ..errors import ConfigError, InvalidTransactionError
-from ..keys import Keypair, verify_envelope
+from ..keys import Keypair, reveal_body, submit_body, verify_envelope
 from ..ledger import LedgerParams, LedgerState, apply_transaction
 from ..ledger.distribution import distribution_transactions
 from ..ledger.events import event_to_plain
@@ -40,8 +40,6 @@ from ..node.schedule import (
     is_work,
     list_matches,
     overrun,
-    reveal_body,
-    submit_body,
     submitters_of,
     waits_for_work,
 )
