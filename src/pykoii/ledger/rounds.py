@@ -80,9 +80,14 @@ def submission_window(task: TaskState, round_number: int) -> range:
     return range(start, start + task.submission_window)
 
 
+MAX_REVEAL_SLOTS = 4
+"""Reveals take at most this many slots: the rest of the audit window is the auditors'."""
+
+
 def reveal_slots(task: TaskState) -> int:
-    """How many slots of the audit window take reveals: the first half, rounded down (at least 1)."""
-    return max(1, task.audit_window // 2)
+    """How many slots of the audit window take reveals: half of it, rounded down, at least 1 and at
+    most ``MAX_REVEAL_SLOTS``."""
+    return max(1, min(task.audit_window // 2, MAX_REVEAL_SLOTS))
 
 
 def reveal_window(task: TaskState, round_number: int) -> range:
