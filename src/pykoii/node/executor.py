@@ -189,7 +189,17 @@ class RoundExecutor:
         try:
             await self.ledger.send(envelope)
         except ALREADY_DONE as exc:
-            runtime.logger.info("%s for round %d was already done (%s)", kind, round_number, exc.name)
+            self.journal.record(task_id, kind, round_number, candidate, DONE, slot=self.slot)
+            who = "by another node" if isinstance(exc, AlreadyPaidError) else "before"
+            runtime.logger.info(
+                "%s for round %d%s was already done %s (%s); nothing sent",
+                kind,
+                round_number,
+                _vote_text(candidate, envelope),
+                who,
+                exc.name,
+            )
+            return
         except InvalidTransactionError as exc:
             self.journal.record(
                 task_id, kind, round_number, candidate, FAILED, error=f"{exc.name}: {exc}", slot=self.slot
@@ -203,9 +213,7 @@ class RoundExecutor:
         self.journal.record(task_id, kind, round_number, candidate, DONE, slot=self.slot)
         if kind == schedule.ActionKind.SUBMIT_PROOF.value:
             runtime.last_submitted_round = max(runtime.last_submitted_round or round_number, round_number)
-        runtime.logger.info(
-            "sent %s for round %d%s", kind, round_number, f" on {candidate}" if candidate else ""
-        )
+        runtime.logger.info("sent %s for round %d%s", kind, round_number, _vote_text(candidate, envelope))
 
     async def _resend_pending(self, runtime: TaskRuntime) -> None:
         """Re-send, unchanged, every envelope a previous run wrote but may not have sent."""
@@ -214,3 +222,12 @@ class RoundExecutor:
                 runtime.logger.info("re-sending %s for round %d after a restart", action.kind, action.round)
                 with contextlib.suppress(PykoiiError):
                     await self._send(runtime, action.kind, action.round, action.candidate, action.envelope)
+
+
+def _vote_text(candidate: str, envelope: dict[str, Any]) -> str:
+    """`` on CANDIDATE: voted valid|invalid`` for an audit vote, ``""`` otherwise."""
+    if not candidate:
+        return ""
+    vote = envelope.get("tx", {}).get("is_valid")
+    verdict = "" if vote is None else f": voted {'valid' if vote else 'invalid'}"
+    return f" on {candidate}{verdict}"

@@ -65,6 +65,10 @@ class TaskRuntime:
     migrated_to: str = ""
     flagged: bool = False
     last_error: str = ""
+    ledger_error: bool = False
+    """``last_error`` came from the ledger (unreachable, refused a read): cleared once it answers."""
+    stake_seen: int | None = None
+    """The stake on the ledger at the last look (to notice a slash)."""
     restarts: int = 0
     backoff: float = 0.0
     started_at: float = 0.0

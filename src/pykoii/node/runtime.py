@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, SystemClock
+from ..config import roe_to_koii
 from ..dashboard.security import load_secret
 from ..errors import KeyFileError, PykoiiError, SandboxError, TaskCodeError
 from ..keys import Keypair
@@ -299,6 +300,9 @@ class Node(WorkLane, NodeActions):
                 if runtime.process is None or not runtime.process.running:
                     await self._start_child(runtime)
                 await self._tick(runtime)
+                if runtime.ledger_error:  # the ledger answers again: the error is over
+                    runtime.logger.info("the ledger answers again")
+                    runtime.last_error, runtime.ledger_error = "", False
                 if runtime.migrated_to:
                     await self._migrated(runtime)
                     return
@@ -320,6 +324,7 @@ class Node(WorkLane, NodeActions):
                     continue
             except PykoiiError as exc:  # the ledger is away or refused a read: try again next tick
                 self._fail(runtime, str(exc))
+                runtime.ledger_error = True
                 runtime.logger.warning("%s: %s", exc.name, exc)
             except Exception as exc:  # noqa: BLE001 - a node bug must not stop the other tasks
                 self._fail(runtime, f"{type(exc).__name__}: {exc}")
@@ -415,6 +420,28 @@ class Node(WorkLane, NodeActions):
                 runtime.last_submitted_round,
             )
         runtime.flagged = flagged
+        self._watch_stake(runtime, task)
+
+    def _watch_stake(self, runtime: TaskRuntime, task: Any) -> None:
+        """Say in the task's log when the stake shrank (slashed) and when it fell below the minimum."""
+        stake = int(task.stake_list.get(self.staking.public_key, 0))
+        before, runtime.stake_seen = runtime.stake_seen, stake
+        if before is None or stake >= before:
+            return
+        runtime.logger.warning(
+            "slashed: the stake went from %s to %s KOII (-%s KOII)",
+            roe_to_koii(before),
+            roe_to_koii(stake),
+            roe_to_koii(before - stake),
+        )
+        minimum = int(task.minimum_stake_amount)
+        if stake < minimum:
+            runtime.logger.warning(
+                "stake below minimum: %s KOII < %s KOII; the ledger refuses this node's submissions "
+                "until it stakes more (dashboard: Stake more)",
+                roe_to_koii(stake),
+                roe_to_koii(minimum),
+            )
 
     # -- ledger plumbing --------------------------------------------------------------------------
 

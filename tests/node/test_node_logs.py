@@ -1,0 +1,97 @@
+"""What a node's task log says, read through the operator port of real node processes: a slashed
+node says "slashed" and "stake below minimum"; audit votes say which way they went; a payout
+another node already sent is "already done", never also "sent"; a ledger outage's ``last_error``
+is cleared once the ledger answers again."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from pykoii.keys import Keypair
+
+from .harness import LEDGER_SCRIPT, Ledger, NodeProcess, wait_http
+
+
+def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_slash_votes_and_payouts_are_logged_as_they_happen(sandbox_root: Path) -> None:
+    (sandbox_root / "ledger").mkdir()
+    ledger = Ledger(sandbox_root / "ledger", slot_ms=100)
+    nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(3)]
+    try:
+        task_id = ledger.create_hello_world(
+            Keypair.generate(), round_time=12, submission_window=4, audit_window=4
+        )
+        for index, node in enumerate(nodes):
+            ledger.airdrop(node.info["main_account"], 50)
+            extra = ["--var", "FAULTY=1"] if index == 0 else []
+            result = node.cli("add-task", task_id, "--stake", "5", *extra)
+            assert result.returncode == 0, result.stderr
+        faulty, honest = nodes[0], nodes[1:]
+        bad = faulty.info["staking_key"]
+        log = wait_until(
+            lambda: "stake below minimum" in (text := faulty.logs(task_id)) and text,
+            120,
+            "the slash in the log",
+        )
+        assert re.search(r"slashed: the stake went from 5 to 1\.5 KOII \(-3\.5 KOII\)", log), log
+        assert "stake below minimum: 1.5 KOII < 2 KOII" in log
+        assert ledger.task(task_id)["stake_list"][bad] == 1_500_000_000
+        votes = "\n".join(node.logs(task_id) for node in honest)
+        assert re.search(rf"sent audit_proofs for round \d+ on {bad}: voted invalid", votes), votes
+        for node in nodes:
+            text = node.logs(task_id)
+            for number in set(re.findall(r"payout for round (\d+) was already done", text)):
+                assert f"sent payout for round {number}\n" not in text + "\n", text
+    finally:
+        for node in nodes:
+            node.stop()
+        ledger.stop()
+
+
+def test_last_error_is_cleared_when_the_ledger_answers_again(sandbox_root: Path) -> None:
+    (sandbox_root / "ledger").mkdir()
+    ledger = Ledger(sandbox_root / "ledger", slot_ms=100)
+    node = NodeProcess(sandbox_root / "node", ledger.url)
+    restarted = None
+    try:
+        task_id = ledger.create_hello_world(
+            Keypair.generate(), round_time=12, submission_window=4, audit_window=4
+        )
+        ledger.airdrop(node.info["main_account"], 50)
+        assert node.cli("add-task", task_id, "--stake", "5").returncode == 0
+
+        def task() -> dict[str, object]:
+            return next(t for t in httpx.get(node.url + "/tasks").json() if t["TaskID"] == task_id)
+
+        ledger.process.terminate()
+        ledger.process.wait(20)
+        wait_until(lambda: "cannot be reached" in str(task()["last_error"]), 60, "the outage in last_error")
+        restarted = subprocess.Popen(  # the same ledger (folder, port) comes back
+            [sys.executable, "-c", LEDGER_SCRIPT, str(sandbox_root / "ledger"), str(ledger.port), "100"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_http(ledger.url + "/slot", process=restarted)
+        wait_until(lambda: task()["last_error"] == "", 60, "last_error to be cleared")
+        assert "the ledger answers again" in node.logs(task_id)
+    finally:
+        node.stop()
+        if restarted is not None:
+            restarted.terminate()
+            restarted.wait(20)
+        ledger.http.close()
