@@ -297,6 +297,8 @@ class Node(WorkLane, NodeActions):
         task_id = runtime.record.task_id
         while True:
             try:
+                if runtime.process is not None and not runtime.process.running:
+                    await self._backoff(runtime)  # it died (in a phase here or on the work lane)
                 if runtime.process is None or not runtime.process.running:
                     await self._start_child(runtime)
                 await self._tick(runtime)
@@ -320,8 +322,7 @@ class Node(WorkLane, NodeActions):
                 runtime.logger.error("%s: %s", exc.name, exc)
                 log.error("task %s: %s: %s", task_id, exc.name, runtime.last_error.splitlines()[0])
                 if runtime.process is None or not runtime.process.running:
-                    await self._backoff(runtime)
-                    continue
+                    continue  # back off, then restart, at the top of the loop
             except PykoiiError as exc:  # the ledger is away or refused a read: try again next tick
                 self._fail(runtime, str(exc))
                 runtime.ledger_error = True
