@@ -3,6 +3,7 @@
 Task authors subclass ``pykoii.Task``; the ledger's pure state machine is ``pykoii.ledger``.
 """
 
+from .keys import verify
 from .ledger import ROE_PER_KOII, LedgerState, apply_transaction, state_root
 from .sdk import RoundContext, Submitter, Task
 
@@ -17,4 +18,5 @@ __all__ = [
     "__version__",
     "apply_transaction",
     "state_root",
+    "verify",
 ]

@@ -114,6 +114,46 @@ class Keypair:
         return {"tx": body, "signature": base58_encode(self.sign(canonical_bytes(body)))}
 
 
+PAYLOAD_DOMAIN = b"pykoii task payload v1\x00"
+"""What every payload a task has signed (``ctx.sign``) starts with, before its bytes. A ledger
+transaction's signed bytes are canonical JSON (they start with ``{``), so no payload signature can
+ever be a transaction signature: a task cannot get a transaction signed through ``ctx.sign``."""
+
+
+def payload_bytes(payload: Any) -> bytes:
+    """The bytes a payload signature covers: ``bytes`` as they are, ``str`` as UTF-8, anything else
+    as canonical JSON (sorted keys, no spaces), so ``{"a": 1, "b": 2}`` signs like ``{"b": 2, "a": 1}``."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode()
+    return canonical_bytes(payload)
+
+
+def sign_payload(keypair: Keypair, payload: Any) -> str:
+    """``keypair``'s base58 signature of ``payload`` under ``PAYLOAD_DOMAIN`` (what ``ctx.sign``
+    returns; the node signs with its staking key, the task never holds it)."""
+    return base58_encode(keypair.sign(PAYLOAD_DOMAIN + payload_bytes(payload)))
+
+
+def verify(payload: Any, signature: str, public_key: str) -> bool:
+    """Whether ``signature`` (base58, from ``ctx.sign``) is ``public_key``'s signature of ``payload``.
+    Never raises for a malformed signature or key: the answer is then ``False``.
+
+    >>> node = Keypair.generate()
+    >>> verify({"round": 3}, sign_payload(node, {"round": 3}), node.public_key)
+    True
+    >>> verify({"round": 4}, sign_payload(node, {"round": 3}), node.public_key)
+    False
+    """
+    try:
+        signature_bytes, key = base58_decode(signature), base58_decode(public_key)
+        VerifyKey(key).verify(PAYLOAD_DOMAIN + payload_bytes(payload), signature_bytes)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
 def verify_envelope(envelope: Any) -> Transaction:
     """Check an envelope's shape and signature; return the decoded transaction.
 

@@ -20,7 +20,7 @@ import importlib.util
 import inspect
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +39,18 @@ class KeyValueStore(Protocol):
     def set(self, key: str, value: Any) -> None: ...
 
     def delete(self, key: str) -> None: ...
+
+
+class BlobAccess(Protocol):
+    """The ledger's content-addressed store (Koii: IPFS), with the ledger's limits."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` (at most 8 MiB); return its CID (``b...``, CIDv1 raw sha2-256)."""
+        ...
+
+    def get(self, cid: str) -> bytes:
+        """The bytes named by ``cid``, checked against it."""
+        ...
 
 
 class LedgerReader(Protocol):
@@ -79,11 +91,72 @@ class RoundContext:
     variables: Mapping[str, str] = field(default_factory=dict)
     """Task variables the operator set (``requirementsTags`` of type TASK_VARIABLE)."""
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("pykoii.task"))
+    """Lines logged here reach the operator: the node's task log and the dashboard's log view."""
+    blobs: BlobAccess | None = None
+    """``put(bytes) -> cid`` and ``get(cid) -> bytes`` on the ledger's CID store."""
+    slot_time: float = 400.0
+    """The ledger's slot length in milliseconds (Koii's ``getAverageSlotTime``)."""
+    signer: Callable[[bytes], str] | None = field(default=None, repr=False)
+    """How ``sign`` reaches the node's key (the node signs; the task never holds a key)."""
 
     def nodes(self) -> dict[str, str]:
         """The task's nodes: ``{staking key: URL}`` as each registered it when it staked (Koii's
         ``getNodes``). A node's task routes answer at ``<URL>/task/<task_id>/...``."""
         return dict(self.ledger.node_urls())
+
+    def sign(self, payload: Any) -> str:
+        """This node's base58 signature of ``payload`` (bytes, text, or a JSON value), made by the node
+        with its staking key under a task-payload domain prefix, so it can never sign a transaction.
+        Check it with ``pykoii.verify(payload, signature, public_key)``."""
+        from .keys import payload_bytes
+
+        if self.signer is None:
+            raise TaskCodeError("ctx.sign is not available here: no node signs for this context")
+        return self.signer(payload_bytes(payload))
+
+    def task_state(
+        self,
+        *,
+        is_submission_required: bool = False,
+        is_distribution_required: bool = False,
+        is_available_balances_required: bool = False,
+        is_stake_list_required: bool = False,
+    ) -> dict[str, Any]:
+        """The task's state with Koii's ``TaskStateOptions``: a false flag gives its maps as ``{}``,
+        as the ledger's ``GET /tasks/<id>`` does (``ctx.ledger.task_state()`` is the whole state)."""
+        from .service.views import TASK_FLAGS
+
+        flags = {
+            "is_submission_required": is_submission_required,
+            "is_distribution_required": is_distribution_required,
+            "is_available_balances_required": is_available_balances_required,
+            "is_stake_list_required": is_stake_list_required,
+        }
+        state = dict(self.ledger.task_state())
+        for flag, fields in TASK_FLAGS.items():
+            if not flags[flag]:
+                state.update({name: {} for name in fields if name in state})
+        return state
+
+    def distribution_info(self, round_number: int) -> dict[str, Any]:
+        """Round ``round_number``'s distribution (Koii's ``getTaskDistributionInfo``): the lists
+        submitted (``distribution_rewards_submission``, ``distribution_lists``), their audit triggers
+        and the payout record (``distributions_audit_record``: ``PayoutSuccessful``/``PayoutFailed``)."""
+        state = self.ledger.task_state()
+        key = str(round_number)
+        return {
+            name: _of_round(state.get(name, {}), key)
+            for name in (
+                "distribution_rewards_submission",
+                "distribution_lists",
+                "distributions_audit_trigger",
+                "distributions_audit_record",
+            )
+        }
+
+
+def _of_round(mapping: Any, key: str) -> Any:
+    return mapping.get(key) if isinstance(mapping, Mapping) else None
 
 
 @dataclass(frozen=True)

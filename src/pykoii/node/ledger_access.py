@@ -42,6 +42,9 @@ class NodeLedger:
     async def send(self, envelope: dict[str, Any]) -> dict[str, Any]:
         return dict(await asyncio.to_thread(self.client.send, envelope))
 
+    async def put_blob(self, data: bytes) -> str:
+        return await asyncio.to_thread(self.client.put_blob, data)
+
     async def blob(self, cid: str) -> bytes:
         return await asyncio.to_thread(self.client.get_blob, cid)
 

@@ -16,8 +16,11 @@ child → node
 
 - ``ready``: ``{ok, isolation | error_type, error}``: the sandbox is up and the task code imported.
 - ``result``: ``{id, ok, value | error_type, error, traceback}``: the outcome of a ``run``.
-- ``request``: ``{id, method, params}``: a ledger read the node answers (``ledger.task_state``,
-  ``ledger.submissions``, ``ledger.audit_triggers``, ``ledger.stakes``, ``ledger.node_urls``).
+- ``request``: ``{id, method, params}``: something the node answers: a ledger read
+  (``ledger.task_state``, ``ledger.submissions``, ``ledger.audit_triggers``, ``ledger.stakes``,
+  ``ledger.node_urls``) or a node service (``node.sign`` [base64 payload] → base58 signature of
+  ``keys.PAYLOAD_DOMAIN`` + payload by the staking key; ``node.blob_put`` [base64 bytes] → CID;
+  ``node.blob_get`` [CID] → base64 bytes; ``node.slot_time`` → the ledger's slot length in ms).
 - ``log``: ``{level, message}``: a line for the task's log.
 
 >>> decode(encode({"kind": "run", "id": 1, "phase": "task"}))["phase"]
@@ -36,6 +39,9 @@ PHASES = ("setup", "task", "submission", "audit", "distribution")
 
 LEDGER_METHODS = ("task_state", "submissions", "audit_triggers", "stakes", "node_urls")
 """``LedgerReader`` methods a child may ask the node for, sent as ``ledger.<name>``."""
+
+NODE_METHODS = ("sign", "blob_put", "blob_get", "slot_time")
+"""Node services a child may ask for, sent as ``node.<name>``."""
 
 MAX_LINE = 16 * 1024 * 1024
 """The longest line either side accepts (bytes)."""

@@ -38,7 +38,6 @@ import logging
 import logging.handlers
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from ..keys import Keypair
 from ..ledger.rounds import round_of
 from ..packaging import extract_archive, verify_cid
 from . import schedule
+from .answers import child_answers
 from .control import OPERATOR_FILE
 from .journal import Journal, TaskRecord
 from .lanes import WorkLane
@@ -365,7 +365,7 @@ class Node(WorkLane, NodeActions):
             variables=record.variables,
             hide=hide,
             limits=self.config.limits,
-            ledger_reads=self._ledger_reader(record.task_id),
+            ledger_reads=child_answers(self, record.task_id),
             log=runtime.logger,
             socket_dir=self._socket_dir,
         )
@@ -445,25 +445,6 @@ class Node(WorkLane, NodeActions):
             )
 
     # -- ledger plumbing --------------------------------------------------------------------------
-
-    def _ledger_reader(self, task_id: str) -> Callable[[str, list[Any]], Any]:
-        async def answer(method: str, params: list[Any]) -> Any:
-            runtime = self.tasks.get(task_id)
-            state = runtime.state if runtime and runtime.state else await self.ledger.task(task_id)
-            name = method.removeprefix("ledger.")
-            if name == "task_state":
-                return state
-            if name == "submissions":
-                return state.get("submissions", {}).get(str(params[0]), {})
-            if name == "audit_triggers":
-                return state.get("submissions_audit_trigger", {}).get(str(params[0]), {})
-            if name == "stakes":
-                return state.get("stake_list", {})
-            if name == "node_urls":
-                return state.get("ip_address_list", {})
-            raise SandboxError(f"unknown ledger read {method!r}")
-
-        return answer
 
     async def _ensure_code(self, cid: str) -> Path:
         if cid.startswith(LOCAL_CODE):

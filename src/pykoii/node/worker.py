@@ -12,6 +12,7 @@ See ``protocol.py`` for the messages.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import socket
@@ -83,6 +84,23 @@ class NodeLedger:
         return dict(self._channel.call("ledger.node_urls"))
 
 
+class NodeBlobs:
+    """``sdk.BlobAccess`` through the node: the node puts and gets the ledger's blobs."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    def put(self, data: bytes) -> str:
+        from ..service.blobs import check_size
+
+        data = bytes(data)
+        check_size(data)
+        return str(self._channel.call("node.blob_put", base64.b64encode(data).decode()))
+
+    def get(self, cid: str) -> bytes:
+        return base64.b64decode(self._channel.call("node.blob_get", str(cid)))
+
+
 class ChannelLogHandler(logging.Handler):
     """Sends the task's log records to the node, which writes them to the task log."""
 
@@ -109,6 +127,8 @@ class Worker:
         self.variables = dict(init.get("variables", {}))
         self.store = SqliteStore(os.path.join(os.getcwd(), "store.sqlite3"))
         self.ledger = NodeLedger(channel)
+        self.blobs = NodeBlobs(channel)
+        self._slot_time: float | None = None
         self.log = logging.getLogger(f"pykoii.task.{self.task_id}")
         self.log.setLevel(logging.INFO)
         self.log.addHandler(ChannelLogHandler(channel))
@@ -120,6 +140,8 @@ class Worker:
         """``task()`` runs here, so a slow one never holds up submission, audit or distribution."""
 
     def context(self, round_number: int, slot: int) -> Any:
+        if self._slot_time is None:  # the ledger's slot length is fixed: ask once per child
+            self._slot_time = float(self.channel.call("node.slot_time"))
         return self._RoundContext(
             task_id=self.task_id,
             round=round_number,
@@ -129,7 +151,14 @@ class Worker:
             ledger=self.ledger,
             variables=self.variables,
             log=self.log,
+            blobs=self.blobs,
+            slot_time=self._slot_time,
+            signer=self.sign,
         )
+
+    def sign(self, data: bytes) -> str:
+        """The node's signature of ``data`` under ``keys.PAYLOAD_DOMAIN`` (the node adds the prefix)."""
+        return str(self.channel.call("node.sign", base64.b64encode(data).decode()))
 
     def run(self, message: dict[str, Any]) -> None:
         """Run one phase and send its ``result`` (called in the phase thread)."""

@@ -51,6 +51,15 @@ def cid_of(data: bytes) -> str:
     return "b" + base64.b32encode(CID_PREFIX + digest).decode().lower().rstrip("=")
 
 
+def check_size(data: bytes, limit: int = MAX_BLOB_BYTES) -> None:
+    """``PayloadTooLargeError`` (413) when ``data`` is over ``limit`` bytes. The one size rule for a
+    blob, wherever it is put (the service, a task's ``ctx.blobs``, the simulator)."""
+    if len(data) > limit:
+        raise PayloadTooLargeError(
+            f"blob of {len(data)} bytes is over the limit of {limit} bytes", limit=limit, received=len(data)
+        )
+
+
 def digest_of_cid(cid: str) -> bytes:
     """The sha2-256 digest a CID names, or ``InvalidCidError`` saying what is wrong."""
     accepted = "a CIDv1 with the raw codec and sha2-256, base32 with prefix 'b' (59 characters)"
@@ -92,12 +101,7 @@ class BlobStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` durably; return its CID. Storing the same bytes twice is a no-op."""
-        if len(data) > self.max_bytes:
-            raise PayloadTooLargeError(
-                f"blob of {len(data)} bytes is over the limit of {self.max_bytes} bytes",
-                limit=self.max_bytes,
-                received=len(data),
-            )
+        check_size(data, self.max_bytes)
         cid = cid_of(data)
         path = self.folder / cid
         if path.exists():

@@ -23,7 +23,7 @@ from typing import Any
 from ..clock import SystemClock
 from ..config import TaskConfig, create_task_fields
 from ..errors import ConfigError, InvalidTransactionError
-from ..keys import Keypair, reveal_body, submit_body, verify_envelope
+from ..keys import Keypair, reveal_body, sign_payload, submit_body, verify_envelope
 from ..ledger import LedgerParams, LedgerState, apply_transaction
 from ..ledger.distribution import distribution_transactions
 from ..ledger.events import event_to_plain
@@ -50,6 +50,7 @@ from .nodes import (
     OFFLINE,
     FaultyBehaviour,
     LogCollector,
+    MemoryBlobs,
     MemoryStore,
     SimulatedNode,
     StateReader,
@@ -115,6 +116,7 @@ class Simulation:
         self.clock = SystemClock()
         self.faulty = FaultyBehaviour.of(faulty_behaviour)
         self.logs = LogCollector()
+        self.blobs = MemoryBlobs()
         make = task_factory(task)
         self.nodes = []
         for index, role in enumerate(assigned):
@@ -252,6 +254,9 @@ class Simulation:
             ledger=StateReader(self.state, self.task_id, self.urls),
             variables=node.variables,
             log=node.log,
+            blobs=self.blobs,
+            slot_time=self.slot_ms,
+            signer=lambda data: sign_payload(node.keypair, data),
         )
 
     async def call(self, phase: str, node: SimulatedNode, method: Any, *args: Any) -> tuple[bool, Any]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFoundError
 from ..keys import Keypair
 from ..ledger import LedgerState
 from ..ledger.codec import to_plain
@@ -27,6 +27,7 @@ from ..ledger.state import TaskState
 from ..ledger.types import MAX_SUBMISSION_BYTES
 from ..node.schedule import NodeRecord
 from ..sdk import RoundContext, Task, load_task
+from ..service.blobs import check_size, cid_of, digest_of_cid
 
 HONEST, FAULTY, LAZY, OFFLINE = "honest", "faulty", "lazy", "offline"
 
@@ -54,6 +55,31 @@ class MemoryStore:
     def keys(self) -> list[str]:
         with self._lock:
             return sorted(self._data)
+
+
+class MemoryBlobs:
+    """The simulated ledger's CID store (``ctx.blobs``): same CIDs, same size limit, shared by all
+    nodes, in memory."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes) -> str:
+        data = bytes(data)
+        check_size(data)
+        cid = cid_of(data)
+        with self._lock:
+            self._blobs[cid] = data
+        return cid
+
+    def get(self, cid: str) -> bytes:
+        digest_of_cid(cid)  # a malformed id is refused as the ledger refuses it
+        with self._lock:
+            found = self._blobs.get(cid)
+        if found is None:
+            raise NotFoundError(f"no blob has id {cid}", cid=cid)
+        return found
 
 
 class StateReader:
@@ -271,6 +297,7 @@ __all__ = [
     "ROLES",
     "FaultyBehaviour",
     "LogCollector",
+    "MemoryBlobs",
     "MemoryStore",
     "SimulatedNode",
     "StateReader",
