@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pykoii import verify
-from pykoii.errors import InvalidSignatureError
+from pykoii.errors import ConfigError, InvalidSignatureError
 from pykoii.keys import Keypair, verify_envelope
 from pykoii.ledger.codec import canonical_bytes
 from pykoii.node.answers import child_answers
@@ -100,3 +100,53 @@ def test_sign_blobs_slot_time_and_log_through_the_node(ledger: Ledger, sandbox_r
     with pytest.raises(InvalidSignatureError):
         verify_envelope({"tx": transfer, "signature": out["tx_sig"]})
     assert "probe done for round 7" in lines  # ctx.log reaches the node's task log
+
+
+SIX_WHEEL = "sha256:8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"
+USES_SIX = """
+    import six
+    from pykoii.sdk import Task
+
+    class UsesSix(Task):
+        def submission(self, ctx):
+            return six.__file__
+"""
+
+
+def test_node_installs_requirements_into_the_tasks_environment(ledger: Ledger, sandbox_root: Path) -> None:
+    node = Node(NodeConfig(data_dir=sandbox_root / "node", ledger_url=ledger.url))
+    code = write_task(sandbox_root / "code", USES_SIX)
+    (code / "requirements.txt").write_text(f"six==1.16.0 --hash={SIX_WHEEL}\n")
+
+    async def scenario() -> str:
+        site = await node._environment(code)
+        child = TaskProcess(task_id="T", code_dir=code, work_dir=sandbox_root / "work", site_packages=site)
+        await child.start()
+        try:
+            return str((await child.run_phase("submission", 1)).value)
+        finally:
+            await child.stop()
+
+    try:
+        where = asyncio.run(scenario())
+    finally:
+        node.journal.close()
+    assert where.startswith(str(sandbox_root / "node" / "venvs")) and where.endswith("six.py")
+
+
+def test_node_refuses_a_task_whose_requirements_cannot_install_before_staking(
+    ledger: Ledger, sandbox_root: Path
+) -> None:
+    code = write_task(sandbox_root / "code", USES_SIX)
+    (code / "requirements.txt").write_text("six==1.16.0 --hash=sha256:" + "0" * 64 + "\n")
+    task_id = ledger.create_hello_world(
+        Keypair.generate(), round_time=20, submission_window=5, audit_window=5, code=code
+    )
+    node = Node(NodeConfig(data_dir=sandbox_root / "node", ledger_url=ledger.url))
+    ledger.airdrop(node.wallet.public_key, 50)
+    try:
+        with pytest.raises(ConfigError, match="pip could not install it"):
+            asyncio.run(node.add_task(task_id, 5 * 10**9, {}))
+    finally:
+        node.journal.close()
+    assert node.staking.public_key not in ledger.task(task_id)["stake_list"]

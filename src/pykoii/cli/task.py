@@ -28,12 +28,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from ..taskenv import read_requirements, use_environment
+
+    requirements = read_requirements(args.folder)  # refused here as a node would refuse it
+    installed = use_environment(args.folder) if requirements is not None else ""
     data = build_archive(args.folder)
     cid = cid_of(data)
     output = args.output or args.folder / "dist" / f"{cid}.tar.gz"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
     print(f"built {output} ({len(data)} bytes)")
+    if requirements is not None:
+        print(
+            f"requirements.txt: {len(requirements.pins)} pinned package(s) install with hashes ({installed})"
+        )
     if args.upload:
         from ..client import LedgerClient
 

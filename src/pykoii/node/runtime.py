@@ -41,10 +41,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import taskenv
 from ..clock import Clock, SystemClock
 from ..config import roe_to_koii
 from ..dashboard.security import load_secret
-from ..errors import KeyFileError, PykoiiError, SandboxError, TaskCodeError
+from ..errors import ConfigError, KeyFileError, PykoiiError, SandboxError, TaskCodeError
 from ..keys import Keypair
 from ..ledger.rounds import round_of
 from ..packaging import extract_archive, verify_cid
@@ -317,7 +318,7 @@ class Node(WorkLane, NodeActions):
                     runtime.backoff = 0.0
             except asyncio.CancelledError:
                 raise
-            except (TaskCodeError, SandboxError) as exc:
+            except (TaskCodeError, SandboxError, ConfigError) as exc:  # ConfigError: requirements
                 self._fail(runtime, str(exc))
                 runtime.logger.error("%s: %s", exc.name, exc)
                 log.error("task %s: %s: %s", task_id, exc.name, runtime.last_error.splitlines()[0])
@@ -368,6 +369,7 @@ class Node(WorkLane, NodeActions):
             ledger_reads=child_answers(self, record.task_id),
             log=runtime.logger,
             socket_dir=self._socket_dir,
+            site_packages=await self._environment(code_dir),
         )
         await runtime.process.start()
         runtime.started_at = self.clock.now()
@@ -445,6 +447,10 @@ class Node(WorkLane, NodeActions):
             )
 
     # -- ledger plumbing --------------------------------------------------------------------------
+
+    async def _environment(self, code_dir: Path) -> str:
+        """The task's requirements.txt installed (``taskenv``, cached by its hash): its site-packages."""
+        return await asyncio.to_thread(taskenv.environment_for, code_dir, self.data_dir / "venvs")
 
     async def _ensure_code(self, cid: str) -> Path:
         if cid.startswith(LOCAL_CODE):

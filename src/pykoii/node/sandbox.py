@@ -105,6 +105,7 @@ class TaskProcess:
     """Name of the task's cgroups (unique per node and task); default derived from the work folder."""
     on_event: Callable[[str, str], None] | None = None
     """Called with ``(kind, detail)`` for the node's record of the task: start, exit, limit."""
+    site_packages: str = ""  # the task's own environment (``taskenv.py``), read-only, on its path
 
     def __post_init__(self) -> None:
         self.process: asyncio.subprocess.Process | None = None
@@ -122,8 +123,7 @@ class TaskProcess:
         self._next_id = 0
         self._readers: list[asyncio.Task[None]] = []
         self._phase_lock = asyncio.Lock()
-        self._work_lock = asyncio.Lock()
-        """``task`` runs on its own lane, beside the other phases (``schedule.waits_for_work``)."""
+        self._work_lock = asyncio.Lock()  # ``task`` runs on its own lane (``schedule.waits_for_work``)
         self._listener: socket.socket | None = None
         self._own_socket_dir = False
 
@@ -185,6 +185,7 @@ class TaskProcess:
                 "variables": dict(self.variables),
                 "listen_fd": self._listener.fileno(),
                 "sandbox": self._plan(),
+                "site": self.site_packages,
             }
         )
         try:
@@ -241,7 +242,7 @@ class TaskProcess:
             return worker
         iso.require_isolation(self.task_id)
         iso.prepare_work_dir(self.work_dir, uid)
-        python = iso.python_paths()
+        python = [*iso.python_paths(), *([self.site_packages] if self.site_packages else [])]
         command = (
             iso.bwrap_args(
                 work_dir=self.work_dir,

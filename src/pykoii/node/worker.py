@@ -15,6 +15,7 @@ import asyncio
 import base64
 import logging
 import os
+import site
 import socket
 import sys
 import threading
@@ -133,6 +134,8 @@ class Worker:
         self.log.setLevel(logging.INFO)
         self.log.addHandler(ChannelLogHandler(channel))
         self.log.propagate = False
+        if init.get("site"):  # the task's own environment (requirements.txt), before its code
+            site.addsitedir(str(init["site"]))
         self.task = load_task(init["code"])
         self._RoundContext = RoundContext
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phase")

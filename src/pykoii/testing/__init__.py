@@ -38,6 +38,7 @@ from typing import Any
 from ..config import TaskConfig, load_config
 from ..errors import ConfigError
 from ..sdk import Task, load_task
+from ..taskenv import use_environment
 from .engine import DEFAULT_SLOT_MS, Simulation
 from .nodes import (
     FAULTY,
@@ -101,6 +102,7 @@ async def simulate_async(
             )
     else:
         path = Path(task)
+        use_environment(path if path.is_dir() else path.parent)  # its requirements.txt, as a node does
         instance = load_task(path)
         if config is None:
             config = path if path.is_dir() else path.parent
