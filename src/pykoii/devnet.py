@@ -28,7 +28,7 @@ from .config import create_task_fields, load_config
 from .errors import PykoiiError, SandboxError
 from .keys import Keypair
 from .ledger.types import ROE_PER_KOII
-from .packaging import build_archive
+from .packaging import publish
 
 AIRDROP_LIMIT = 1_000 * ROE_PER_KOII
 
@@ -268,7 +268,10 @@ class Devnet:
         assert self.client is not None
         config = load_config(folder)
         manager = manager or Keypair.generate()
-        fields = create_task_fields(config, task_audit_program=self.client.put_blob(build_archive(folder)))
+        out = publish(self.client, folder, config)
+        fields = create_task_fields(
+            config, task_audit_program=out.task_audit_program, task_metadata=out.task_metadata
+        )
         fields.update(overrides)
         self.airdrop(manager.public_key, fields["total_bounty_amount"])
         receipt = self.client.send_transaction(manager, {"type": "create_task", **fields})

@@ -24,12 +24,19 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, TaskCodeMismatchError
+from .ledger.codec import canonical_bytes
+
+if TYPE_CHECKING:
+    from .config import TaskConfig
 
 EXCLUDED_DIRS = frozenset(
     {
@@ -137,3 +144,56 @@ def extract_archive(data: bytes, destination: str | os.PathLike[str]) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise ConfigError(f"task archive could not be unpacked: {exc}") from exc
     return destination
+
+
+CID_PATTERN = re.compile(r"b[a-z2-7]{58}")
+"""The shape of ``cid_of``'s CIDs (``bafkrei…``, 59 characters)."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What ``publish`` put in the ledger's blob store for a task, and what it said about it."""
+
+    task_audit_program: str
+    """The code archive's CID (the ledger's ``task_audit_program``)."""
+    task_metadata: str
+    """The metadata blob's CID (the ledger's ``task_metadata``)."""
+    notes: tuple[str, ...]
+
+
+def metadata_blob(config: TaskConfig, code: str) -> bytes:
+    """The task's metadata (Koii's ``metadata.json`` fields, the task's name and its code as the
+    author gave it), as canonical JSON bytes: the same config gives the same blob, the same CID."""
+    return canonical_bytes({"task_name": config.task_name, "task_audit_program": code, **config.metadata()})
+
+
+def publish(client: Any, folder: Path, config: TaskConfig) -> Published:
+    """Upload a task's code and metadata to ``client``'s blob store; their CIDs.
+
+    ``task_audit_program`` in ``config-task.yml`` is kept as given when it is a CID (code uploaded
+    before; the ledger must hold it); otherwise it must name a file of ``folder`` (default
+    ``task.py``), and the whole folder is packed: the ledger records the archive's CID, the metadata
+    blob keeps the name as given, and a note says so.
+    """
+    given = config.task_audit_program
+    notes = []
+    if CID_PATTERN.fullmatch(given):
+        client.get_blob(given)  # NotFoundError names it when the ledger does not hold it
+        code = given
+        notes.append(f"task_audit_program {given} is a CID: kept as given (no upload)")
+    else:
+        if not (folder / given).is_file():
+            raise ConfigError(
+                f"task_audit_program is {given!r}, which is not a file of {folder}; accepted: a file of "
+                "the task folder (the folder is packed and uploaded) or the CID of code already uploaded",
+                received=given,
+            )
+        data = build_archive(folder)
+        code = client.put_blob(data)
+        notes.append(
+            f"task_audit_program {given}: packed with its folder ({len(data)} bytes) and uploaded; "
+            f"the ledger records the archive's CID {code}"
+        )
+    metadata = client.put_blob(metadata_blob(config, given))
+    notes.append(f"task_metadata: {metadata} (author, links, tags, environment)")
+    return Published(code, metadata, tuple(notes))

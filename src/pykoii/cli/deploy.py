@@ -1,7 +1,9 @@
 """``pykoii task deploy|update|activate|deactivate|fund|info|list``: the author's side of a task's life.
 
-``deploy`` reads ``config-task.yml``, packs and uploads the code (its CID becomes
-``task_audit_program``), then creates and funds the task in one signed ``create_task``.
+``deploy`` reads ``config-task.yml``, uploads the code (``packaging.publish``: a CID given as
+``task_audit_program`` is kept; a file name packs the folder, whose CID the ledger records) and the
+metadata blob (its CID is ``task_metadata``), then creates and funds the task in one signed
+``create_task``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from ..client import LedgerClient
 from ..config import create_task_fields, load_config, update_task_fields
-from ..packaging import build_archive
+from ..packaging import Published, publish
 from .common import add_ledger_option, add_wallet_option, amount, client_for, koii, load_wallet, print_receipt
 
 
@@ -56,19 +58,22 @@ def _signed(parser: argparse.ArgumentParser, wallet_help: str) -> None:
     add_ledger_option(parser)
 
 
-def _upload(client: LedgerClient, folder: Path) -> str:
-    data = build_archive(folder)
-    cid = client.put_blob(data)
-    print(f"uploaded task code ({len(data)} bytes) as {cid}")
-    return cid
+def _publish(client: LedgerClient, folder: Path, config: Any) -> Published:
+    published = publish(client, folder, config)
+    for note in published.notes:
+        print(note)
+    return published
 
 
 def deploy_command(args: argparse.Namespace) -> int:
     config = load_config(args.folder)
     wallet = load_wallet(args.wallet)
     client = client_for(args)
-    cid = _upload(client, args.folder)
-    tx: dict[str, Any] = {"type": "create_task", **create_task_fields(config, task_audit_program=cid)}
+    out = _publish(client, args.folder, config)
+    fields = create_task_fields(
+        config, task_audit_program=out.task_audit_program, task_metadata=out.task_metadata
+    )
+    tx: dict[str, Any] = {"type": "create_task", **fields}
     receipt = client.send_transaction(wallet, tx)
     print_receipt(receipt)
     task_id = next(e["task_id"] for e in receipt["events"] if e["kind"] == "TaskCreated")
@@ -80,8 +85,11 @@ def update_command(args: argparse.Namespace) -> int:
     config = load_config(args.folder)
     wallet = load_wallet(args.wallet)
     client = client_for(args)
-    cid = _upload(client, args.folder)
-    tx = {"type": "update_task", **update_task_fields(config, args.task_id, task_audit_program=cid)}
+    out = _publish(client, args.folder, config)
+    fields = update_task_fields(
+        config, args.task_id, task_audit_program=out.task_audit_program, task_metadata=out.task_metadata
+    )
+    tx = {"type": "update_task", **fields}
     receipt = client.send_transaction(wallet, tx)
     print_receipt(receipt)
     new_id = next(e["task_id"] for e in receipt["events"] if e["kind"] == "TaskCreated")

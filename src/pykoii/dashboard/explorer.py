@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from ..errors import InvalidRequestError, NotFoundError, PykoiiError
 from .format import ENV, STATIC, koii
+from .metadata import task_metadata
 from .sources import LedgerSource, as_source, sse
 from .timing import round_timing
 
@@ -114,6 +115,7 @@ def create_explorer(client_or_source: Any) -> Starlette:
             timing=timing,
             rounds=recent_rounds(task, timing["round"]),
             variables=[t for t in task.get("requirements_tags", []) if t.get("type") == "TASK_VARIABLE"],
+            meta=await task_metadata(source.blob, str(task.get("task_metadata", ""))),
         )
 
     async def round_page(request: Request) -> Response:

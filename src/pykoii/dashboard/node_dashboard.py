@@ -38,6 +38,7 @@ from .actions import Outcome
 from .explorer import static_file
 from .format import ENV, parse_koii
 from .history import RewardHistory
+from .metadata import task_metadata
 from .node_views import overview, task_row
 from .security import OperatorAuth
 
@@ -163,6 +164,7 @@ def create_dashboard(node: Any, auth: OperatorAuth) -> list[BaseRoute]:
             now=now,
             wallet_balance=wallet,
             added=task_id in node.tasks,
+            meta=await task_metadata(node.ledger.blob, str((task or {}).get("task_metadata", ""))),
             error=error,
             form=form or {},
             variables=[

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import PykoiiError
 from .history import RewardHistory, RoundOutcome
+from .metadata import task_metadata
 from .timing import round_start, round_timing
 
 CHART_ROUNDS = 24
@@ -175,6 +176,7 @@ async def task_row(
         rewards_total=sum(o.reward for o in outcomes),
         slashes=[o for o in outcomes if o.slash],
         chart=chart(outcomes, timing["round"]),
+        meta=await task_metadata(node.ledger.blob, str(state.get("task_metadata", ""))),
         variables=sorted(runtime.record.variables),
     )
     return row

@@ -34,6 +34,7 @@ class LedgerSource(Protocol):
     async def account(self, pubkey: str) -> dict[str, Any]: ...
     async def log(self, after: int, limit: int) -> list[dict[str, Any]]: ...
     async def transaction(self, tx_id: str) -> dict[str, Any]: ...
+    async def blob(self, cid: str) -> bytes: ...
     def events(self) -> AsyncIterator[Event]: ...
 
 
@@ -78,6 +79,9 @@ class ClientSource:
 
     async def transaction(self, tx_id: str) -> dict[str, Any]:
         return dict(await asyncio.to_thread(self.client.transaction, tx_id))
+
+    async def blob(self, cid: str) -> bytes:
+        return await asyncio.to_thread(self.client.get_blob, cid)
 
     async def events(self) -> AsyncIterator[Event]:
         """The ledger's ``GET /events`` stream, read with an async client on the same base URL."""

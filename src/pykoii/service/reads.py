@@ -6,11 +6,13 @@ touches the store itself.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
+from ..errors import NotFoundError
 from . import views
 
 Event = tuple[str, dict[str, Any]]
@@ -60,6 +62,11 @@ class StoreReads:
 
     async def transaction(self, tx_id: str) -> dict[str, Any]:
         return dict(self.store.receipt(tx_id))
+
+    async def blob(self, cid: str) -> bytes:
+        if self.store.blobs is None:
+            raise NotFoundError("this ledger stores no blobs")
+        return bytes(await asyncio.to_thread(self.store.blobs.get, cid))
 
     async def events(self) -> AsyncIterator[Event]:
         hub = self.store.events
