@@ -40,16 +40,27 @@ from ..errors import (
 )
 from ..ledger.bounds import MAX_INTEGER
 from ..ledger.codec import is_address
-from .events import EventHub, Subscription
+from .events import EVENT_KINDS, EventHub, Subscription
 from .follow import Replication
 from .metrics import render_metrics
-from .openapi import openapi_document
+from .openapi import (
+    EVENTS_LIMIT,
+    FLAGS,
+    LOG_AFTER,
+    LOG_LIMIT,
+    LOG_WAIT,
+    MAX_BATCH,
+    PAGE_AFTER,
+    PAGE_KEY,
+    PAGE_LIMIT,
+    STATE_ROOT,
+    SUBMITTER,
+    Param,
+    openapi_document,
+)
 from .reads import StoreReads
 from .store import LedgerStore
 from .views import (
-    MAX_PAGE,
-    ROUND_PAGE,
-    TASK_FLAGS,
     account_view,
     distribution_view,
     get_task,
@@ -62,8 +73,6 @@ LOG = logging.getLogger("pykoii.ledger")
 
 MAX_TX_BODY = 4 * 1024 * 1024
 """The largest ``POST /tx`` body, in bytes."""
-MAX_BATCH = 5000
-"""The most envelopes in one ``POST /tx`` batch."""
 
 STATUS: dict[type[PykoiiError], int] = {
     PayloadTooLargeError: 413,
@@ -232,7 +241,9 @@ def decode_envelopes(body: bytes) -> tuple[list[Any], bool]:
     )
 
 
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: Request, param: Param) -> int:
+    """An integer query parameter within its documented bounds, or its default."""
+    name, default, low, high = param.name, int(param.default), param.low, param.high
     text = request.query_params.get(name)
     if text is None:
         return default
@@ -245,17 +256,17 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     return value
 
 
-def flag_param(request: Request, name: str) -> bool:
-    text = request.query_params.get(name, "false").lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no", ""):
-        return False
-    raise InvalidRequestError(f"query parameter {name} must be true or false, got {text!r}")
+def flag_param(request: Request, param: Param) -> bool:
+    """A boolean query parameter: ``true`` or ``false`` (default false)."""
+    text = request.query_params.get(param.name, "false")
+    if text in ("true", "false"):
+        return text == "true"
+    raise InvalidRequestError(f"query parameter {param.name} must be true or false, got {text[:40]!r}")
 
 
-def key_param(request: Request, name: str) -> str:
+def key_param(request: Request, param: Param) -> str:
     """A public-key query parameter, or ``""`` when absent."""
+    name = param.name
     text = request.query_params.get(name, "")
     if text and not is_address(text):
         raise InvalidRequestError(
@@ -268,9 +279,9 @@ def page_params(request: Request) -> tuple[str, int, str]:
     """``(after, limit, key)`` of a paginated route: keys above ``after``, at most ``limit``
     (1 to ``MAX_PAGE``, default ``ROUND_PAGE``), or only ``key``."""
     return (
-        key_param(request, "after"),
-        int_param(request, "limit", ROUND_PAGE, 1, MAX_PAGE),
-        key_param(request, "key"),
+        key_param(request, PAGE_AFTER),
+        int_param(request, PAGE_LIMIT),
+        key_param(request, PAGE_KEY),
     )
 
 
@@ -335,7 +346,7 @@ def create_app(
         return JSON({"tasks": [task_summary(task, slot) for task in store.state.tasks.values()]})
 
     async def get_task_state(request: Request) -> Response:
-        flags = {name: flag_param(request, name) for name in TASK_FLAGS}
+        flags = {param.name: flag_param(request, param) for param in FLAGS}
         task = get_task(store.state, request.path_params["task_id"])
         return JSON(task_view(task, store.slot(), flags))
 
@@ -347,16 +358,15 @@ def create_app(
     async def get_round_distribution(request: Request) -> Response:
         task = get_task(store.state, request.path_params["task_id"])
         after, limit, key = page_params(request)
-        submitter = key_param(request, "submitter")
+        submitter = key_param(request, SUBMITTER)
         return JSON(distribution_view(task, path_int(request, "round"), submitter, after, limit, key))
 
     async def get_account(request: Request) -> Response:
         return JSON(account_view(store.state, request.path_params["pubkey"]))
 
     async def get_log(request: Request) -> Response:
-        after = int_param(request, "after", 0, 0, 2**62)
-        limit = int_param(request, "limit", 1000, 1, 5000)
-        await store.wait_for_entries(after, int_param(request, "wait", 0, 0, 30))
+        after, limit = int_param(request, LOG_AFTER), int_param(request, LOG_LIMIT)
+        await store.wait_for_entries(after, int_param(request, LOG_WAIT))
         return JSON(
             {
                 "entries": await asyncio.to_thread(store.log_page, after, limit),  # off the loop
@@ -369,8 +379,14 @@ def create_app(
         return JSON({"genesis": orjson.loads(store.genesis.to_bytes()), "hash": store.genesis.hash})
 
     async def get_events(request: Request) -> Response:
-        limit = int_param(request, "limit", 0, 0, 2**31)
-        kinds = frozenset(filter(None, request.query_params.get("types", "").split(",")))
+        limit = int_param(request, EVENTS_LIMIT)
+        text = request.query_params.get("types", "")
+        kinds = frozenset(filter(None, text.split(",")))
+        if not kinds <= EVENT_KINDS:
+            raise InvalidRequestError(
+                f"query parameter types must be comma-separated kinds from {sorted(EVENT_KINDS)}, "
+                f"got {text[:100]!r}"
+            )
         return EventStream(store.events, store.events.subscribe(kinds), limit)
 
     async def put_blob(request: Request) -> Response:
@@ -396,7 +412,7 @@ def create_app(
         return Response(data, media_type="application/octet-stream")
 
     async def get_health(request: Request) -> Response:
-        with_root = flag_param(request, "state_root")
+        with_root = flag_param(request, STATE_ROOT)
         root = await store.durable_root() if with_root and store.healthy and not store.recovering else {}
         body: dict[str, Any] = {
             "status": "recovering" if store.recovering else "ok" if store.healthy else "failed",
@@ -436,6 +452,7 @@ def create_app(
         return JSON(
             {"error": name, "message": f"{request.method} {request.url.path}: {exc.detail}"},
             status_code=exc.status_code,
+            headers=exc.headers,  # a 405 names the allowed methods in Allow
         )
 
     @contextlib.asynccontextmanager

@@ -24,6 +24,9 @@ from .verify import Verified
 PAYOUT_EVENTS = frozenset({"RoundPaid", "RoundFailed"})
 """Receipt events that ``GET /events`` streams as ``payout`` events."""
 
+EVENT_KINDS = frozenset({"slot", "phase", "tx", "payout"})
+"""What ``GET /events?types=`` may name (a dropped subscriber's final ``dropped`` event always comes)."""
+
 Event = tuple[int, str, dict[str, Any], bytes]
 """``(event_id, kind, data, sse_bytes)``."""
 

@@ -1,59 +1,152 @@
-"""The OpenAPI 3.1 document of the ledger API, written by hand (``GET /openapi.json``)."""
+"""The OpenAPI 3.1 document of the ledger API (``GET /openapi.json``).
+
+Every parameter is a ``Param`` defined here once: the handlers in ``app.py`` read it with its bounds
+and default, and the document states the same schema; transaction objects come from
+``ledger.transactions.transaction_schemas`` (the decoder's own bounds). A schema-driven fuzzer
+(schemathesis, ``tests/service/test_openapi_fuzz.py``) checks the two against each other.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from ..ledger.bounds import MAX_INTEGER
 from ..ledger.transactions import transaction_schemas
+from .views import MAX_PAGE, ROUND_PAGE, TASK_FLAGS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _JSON = "application/json"
+
+BASE58_KEY = "^[1-9A-HJ-NP-Za-km-z]{32,44}$"
+"""A base58 public key, as ``ledger.codec.is_address`` accepts it (it also checks the 32 bytes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One query or path parameter: the handlers read it (``app.int_param`` etc.) and the OpenAPI
+    document describes it, from this one definition."""
+
+    name: str
+    where: str
+    schema: dict[str, Any]
+    text: str
+
+    @property
+    def default(self) -> Any:
+        return self.schema.get("default")
+
+    @property
+    def low(self) -> int:
+        return int(self.schema["minimum"])
+
+    @property
+    def high(self) -> int:
+        return int(self.schema["maximum"])
+
+
+def _int(name: str, default: int, low: int, high: int, text: str) -> Param:
+    return Param(
+        name, "query", {"type": "integer", "minimum": low, "maximum": high, "default": default}, text
+    )
+
+
+def _flag(name: str, text: str) -> Param:
+    return Param(name, "query", {"type": "boolean", "default": False}, text)
+
+
+def _key(name: str, text: str) -> Param:
+    return Param(name, "query", {"type": "string", "pattern": BASE58_KEY}, text)
+
+
+LOG_AFTER = _int("after", 0, 0, 2**62, "return entries with seq > after")
+LOG_LIMIT = _int("limit", 1000, 1, 5000, "at most this many")
+LOG_WAIT = _int("wait", 0, 0, 30, "seconds to wait for a new entry when there is none")
+EVENTS_LIMIT = _int("limit", 0, 0, 2**31, "close the stream after this many events (0: never)")
+EVENTS_TYPES = Param(
+    "types",
+    "query",
+    {"type": "string", "pattern": "^[a-z,]*$", "maxLength": 100},
+    "comma-separated kinds to keep: slot, phase, tx, payout (default all)",
+)
+STATE_ROOT = _flag("state_root", "also compute the state root")
+PAGE_AFTER = _key("after", "return keys above this base58 key (default: from the first)")
+PAGE_KEY = _key("key", "only this key (a base58 public key)")
+SUBMITTER = _key("submitter", "whose list (default: the list the round was paid from)")
+PAGE_LIMIT = _int("limit", ROUND_PAGE, 1, MAX_PAGE, "at most this many")
+TX_ID = Param("tx_id", "path", {"type": "string"}, "hex SHA-256 of the canonical tx (anything else: 404)")
+TASK_ID = Param("task_id", "path", {"type": "string"}, "task id (an unknown one: 404)")
+ROUND = Param("round", "path", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER}, "round number")
+PUBKEY = Param("pubkey", "path", {"type": "string", "pattern": BASE58_KEY}, "base58 public key")
+CID = Param(
+    "cid", "path", {"type": "string", "pattern": "^b[a-z2-7]{58}$"}, "CIDv1 raw sha2-256, base32 'b...'"
+)
 
 
 def _op(
     summary: str,
     *,
-    params: tuple[tuple[str, str, str, str], ...] = (),
-    body: str | None = None,
+    params: tuple[Param, ...] = (),
+    body: dict[str, Any] | None = None,
     ok: str = "200",
     content: str = _JSON,
+    result: dict[str, Any] | None = None,
     errors: tuple[str, ...] = ("400",),
+    body_required: bool = True,
 ) -> dict[str, Any]:
+    """An operation: its parameters, body, answer and errors. Every error is an ``Error`` object;
+    ``default`` covers the rest (a 503 while the ledger rebuilds its state, a 500)."""
+    success: dict[str, Any] = {"description": "success", "content": {content: {"schema": result or {}}}}
     op: dict[str, Any] = {
         "summary": summary,
-        "responses": {ok: {"description": "success", "content": {content: {}}}}
-        | {code: {"description": "error", "content": {_JSON: {"schema": _ERROR}}} for code in errors},
+        "responses": {ok: success}
+        | {
+            code: {"description": "error", "content": {_JSON: {"schema": _ERROR}}}
+            for code in (*errors, "default")
+        },
     }
     if params:
         op["parameters"] = [
             {
-                "name": name,
-                "in": where,
-                "required": where == "path",
-                "schema": {"type": kind},
-                "description": text,
+                "name": p.name,
+                "in": p.where,
+                "required": p.where == "path",
+                "schema": p.schema,
+                "description": p.text,
             }
-            for name, where, kind, text in params
+            for p in params
         ]
     if body is not None:
-        op["requestBody"] = {"required": True, "content": {body: {}}}
+        op["requestBody"] = {"required": body_required, "content": body}
     return op
 
 
 FLAGS = tuple(
-    (name, "query", "boolean", f"include the maps gated by {name} (default false: they come back as {{}})")
-    for name in (
-        "is_submission_required",
-        "is_distribution_required",
-        "is_available_balances_required",
-        "is_stake_list_required",
-    )
+    _flag(name, f"include the maps gated by {name} (default false: they come back as {{}})")
+    for name in TASK_FLAGS
 )
 
-PAGE = (
-    ("after", "query", "string", "return keys above this base58 key (default: from the first)"),
-    ("limit", "query", "integer", "at most this many, 1-5000 (default 1000)"),
-)
+MAX_BATCH = 5000
+"""The most envelopes in one ``POST /tx`` batch."""
+
+_ENVELOPE = {
+    "type": "object",
+    "required": ["tx", "signature"],
+    "properties": {
+        "tx": {"type": "object", "description": "one of the tx_* schemas (components)"},
+        "signature": {"type": "string", "description": "base58 ed25519 signature of the canonical tx"},
+    },
+}
+_RECEIPT = {
+    "type": "object",
+    "required": ["tx_id", "slot", "seq", "events"],
+    "properties": {
+        "tx_id": {"type": "string"},
+        "slot": {"type": "integer"},
+        "seq": {"type": "integer"},
+        "events": {"type": "array", "items": {"type": "object"}},
+    },
+}
 
 PATHS: dict[str, dict[str, Any]] = {
     "/tx": {
@@ -61,14 +154,31 @@ PATHS: dict[str, dict[str, Any]] = {
             "Submit one signed envelope {tx, signature} or a JSON list of them. Answers once durable. "
             "The same transaction sent again returns its first receipt. A batch answers a list of "
             "receipts and {error, message} objects, in order.",
-            body=_JSON,
-            errors=("400", "403", "413", "503"),
+            body={
+                _JSON: {
+                    "schema": {
+                        "oneOf": [
+                            _ENVELOPE,
+                            {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": MAX_BATCH,
+                                "description": "a batch: each item is answered in place, a receipt or "
+                                "{error, message} (also an item that is not an envelope)",
+                                "items": {},
+                            },
+                        ]
+                    }
+                }
+            },
+            errors=("400", "403", "413", "503", "507"),
         )
     },
     "/tx/{tx_id}": {
         "get": _op(
             "The receipt of an accepted transaction.",
-            params=(("tx_id", "path", "string", "hex SHA-256 of the canonical tx"),),
+            params=(TX_ID,),
+            result=_RECEIPT,
             errors=("404",),
         )
     },
@@ -77,7 +187,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/tasks/{task_id}": {
         "get": _op(
             "A task with Koii's TaskState field names; partial fetch as Koii's TaskStateOptions.",
-            params=(("task_id", "path", "string", "task id"), *FLAGS),
+            params=(TASK_ID, *FLAGS),
             errors=("400", "404"),
         )
     },
@@ -86,12 +196,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "One round: windows, a page of its submitters (proofs, audit triggers, assigned auditors, "
             "default-rule amounts, sorted by key), selected distribution submitters, each list's header "
             "(root, chunks, totals) and the payout record; next_after is the cursor of the next page.",
-            params=(
-                ("task_id", "path", "string", "task id"),
-                ("round", "path", "integer", "round number"),
-                *PAGE,
-                ("key", "query", "string", "only this submitter (a base58 public key)"),
-            ),
+            params=(TASK_ID, ROUND, PAGE_AFTER, PAGE_LIMIT, PAGE_KEY),
             errors=("400", "404"),
         )
     },
@@ -99,30 +204,20 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "A page of one distribution list's entries {key, reward, slash} sorted by key (after payout "
             "the slash taken), with the list's header; next_after is the cursor of the next page.",
-            params=(
-                ("task_id", "path", "string", "task id"),
-                ("round", "path", "integer", "round number"),
-                ("submitter", "query", "string", "whose list (default: the list the round was paid from)"),
-                *PAGE,
-                ("key", "query", "string", "only this key's entry (a base58 public key)"),
-            ),
+            params=(TASK_ID, ROUND, SUBMITTER, PAGE_AFTER, PAGE_LIMIT, PAGE_KEY),
             errors=("400", "404"),
         )
     },
     "/accounts/{pubkey}": {
         "get": _op(
             "A wallet's balance and its stake and available balance per task.",
-            params=(("pubkey", "path", "string", "base58 public key"),),
+            params=(PUBKEY,),
         )
     },
     "/log": {
         "get": _op(
             "Log entries after a sequence number, oldest first (for replicas).",
-            params=(
-                ("after", "query", "integer", "return entries with seq > after (default 0)"),
-                ("limit", "query", "integer", "at most this many, 1-5000 (default 1000)"),
-                ("wait", "query", "integer", "seconds to wait for a new entry when there is none (0-30)"),
-            ),
+            params=(LOG_AFTER, LOG_LIMIT, LOG_WAIT),
         )
     },
     "/genesis": {"get": _op("The genesis document (params, slot_ms, anchor_ms) and its hash.", errors=())},
@@ -130,33 +225,36 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "Server-sent events: slot, phase, tx and payout.",
             content="text/event-stream",
-            params=(
-                ("types", "query", "string", "comma-separated kinds to keep (default all)"),
-                ("limit", "query", "integer", "close the stream after this many events (0: never)"),
-            ),
+            params=(EVENTS_TYPES, EVENTS_LIMIT),
         )
     },
     "/blobs": {
         "put": _op(
             "Store a blob; answers its CIDv1 (raw, sha2-256, base32).",
-            body="application/octet-stream",
+            body={"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            body_required=False,  # no body: the empty blob
             ok="201",
-            errors=("403", "413"),
+            result={
+                "type": "object",
+                "required": ["cid", "size"],
+                "properties": {"cid": {"type": "string"}, "size": {"type": "integer"}},
+            },
+            errors=("403", "413", "507"),
         )
     },
     "/blobs/{cid}": {
         "get": _op(
             "A blob's bytes, verified against its CID.",
             content="application/octet-stream",
-            params=(("cid", "path", "string", "CIDv1 'b...'"),),
+            params=(CID,),
             errors=("400", "404", "500"),
         )
     },
     "/health": {
         "get": _op(
             "Liveness, role, newest seq and slot; ?state_root=true adds the state root.",
-            params=(("state_root", "query", "boolean", "also compute the state root"),),
-            errors=("503",),
+            params=(STATE_ROOT,),
+            errors=("400", "503"),
         )
     },
     "/metrics": {"get": _op("Counters in Prometheus text format.", content="text/plain", errors=())},
