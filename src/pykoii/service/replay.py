@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import InvalidTransactionError, LogCorruptionError
+from ..errors import InvalidTransactionError, LedgerUnavailableError, LogCorruptionError
 from ..ledger import LedgerParams, LedgerState, apply_transaction, from_plain, state_root, to_plain
 from ..ledger.codec import sha256_hex
 from ..ledger.events import Receipt
 from .log import Checkpoint, LogBackend, LogEntry, iter_entries
-from .records import Genesis, chain_problem, mark_entry, mark_of, receipt_plain, state_bytes
+from .records import Genesis, chain_problem, entry_from_plain, mark_entry, mark_of, receipt_plain, state_bytes
+from .slots import SlotClock
 from .verify import Verified, Verifier
 
 if TYPE_CHECKING:
@@ -47,8 +48,16 @@ class Replay:
     """Roots computed (or loaded) on the way, for the checkpoint marks that follow."""
     _root_seqs: set[int]
     _last_mark_seq: int
-    _mark: Callable[[int, str], Awaitable[None]]
-    """Append the checkpoint mark of root ``root`` for seq ``at``, durably (``LedgerStore._mark``)."""
+    slots: SlotClock
+    _tasks: list[asyncio.Task[None]]
+    _wakeup: asyncio.Event | None
+    _marks: list[tuple[int, str, asyncio.Future[None]]]
+    _broken: BaseException | None
+    _append: Callable[[list[LogEntry]], Awaitable[None]]
+    _roll_back: Callable[[BaseException, list[Any]], Awaitable[None]]
+    _notify: Callable[[], Awaitable[None]]
+    _check_space: Callable[[], None]
+    _unavailable: Callable[[], LedgerUnavailableError]
     _use_checkpoint: bool
     _on_progress: Any
     _checkpointer: ThreadPoolExecutor
@@ -221,6 +230,54 @@ class Replay:
         await self._mark(seq, root)
         checkpoint = Checkpoint(seq=seq, entry_hash=last_hash, state_root=root, state=data)
         await loop.run_in_executor(self._checkpointer, self.backend.write_checkpoint, checkpoint)
+
+    async def _mark(self, at: int, root: str) -> None:
+        """Append the checkpoint mark of ``root`` for seq ``at`` durably: in the sequencer's next
+        pass while it runs, else (at shutdown) directly."""
+        if self._tasks and self._wakeup is not None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._marks.append((at, root, future))
+            self._wakeup.set()
+            await future
+            return
+        entry = mark_entry(self.seq + 1, max(self.slots.current(), self.last_slot), self.last_hash, at, root)
+        await self._append([entry])
+        self.seq, self.last_hash, self.last_slot, self._last_mark_seq = (
+            entry.seq,
+            entry.entry_hash,
+            entry.slot,
+            entry.seq,
+        )
+        self.durable_seq, self.durable_hash = self.seq, self.last_hash
+
+    async def append_replicated(self, plain_entries: list[Any]) -> int:
+        """Replica: check, apply and durably append entries streamed from a primary's ``GET /log``.
+
+        Returns how many were appended. Raises ``LogCorruptionError`` at the first entry that does
+        not verify, leaving the replica at the last good entry.
+        """
+        if self._broken is not None:
+            raise self._unavailable()
+        entries = [entry_from_plain(plain) for plain in plain_entries if int(plain["seq"]) > self.seq]
+        if not entries:
+            return 0
+        self._check_space()
+        before = self.seq
+        try:
+            checked = self._check_and_apply(entries)
+        except LogCorruptionError as exc:
+            if self.seq != before:  # entries before the bad one were applied, not written
+                await self._roll_back(exc, [])
+            raise
+        try:
+            await self._append(checked)
+        except Exception as exc:
+            await self._roll_back(exc, [])
+            raise LedgerUnavailableError(f"the replica's log write failed: {exc!r}") from exc
+        self.durable_seq, self.durable_hash = self.seq, self.last_hash
+        self.stats.accepted += len(checked)
+        await self._notify()
+        return len(checked)
 
 
 def _corrupt(entry: LogEntry, why: str) -> LogCorruptionError:

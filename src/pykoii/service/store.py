@@ -6,25 +6,23 @@ Accepting a transaction takes four steps::
         log batch ─one SQLite commit (one fsync)─▶ receipts returned
 
 One sequencer task drains the queue: it reads the slot once per pass, applies every waiting
-transaction with ``apply_transaction`` (refused ones get their error and write nothing), appends
-the accepted ones to the hash-chained log in one durable commit, and only then resolves the
-callers' futures. While a commit is on disk-wait, new transactions gather for the next pass: that
-is the group commit.
+transaction with ``apply_transaction`` (refused ones get their error and write nothing), and appends
+the accepted ones to the hash-chained log in one durable commit. Passes are pipelined: pass N+1 is
+applied while pass N's commit is on disk, and a pass's callers are answered only once its own commit
+returned (group commit: what arrives meanwhile joins the next pass).
 
-The in-memory state runs at most one batch ahead of the disk (``seq`` ahead of ``durable_seq``);
+The in-memory state runs at most two passes ahead of the disk (``seq`` ahead of ``durable_seq``);
 ``durable`` lets a reader wait until what it read is on disk. If a commit fails, nothing of that
-pass, and nothing that waited behind it, is acknowledged (``LedgerUnavailableError``); the store
-rebuilds its state from what the log holds on disk (``read_epoch`` changes, so readers that saw
-the lost state answer 503 instead), then accepts writes again. Below the free-space reserve every
-write is refused with ``InsufficientStorageError`` (507) before anything is applied.
-
-Start-up loads the newest checkpoint (if any; its recorded state root is checked), then replays
-the tail of the log, checking the hash chain and every signature again, and applying each entry at
-its recorded slot. Replicas (``append_replicated``) run the same checks on entries they receive.
+pass, of the pass applied on top of it, or of what waits is acknowledged (503) and nothing is written
+after it; the state is rebuilt from the log on disk (``read_epoch`` changes, so readers that saw the
+lost state answer 503), then writes are accepted again. Below the free-space reserve writes are
+refused with ``InsufficientStorageError`` (507) before anything is applied. Start-up, replicas and
+the roll-back replay the log with every check again (``replay.Replay``).
 
 >>> import asyncio, tempfile, pathlib
 >>> from pykoii.clock import ManualClock
 >>> from pykoii.keys import Keypair
+>>> from pykoii.ledger import LedgerParams
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> store = LedgerStore(SQLiteLog(folder / "ledger.sqlite3"), clock=ManualClock(),
 ...                     genesis=Genesis(params=LedgerParams(devnet=True)))
@@ -56,7 +54,6 @@ from ..errors import (
     InsufficientStorageError,
     InvalidTransactionError,
     LedgerUnavailableError,
-    LogCorruptionError,
     NotFoundError,
     PykoiiError,
     ReadOnlyReplicaError,
@@ -72,7 +69,7 @@ from .blobs import DEFAULT_QUOTA_BYTES, BlobStore
 from .events import EventHub, EventSource
 from .log import LogBackend, LogEntry, SQLiteLog, entry_hash_of
 from .records import Genesis as Genesis
-from .records import entry_from_plain, entry_to_plain, mark_entry, receipt_plain, state_bytes
+from .records import entry_to_plain, mark_entry, receipt_plain, state_bytes
 from .replay import Replay
 from .slots import SlotClock
 from .space import DEFAULT_RESERVE_BYTES, check_reserve
@@ -87,6 +84,20 @@ class _Group:
 
     outcomes: list[Any]
     future: asyncio.Future[list[Any]]
+
+
+@dataclass(slots=True)
+class _Pass:
+    """One sequencer pass: its callers, checkpoint marks, log entries and receipts, and its commit."""
+
+    groups: list[_Group]
+    marks: list[tuple[int, str, asyncio.Future[None]]]
+    entries: list[LogEntry] = field(default_factory=list)
+    receipts: list[tuple[dict[str, Any], Verified]] = field(default_factory=list)
+    seq: int = 0
+    hash: str = ""
+    commit: asyncio.Future[None] | None = None
+    started: float = 0.0
 
 
 @dataclass(slots=True)
@@ -156,6 +167,10 @@ class LedgerStore(Replay, EventSource):
         )
         self._pending: list[_Group] = []
         self._marks: list[tuple[int, str, asyncio.Future[None]]] = []
+        self._passes: list[_Pass] = []
+        """Applied passes not answered yet: at most the one committing and the one applied on top."""
+        self._unsettled: dict[str, dict[str, Any]] = {}
+        """Receipts of applied, not yet durable entries (a repeat of one answers it once durable)."""
         self._pending_count = 0
         self._wakeup: asyncio.Event | None = None
         self._committed: asyncio.Condition | None = None
@@ -241,10 +256,6 @@ class LedgerStore(Replay, EventSource):
         and while it is being rebuilt."""
         return self._broken is None
 
-    def mark_failed(self, error: BaseException) -> None:
-        """Refuse writes and report unhealthy from now on (e.g. a replica whose primary's log broke)."""
-        self._broken = error
-
     @property
     def pending(self) -> int:
         """Transactions verified and waiting for the sequencer."""
@@ -324,32 +335,54 @@ class LedgerStore(Replay, EventSource):
             self._low_space = False
 
     async def _sequencer(self) -> None:
+        """Apply each pass while the previous pass's commit is on disk (pipelined), and answer a
+        pass only once its commit returned: nothing is acknowledged before it is durable, and a
+        failed commit discards the pass applied on top of it (see ``_roll_back``)."""
         assert self._wakeup is not None
         while True:
-            await self._wakeup.wait()
+            if not (self._pending or self._marks):
+                if self._passes:
+                    await self._settle(self._passes[0], None)
+                    continue
+                await self._wakeup.wait()
             self._wakeup.clear()
             groups, self._pending = self._pending, []
             self._pending_count = 0
-            if groups or self._marks:
-                await self._sequence(groups)
+            current = self._apply(groups)
+            if self._passes and not await self._settle(self._passes[0], current):
+                continue
+            if current is None:
+                continue
+            self._passes.append(current)
+            if not current.entries:
+                await self._settle(current, None)  # nothing to write: answer at once
+                continue
+            current.started = self.clock.now()
+            try:
+                self.backend.stage(current.entries)  # rows on this thread, the COMMIT on the writer's
+            except Exception as exc:
+                await self._settle(current, None, failure=exc)
+                continue
+            current.commit = asyncio.get_running_loop().run_in_executor(self._writer, self.backend.commit)
 
-    async def _sequence(self, groups: list[_Group]) -> None:
+    def _apply(self, groups: list[_Group]) -> _Pass | None:
+        """Stamp and apply one pass (checkpoint marks first: they change no state); ``None`` if
+        the disk is below the reserve (every group refused before anything is applied)."""
         try:
             self._check_space()
-        except InsufficientStorageError as refused:  # before anything is applied: nothing to undo
+        except InsufficientStorageError as refused:
             for group in groups:
                 if not group.future.done():
                     group.future.set_exception(refused)
-            return
+            return None
         slot = self.slots.current()
-        entries: list[LogEntry] = []
-        marks, self._marks = self._marks, []
-        for at, root, _ in marks:  # checkpoint marks first: they change no state
+        done = _Pass(groups, self._marks)
+        self._marks = []
+        entries = done.entries
+        for at, root, _ in done.marks:
             self.seq += 1
             entries.append(mark_entry(self.seq, slot, self.last_hash, at, root))
             self.last_hash, self.last_slot, self._last_mark_seq = entries[-1].entry_hash, slot, self.seq
-        accepted: dict[str, dict[str, Any]] = {}
-        receipts: list[tuple[dict[str, Any], Verified]] = []
         for group in groups:
             outcomes = group.outcomes
             for index, outcome in enumerate(outcomes):
@@ -358,7 +391,8 @@ class LedgerStore(Replay, EventSource):
                 try:
                     receipt = apply_transaction(self.state, outcome.tx, slot)
                 except (DuplicateTransactionError, StaleTransactionError) as exc:
-                    outcomes[index] = accepted.get(outcome.tx.tx_id) or self._first_receipt(outcome, exc)
+                    unsettled = self._unsettled.get(outcome.tx.tx_id)
+                    outcomes[index] = unsettled or self._first_receipt(outcome, exc)
                     continue
                 except InvalidTransactionError as exc:
                     self.stats.reject(exc)
@@ -382,34 +416,55 @@ class LedgerStore(Replay, EventSource):
                     )
                 )
                 self.last_hash, self.last_slot = entry_hash, slot
-                accepted[receipt.tx_id] = outcomes[index] = plain
-                receipts.append((plain, outcome))
-        if entries:
+                self._unsettled[receipt.tx_id] = outcomes[index] = plain
+                done.receipts.append((plain, outcome))
+        done.seq, done.hash = self.seq, self.last_hash
+        return done
+
+    async def _settle(self, done: _Pass, after: _Pass | None, failure: BaseException | None = None) -> bool:
+        """Wait for ``done``'s commit and answer its callers; on failure roll back (``done`` and the
+        pass ``after`` it, applied on top of it, are both answered 503) and return False."""
+        if failure is None and done.commit is not None:
             try:
-                await self._append(entries)
+                await done.commit
             except Exception as exc:
-                self._marks[:0] = marks
-                await self._roll_back(exc, groups)
-                return
-            self.durable_seq, self.durable_hash = self.seq, self.last_hash
-        for group in groups:
+                failure = exc
+        self._passes.remove(done)
+        for receipt, _ in done.receipts:
+            self._unsettled.pop(receipt["tx_id"], None)
+        if failure is not None:
+            behind = [] if after is None else [after]
+            self._passes.clear()
+            self._unsettled.clear()
+            for lost in (done, *behind):
+                self._marks[:0] = lost.marks
+            await self._roll_back(failure, [group for lost in (done, *behind) for group in lost.groups])
+            return False
+        for group in done.groups:
             if not group.future.done():
                 group.future.set_result(group.outcomes)
-        for *_, future in marks:
+        for *_, future in done.marks:
             future.set_result(None)
-        if entries:
-            self.stats.accepted += len(receipts)
-            await self._notify()
-            if self.events.active:
-                self._publish(receipts)
-            if self.checkpoint_every and self.seq - self._checkpoint_seq >= self.checkpoint_every:
-                if self._checkpointing is None or self._checkpointing.done():
-                    # In the background: the sequencer goes on while the snapshot is encoded and
-                    # written (on its own thread and connection), instead of stalling every caller.
-                    snapshot = self._snapshot()
-                    self._checkpointing = asyncio.get_running_loop().create_task(
-                        self._write_checkpoint(*snapshot)
-                    )
+        if not done.entries:
+            return True
+        self.durable_seq, self.durable_hash = done.seq, done.hash
+        self.stats.commits += 1
+        self.stats.committed_entries += len(done.entries)
+        self.stats.commit_seconds += self.clock.now() - done.started
+        self.stats.accepted += len(done.receipts)
+        await self._notify()
+        if self.events.active:
+            self._publish(done.receipts)
+        if self.checkpoint_every and done.seq - self._checkpoint_seq >= self.checkpoint_every:
+            if self._checkpointing is None or self._checkpointing.done():
+                # In the background: the sequencer goes on while the snapshot is encoded and
+                # written (on its own thread and connection). Its mark goes through a later pass,
+                # so the checkpoint is stored only once everything it covers is durable.
+                snapshot = self._snapshot()
+                self._checkpointing = asyncio.get_running_loop().create_task(
+                    self._write_checkpoint(*snapshot)
+                )
+        return True
 
     async def _notify(self) -> None:
         """Wake whoever waits for durable entries (``wait_for_entries``, ``durable``)."""
@@ -455,25 +510,6 @@ class LedgerStore(Replay, EventSource):
             self.read_epoch += 1
             await self._notify()
 
-    async def _mark(self, at: int, root: str) -> None:
-        """Append the checkpoint mark of ``root`` for seq ``at`` durably: in the sequencer's next
-        pass while it runs, else (at shutdown) directly."""
-        if self._tasks and self._wakeup is not None:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._marks.append((at, root, future))
-            self._wakeup.set()
-            await future
-            return
-        entry = mark_entry(self.seq + 1, max(self.slots.current(), self.last_slot), self.last_hash, at, root)
-        await self._append([entry])
-        self.seq, self.last_hash, self.last_slot, self._last_mark_seq = (
-            entry.seq,
-            entry.entry_hash,
-            entry.slot,
-            entry.seq,
-        )
-        self.durable_seq, self.durable_hash = self.seq, self.last_hash
-
     def _first_receipt(self, outcome: Verified, error: PykoiiError) -> Any:
         """A replayed transaction gets the receipt of its first acceptance; otherwise its error."""
         entry = self.backend.find(outcome.tx.tx_id)
@@ -494,35 +530,6 @@ class LedgerStore(Replay, EventSource):
         self.stats.committed_entries += len(entries)
         self.stats.commit_seconds += self.clock.now() - started
 
-    async def append_replicated(self, plain_entries: list[Any]) -> int:
-        """Replica: check, apply and durably append entries streamed from a primary's ``GET /log``.
-
-        Returns how many were appended. Raises ``LogCorruptionError`` at the first entry that does
-        not verify, leaving the replica at the last good entry.
-        """
-        if self._broken is not None:
-            raise self._unavailable()
-        entries = [entry_from_plain(plain) for plain in plain_entries if int(plain["seq"]) > self.seq]
-        if not entries:
-            return 0
-        self._check_space()
-        before = self.seq
-        try:
-            checked = self._check_and_apply(entries)
-        except LogCorruptionError as exc:
-            if self.seq != before:  # entries before the bad one were applied, not written
-                await self._roll_back(exc, [])
-            raise
-        try:
-            await self._append(checked)
-        except Exception as exc:
-            await self._roll_back(exc, [])
-            raise LedgerUnavailableError(f"the replica's log write failed: {exc!r}") from exc
-        self.durable_seq, self.durable_hash = self.seq, self.last_hash
-        self.stats.accepted += len(checked)
-        await self._notify()
-        return len(checked)
-
     async def close(self) -> None:
         """Stop the sequencer after its current batch, write a checkpoint, and release storage."""
         for task in self._tasks:
@@ -533,10 +540,17 @@ class LedgerStore(Replay, EventSource):
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
-        for group in self._pending:
+        # The commit on the writer thread finishes; whatever was applied and not written is dropped
+        # (the state goes back to the disk's), and its callers hear that nothing was acknowledged.
+        await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
+        waiting = [group for done in self._passes for group in done.groups] + self._pending
+        for group in waiting:
             if not group.future.done():
                 group.future.set_exception(LedgerUnavailableError("the ledger is shutting down"))
-        self._pending = []
+        self._pending, self._passes = [], []
+        last = self.backend.last_entry()
+        if self._broken is None and (last.seq if last else 0) != self.seq:
+            self._restore()
         self.events.close()
         if self._checkpointing is not None:
             try:
