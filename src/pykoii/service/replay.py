@@ -57,7 +57,6 @@ class Replay:
     _roll_back: Callable[[BaseException, list[Any]], Awaitable[None]]
     _notify: Callable[[], Awaitable[None]]
     _check_space: Callable[[], None]
-    _unavailable: Callable[[], LedgerUnavailableError]
     _use_checkpoint: bool
     _on_progress: Any
     _checkpointer: ThreadPoolExecutor
@@ -257,7 +256,9 @@ class Replay:
         not verify, leaving the replica at the last good entry.
         """
         if self._broken is not None:
-            raise self._unavailable()
+            raise LedgerUnavailableError(
+                f"the replica's log failed ({self._broken!r}) and its state is being rebuilt from disk"
+            )
         entries = [entry_from_plain(plain) for plain in plain_entries if int(plain["seq"]) > self.seq]
         if not entries:
             return 0
