@@ -167,8 +167,7 @@ class LedgerStore(Replay, EventSource):
         )
         self._pending: list[_Group] = []
         self._marks: list[tuple[int, str, asyncio.Future[None]]] = []
-        self._passes: list[_Pass] = []
-        """Applied passes not answered yet: at most the one committing and the one applied on top."""
+        self._passes: list[_Pass] = []  # applied, not answered: the one committing, the one on top
         self._unsettled: dict[str, dict[str, Any]] = {}
         """Receipts of applied, not yet durable entries (a repeat of one answers it once durable)."""
         self._pending_count = 0
@@ -540,14 +539,17 @@ class LedgerStore(Replay, EventSource):
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
-        # The commit on the writer thread finishes; whatever was applied and not written is dropped
-        # (the state goes back to the disk's), and its callers hear that nothing was acknowledged.
+        # The writer's commit finishes; what was applied and not written is dropped and refused.
         await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
-        waiting = [group for done in self._passes for group in done.groups] + self._pending
-        for group in waiting:
+        closing = LedgerUnavailableError("the ledger is shutting down")
+        for group in [group for done in self._passes for group in done.groups] + self._pending:
             if not group.future.done():
-                group.future.set_exception(LedgerUnavailableError("the ledger is shutting down"))
-        self._pending, self._passes = [], []
+                group.future.set_exception(closing)
+        # A background checkpoint waiting for its mark gives up (the final one replaces it).
+        for *_, future in self._marks + [mark for done in self._passes for mark in done.marks]:
+            if not future.done():
+                future.set_exception(closing)
+        self._pending, self._passes, self._marks = [], [], []
         last = self.backend.last_entry()
         if self._broken is None and (last.seq if last else 0) != self.seq:
             self._restore()
