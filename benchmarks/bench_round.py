@@ -421,9 +421,9 @@ def _round(ledger: Ledger, run: Run) -> Run:
     )
     rate = run.baseline_tx_per_s = setup.tx_per_s
     print(f"[{nodes}] funded in {time.perf_counter() - started:.1f} s ({rate:,.0f} tx/s)", flush=True)
-    # Windows sized for N at half the funding rate (the machine is shared), 4 s at least.
+    # Windows sized for N at a quarter of the funding rate (the machine is shared), 4 s at least.
     slots_per_s = 1000 // SLOT_MS
-    sw = max(40, int(nodes / (rate / 2) * slots_per_s))
+    sw = max(40, int(nodes / (rate / 4) * slots_per_s))
     aw = max(150, sw // 2)  # room to read the round, recompute the ring and sign the votes
     round_time = sw + aw + 30
     run.windows = f"round_time {round_time}, submission_window {sw}, audit_window {aw} slots"

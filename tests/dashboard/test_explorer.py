@@ -63,6 +63,13 @@ def test_round_page_shows_submissions_votes_list_and_payout(ledger: Ledger) -> N
     # rewards split equally among the three valid nodes, 70 % of the faulty stake slashed
     assert "3.333333333 KOII" in body and "3.5 KOII" in body
     assert "Assigned auditors" in body
+    assert "Merkle root" in body and "1 of 1 chunk received" in body
+    # The next page of submitters (after the first key) holds only the keys after it.
+    keys = sorted(key.public_key for key in nodes)
+    later = text(ledger.http.get(f"/explorer/tasks/{task_id}/rounds/0", params={"after": keys[1]}).text)
+    assert "first page" in later
+    assert keys[2][:6] in later and keys[3][:6] in later
+    assert "4; 2 on this page" in later
 
 
 def test_account_page_and_log_and_transaction(ledger: Ledger) -> None:
