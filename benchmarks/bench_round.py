@@ -60,12 +60,14 @@ from pykoii.ledger import (
     selected_submitter,
     to_plain,
 )
+from pykoii.ledger.audits import beacon_commitment
 from pykoii.ledger.codec import derive_address
 from pykoii.ledger.distribution import distribution_transactions
 from pykoii.ledger.rounds import (
     audit_window,
-    distribution_audit_window,
     distribution_window,
+    reveal_window,
+    settle_slot,
     submission_window,
 )
 
@@ -77,7 +79,7 @@ BATCH = 500
 CONNECTIONS = 4
 FAULTY_SHARE = 100
 """One node in this many is faulty (1 %)."""
-PHASES = ("submit", "first vote", "audit", "list", "payout")
+PHASES = ("submit", "reveal", "first vote", "audit", "list", "payout")
 
 
 @dataclass
@@ -337,6 +339,7 @@ def in_process(nodes: int) -> dict[str, float]:
     head = {"task_id": task_id, "round": 0}
     took = {}
     slot = submission_window(task, 0).start
+    secret = "ab" * 32  # one secret for every node: this run only measures the ledger's work
     took["submit"] = run(
         [
             {
@@ -344,11 +347,14 @@ def in_process(nodes: int) -> dict[str, float]:
                 "signer": k,
                 **head,
                 "submission_value": "garbage" if k in faulty else "bafy" + k,
+                "commitment": beacon_commitment(task_id, 0, k, secret),
             }
             for k in keys
         ],
         slot,
     )
+    slot = reveal_window(task, 0).start
+    took["reveal"] = run([{"type": "reveal", "signer": k, **head, "secret": secret} for k in keys], slot)
     slot = audit_window(task, 0).start
     ring = audit_ring(None, task, 0)
     votes = [
@@ -363,7 +369,7 @@ def in_process(nodes: int) -> dict[str, float]:
     assert chosen is not None
     dist = default_distribution_for(task, 0)
     took["list"] = run(distribution_transactions(task_id, 0, dist.rewards, dist.slashes), slot, chosen)
-    slot = distribution_audit_window(task, 0, 0).stop
+    slot = settle_slot(task, 0, 0)
     took["payout"] = run([{"type": "payout", **head}], slot, manager)
     assert task.distributions_audit_record.get(0) == "PayoutSuccessful"  # type: ignore[call-overload]
     return took
@@ -471,6 +477,7 @@ def _round(ledger: Ledger, run: Run) -> Run:
                     "task_id": task_id,
                     "round": 0,
                     "submission_value": "garbage" if k.public_key in faulty else "bafy" + k.public_key,
+                    "commitment": beacon_commitment(task_id, 0, k.public_key, k.beacon_secret(task_id, 0)),
                 },
             )
             for k in keys
@@ -478,6 +485,13 @@ def _round(ledger: Ledger, run: Run) -> Run:
         phases["submit"],
     )
     print(f"[{nodes}] submit: {phases['submit'].seconds:.2f} s", flush=True)
+    reveals = [
+        (k, {"type": "reveal", "task_id": task_id, "round": 0, "secret": k.beacon_secret(task_id, 0)})
+        for k in keys
+    ]
+    ledger.wait_for_slot(reveal_window(task, 0).start)
+    send_signed(ledger, reveals, phases["reveal"], may_refuse=True)
+    print(f"[{nodes}] reveal: {phases['reveal'].seconds:.2f} s {phases['reveal'].refused}", flush=True)
 
     ledger.wait_for_slot(audit_window(task, 0).start)
     task = ledger.task(task_id)
@@ -522,7 +536,7 @@ def _round(ledger: Ledger, run: Run) -> Run:
     )
 
     if not phases["list"].refused:
-        ledger.wait_for_slot(distribution_audit_window(task, 0, 0).stop)
+        ledger.wait_for_slot(settle_slot(task, 0, 0))
         send_signed(ledger, [(manager, {"type": "payout", "task_id": task_id, "round": 0})], phases["payout"])
         paid = ledger.http.get(f"/tasks/{task_id}", params={"is_distribution_required": "true"}).json()
         run.paid = paid["distributions_audit_record"].get("0") == "PayoutSuccessful"

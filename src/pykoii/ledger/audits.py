@@ -174,7 +174,10 @@ def audit_ring(state: LedgerState | None, task: TaskState, round_number: int) ->
     """The audit ring of a round: its revealed submitters (only final once the reveal window closed)."""
     beacon = round_beacon(state, task, round_number)
     submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
-    return ring_for(beacon, revealed(submissions), task.sample_size, task.escalation_size)
+    # Lazy: ``ring_for`` reads the revealed submitters only when the ring is not cached yet, so a vote
+    # costs O(1) and not a pass over the round (the ring sorts them by hash, whatever their order).
+    lazy = (key for key, submission in submissions.items() if submission.reveal)
+    return ring_for(beacon, lazy, task.sample_size, task.escalation_size)
 
 
 def audit_assignments(task: TaskState, round_number: int) -> dict[Address, list[Address]]:
