@@ -118,6 +118,16 @@ def build_archive(folder: str | os.PathLike[str]) -> bytes:
     return data
 
 
+def _check_member(member: tarfile.TarInfo, staging: Path) -> None:
+    """What tarfile's ``data`` filter refuses, for Pythons that lack it: a path outside ``staging``."""
+    target = os.path.realpath(os.path.join(staging, member.name))
+    if os.path.isabs(member.name) or not target.startswith(os.path.realpath(staging) + os.sep):
+        raise tarfile.TarError(f"member {member.name!r} would land outside the task's folder")
+    member.mode = (member.mode or 0o644) & 0o755
+    member.uid = member.gid = 0
+    member.uname = member.gname = ""
+
+
 def extract_archive(data: bytes, destination: str | os.PathLike[str]) -> Path:
     """Unpack an archive made by ``build_archive`` into ``destination`` (replaced atomically).
 
@@ -131,7 +141,12 @@ def extract_archive(data: bytes, destination: str | os.PathLike[str]) -> Path:
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
             members = [m for m in archive.getmembers() if m.isfile() or m.isdir()]
-            archive.extractall(staging, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(staging, members=members, filter="data")
+            else:  # Python 3.11.0-3.11.3 (Debian 12's python3): the same checks by hand
+                for member in members:
+                    _check_member(member, staging)
+                archive.extractall(staging, members=members)
         for root, _dirs, files in os.walk(staging):
             os.chmod(root, 0o755)
             for name in files:

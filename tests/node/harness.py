@@ -137,8 +137,18 @@ class NodeProcess:
     """`python -m pykoii node run` in its own data folder."""
 
     def __init__(
-        self, folder: Path, ledger_url: str, *, poll: float = 0.05, extra: tuple[str, ...] = ()
+        self,
+        folder: Path,
+        ledger_url: str,
+        *,
+        poll: float = 0.05,
+        extra: tuple[str, ...] = (),
+        prefix: tuple[str, ...] = (),
+        python: str = sys.executable,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """``prefix`` runs the node (and its CLI) through e.g. ``runuser -u USER --``; ``env`` is the
+        environment of both."""
         self.folder = folder
         self.data = folder / "data"
         self.port = free_port()
@@ -146,8 +156,10 @@ class NodeProcess:
         self.dashboard_port = free_port()
         self.operator_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.ledger_url = ledger_url
+        self.prefix, self.python, self.env = prefix, python, env
         self.args = [
-            sys.executable,
+            *prefix,
+            python,
             "-m",
             "pykoii.cli",
             "node",
@@ -170,7 +182,7 @@ class NodeProcess:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            self.args, stdout=open(self.folder / "node.out", "ab"), stderr=subprocess.STDOUT
+            self.args, stdout=open(self.folder / "node.out", "ab"), stderr=subprocess.STDOUT, env=self.env
         )
         wait_http(self.url + "/", process=self.process)
         self.info = httpx.get(self.url + "/").json()
@@ -191,7 +203,8 @@ class NodeProcess:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pykoii.cli", "node", *args, "--data", str(self.data)],
+            [*self.prefix, self.python, "-m", "pykoii.cli", "node", *args, "--data", str(self.data)],
+            env=self.env,
             capture_output=True,
             text=True,
             timeout=120,

@@ -153,6 +153,14 @@ def bwrap_args(
     return args
 
 
+def child_environment() -> dict[str, str]:
+    """``PATH``, and the node's ``PYTHONPATH`` if it has one (the child imports pykoii like the node)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
 def jail_command(plan: Mapping[str, Any], command: Sequence[str]) -> list[str]:
     """``command`` started through ``jail.py`` (root only): cgroups, covers, the task's uid."""
     import json

@@ -113,15 +113,16 @@ def descendants(pid: int) -> list[int]:
 
 
 def sandbox_usage(pid: int) -> tuple[int, int]:
-    """``(processes, resident bytes)`` of the sandbox started as ``pid`` (the rlimit fallback's watch)."""
-    pids = descendants(pid)
-    rss = 0
-    page = os.sysconf("SC_PAGE_SIZE")
-    for each in pids:
+    """``(threads, proportional resident bytes)`` of the sandbox started as ``pid`` (the rlimit
+    fallback's watch). Memory is each process's PSS, so pages a fork shares are counted once."""
+    threads = rss = 0
+    for each in descendants(pid):
+        with contextlib.suppress(OSError):
+            threads += len(os.listdir(f"/proc/{each}/task"))
         with contextlib.suppress(OSError, ValueError, IndexError):
-            with open(f"/proc/{each}/statm") as handle:
-                rss += int(handle.read().split()[1]) * page
-    return len(pids), rss
+            with open(f"/proc/{each}/smaps_rollup") as handle:
+                rss += next(int(line.split()[1]) for line in handle if line.startswith("Pss:")) * 1024
+    return threads, rss
 
 
 def describe_exit(code: int, *, sandboxed: bool) -> str:

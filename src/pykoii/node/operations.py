@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ConfigError,
+    InsufficientFundsError,
+    InsufficientStakeError,
     InvalidRequestError,
     NothingToClaimError,
     PykoiiError,
     UnknownTaskError,
 )
+from . import isolation
 from .journal import TaskRecord
 from .model import LOCAL_CODE, TaskRuntime, log
 
@@ -65,6 +68,7 @@ class NodeActions:
         previous = self.journal.task(task_id)
         merged = {**(previous.variables if previous else {}), **variables}
         missing_variables(state, merged)
+        self._check_addable(task_id, state, stake)
         if code is not None:
             cid = LOCAL_CODE + str(Path(code).resolve())
             log.warning(
@@ -148,6 +152,22 @@ class NodeActions:
             f"started it; the old stake stays on {task_id} (withdraw it after the lock, then claim)",
         }
 
+    def _check_addable(self, task_id: str, state: dict[str, Any], stake: int) -> None:
+        """Refuse, before anything is downloaded or any money moves, what would fail later: a stake
+        under the task's minimum, a node that cannot isolate task code."""
+        minimum = int(state.get("minimum_stake_amount", 0))
+        if isinstance(stake, bool) or not isinstance(stake, int) or stake <= 0:
+            raise InvalidRequestError(f"stake must be a positive amount of ROE, got {stake!r}", stake=stake)
+        already = int(state.get("stake_list", {}).get(self.staking.public_key, 0))
+        if max(stake, already) < minimum:
+            raise InsufficientStakeError(
+                f"task {task_id} needs a stake of at least {minimum} ROE; {stake} ROE was asked",
+                stake=stake,
+                minimum=minimum,
+            )
+        if self.config.limits.isolation != isolation.NONE:
+            isolation.require_isolation(task_id)
+
     def _record(self, task_id: str) -> TaskRecord:
         record: TaskRecord | None = self.journal.task(task_id)
         if record is None:
@@ -198,6 +218,14 @@ class NodeActions:
         slot = await self.ledger.slot()
         balance = await self.ledger.balance(me)
         if balance < needed:
+            wallet = await self.ledger.balance(self.wallet.public_key)
+            if wallet < needed - balance:
+                raise InsufficientFundsError(
+                    f"staking {needed} ROE on task {task_id} needs {needed - balance} ROE from the main "
+                    f"wallet {self.wallet.public_key}, which holds {wallet} ROE; nothing was moved",
+                    needed=needed - balance,
+                    balance=wallet,
+                )
             transfer = self.wallet.sign_transaction(
                 {"type": "transfer", "to": me, "amount": needed - balance, "recent_slot": slot}
             )

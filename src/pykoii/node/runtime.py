@@ -298,7 +298,17 @@ class Node(WorkLane, NodeActions):
         task_id = runtime.record.task_id
         while True:
             try:
-                if runtime.process is not None and not runtime.process.running:
+                process = runtime.process
+                if process is not None and not process.running:
+                    if runtime.status == "running":  # it died outside any phase: nobody said why yet
+                        await process.terminate()  # records the exit as a node event
+                        self._fail(
+                            runtime,
+                            f"task {task_id}: the child exited outside a phase ({process.exit_reason()}); "
+                            f"last stderr lines:
+{process.tail()}",
+                        )
+                        runtime.logger.error("%s", runtime.last_error)
                     await self._backoff(runtime)  # it died (in a phase here or on the work lane)
                 if runtime.process is None or not runtime.process.running:
                     await self._start_child(runtime)

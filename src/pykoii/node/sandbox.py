@@ -164,7 +164,7 @@ class TaskProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=str(self.work_dir),
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                env=iso.child_environment(),
                 start_new_session=True,
                 pass_fds=(self._listener.fileno(),),
                 limit=protocol.MAX_LINE,
@@ -200,7 +200,7 @@ class TaskProcess:
         except _ChildExited:
             await self.terminate()
             raise TaskCodeError(
-                f"task {self.task_id}: the child exited while starting ({self._exit_reason()}); "
+                f"task {self.task_id}: the child exited while starting ({self.exit_reason()}); "
                 f"last stderr lines:\n{self.tail()}",
                 task_id=self.task_id,
             ) from None
@@ -313,7 +313,7 @@ class TaskProcess:
                 self.log.warning("killed %d process(es) the task left behind", killed)
         if process is not None and process is not self._reported:
             self._reported = process
-            self._event("exit", self._exit_reason())
+            self._event("exit", self.exit_reason())
         for reader in self._readers:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(reader, 2.0)
@@ -383,7 +383,7 @@ class TaskProcess:
                 await self.terminate()
                 raise TaskCodeError(
                     f"task {self.task_id}: the child died during phase {phase} of round {round_number} "
-                    f"({self._exit_reason()}); last stderr lines:\n{self.tail()}",
+                    f"({self.exit_reason()}); last stderr lines:\n{self.tail()}",
                     task_id=self.task_id,
                     phase=phase,
                     round=round_number,
@@ -550,7 +550,8 @@ class TaskProcess:
     def _returncode(self) -> int | None:
         return None if self.process is None else self.process.returncode
 
-    def _exit_reason(self) -> str:
+    def exit_reason(self) -> str:
+        """How the child ended: its exit code or signal, or the limit that stopped it."""
         code = self._returncode()
         if code is None:
             return "still running"
