@@ -171,7 +171,7 @@ def test_hostile_task_gets_nothing_and_the_honest_task_keeps_being_paid(world: W
         except AssertionError as exc:
             raise AssertionError(
                 f"{exc}; its events: {world.events(mode)}; {world.info()[world.tasks[mode]]}"
-            )
+            ) from None
     for mode in causes:
         kinds = [e["kind"] for e in world.events(mode)]
         assert "start" in kinds and "exit" in kinds and "restart" in kinds, (mode, kinds)
