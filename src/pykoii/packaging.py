@@ -122,7 +122,7 @@ def _check_member(member: tarfile.TarInfo, staging: Path) -> None:
     """What tarfile's ``data`` filter refuses, for Pythons that lack it: a path outside ``staging``."""
     target = os.path.realpath(os.path.join(staging, member.name))
     if os.path.isabs(member.name) or not target.startswith(os.path.realpath(staging) + os.sep):
-        raise tarfile.TarError(f"member {member.name!r} would land outside the task's folder")
+        raise ValueError(f"member {member.name!r} would land outside the task's folder")
     member.mode = (member.mode or 0o644) & 0o755
     member.uid = member.gid = 0
     member.uname = member.gname = ""
@@ -155,7 +155,7 @@ def extract_archive(data: bytes, destination: str | os.PathLike[str]) -> Path:
         if destination.exists():
             shutil.rmtree(destination)
         staging.rename(destination)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise ConfigError(f"task archive could not be unpacked: {exc}") from exc
     return destination
