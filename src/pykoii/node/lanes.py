@@ -28,6 +28,9 @@ class WorkLane(RoundExecutor):
     ledger: Any
     _slot_read_at: float
 
+    def _fail(self, runtime: TaskRuntime, error: str) -> None:
+        raise NotImplementedError  # Node's: last_error, masked
+
     async def _run_due(self, runtime: TaskRuntime, task: Any, record: Any, actions: list[Any]) -> None:
         """Carry out the due actions: work on its lane, the rest in order, each timed against its window."""
         for action in actions:
@@ -57,8 +60,10 @@ class WorkLane(RoundExecutor):
             try:
                 await process.run_phase("task", action.round, slot)
             except (TaskCodeError, SandboxError) as exc:
-                runtime.last_error = str(exc)
+                self._fail(runtime, str(exc))
                 runtime.logger.error("%s: %s", exc.name, exc)
+                if not process.running:
+                    runtime.status = "failed"  # the loop restarts it with backoff
             else:
                 self._check_window(runtime, task, action, started, began)
             finally:
@@ -70,5 +75,5 @@ class WorkLane(RoundExecutor):
     def _check_window(self, runtime: TaskRuntime, task: Any, action: Any, started: int, began: float) -> None:
         late = schedule.overrun(task, action, started, self._slot_now(), self.clock.now() - began)
         if late is not None:
-            runtime.last_error = late
+            self._fail(runtime, late)
             runtime.logger.warning("%s", late)

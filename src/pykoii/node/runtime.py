@@ -305,8 +305,7 @@ class Node(WorkLane, NodeActions):
                         self._fail(
                             runtime,
                             f"task {task_id}: the child exited outside a phase ({process.exit_reason()}); "
-                            f"last stderr lines:
-{process.tail()}",
+                            f"last stderr lines:\n{process.tail()}",
                         )
                         runtime.logger.error("%s", runtime.last_error)
                     await self._backoff(runtime)  # it died (in a phase here or on the work lane)
@@ -333,7 +332,8 @@ class Node(WorkLane, NodeActions):
                 runtime.logger.error("%s: %s", exc.name, exc)
                 log.error("task %s: %s: %s", task_id, exc.name, runtime.last_error.splitlines()[0])
                 if runtime.process is None or not runtime.process.running:
-                    continue  # back off, then restart, at the top of the loop
+                    runtime.status = "failed"  # said why: back off, then restart, at the top
+                    continue
             except PykoiiError as exc:  # the ledger is away or refused a read: try again next tick
                 self._fail(runtime, str(exc))
                 runtime.ledger_error = True
