@@ -507,7 +507,7 @@ def _round(ledger: Ledger, run: Run) -> Run:
                 "is_valid": False,
             },
         )
-        for candidate in sorted(faulty)
+        for candidate in sorted(faulty & set(ring.position))  # an unrevealed proof is not audited
         for auditor in ring.auditors_of(candidate)
     ]
     envelopes = signed(ledger, [k for k, _ in votes], [b for _, b in votes])
