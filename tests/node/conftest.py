@@ -8,6 +8,7 @@ import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,3 +29,14 @@ def write_task(folder: Path, body: str) -> Path:
     (folder / "task.py").write_text(textwrap.dedent(body))
     os.chmod(folder / "task.py", 0o644)
     return folder
+
+
+@pytest.fixture
+def ledger(sandbox_root: Path) -> Iterator[Any]:
+    """A ledger service subprocess on 100 ms slots (``harness.Ledger``), stopped after the test."""
+    from .harness import Ledger
+
+    (sandbox_root / "ledger").mkdir()
+    service = Ledger(sandbox_root / "ledger", slot_ms=100)
+    yield service
+    service.stop()

@@ -5,10 +5,7 @@ on a local network of node processes against a ledger service, with faulty nodes
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from pykoii.keys import Keypair
 
@@ -17,14 +14,6 @@ from .test_node_processes import add, watch_rounds
 
 POW = REPO / "examples" / "proof_of_work"
 SHARED = REPO / "examples" / "shared_results"
-
-
-@pytest.fixture
-def ledger(sandbox_root: Path) -> Iterator[Ledger]:
-    (sandbox_root / "ledger").mkdir()
-    service = Ledger(sandbox_root / "ledger", slot_ms=100)
-    yield service
-    service.stop()
 
 
 def run_network(  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,14 +40,6 @@ PROBE = """
             ctx.log.warning("probe done for round %d", ctx.round)
             return json.dumps(out)
 """
-
-
-@pytest.fixture
-def ledger(sandbox_root: Path) -> Iterator[Ledger]:
-    (sandbox_root / "ledger").mkdir()
-    service = Ledger(sandbox_root / "ledger", slot_ms=150)
-    yield service
-    service.stop()
 
 
 def test_sign_blobs_slot_time_and_log_through_the_node(ledger: Ledger, sandbox_root: Path) -> None:
@@ -89,7 +80,7 @@ def test_sign_blobs_slot_time_and_log_through_the_node(ledger: Ledger, sandbox_r
     assert verify({"value": "Hello", "round": 7}, out["sig"], me)  # canonical JSON: key order is irrelevant
     assert not verify({"round": 8, "value": "Hello"}, out["sig"], me)
     assert not verify({"round": 7, "value": "Hello"}, out["sig"], Keypair.generate().public_key)
-    assert out["slot_time"] == 150.0
+    assert out["slot_time"] == 100.0
     assert (
         out["cid"] == cid_of(b"a result too big for a proof")
         and out["back"] == "a result too big for a proof"
