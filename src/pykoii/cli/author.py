@@ -46,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     sim.add_argument("--lazy-auditors", type=int, default=0, help="nodes that never vote in audits")
     sim.add_argument("--offline", type=int, default=0, help="nodes that stake and then do nothing")
+    sim.add_argument(
+        "--colluding",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of nodes that collude: garbage proofs, mutual defence, false accusations, wrong lists",
+    )
+    sim.add_argument("--withholding", type=int, default=0, help="nodes that never reveal their beacon secret")
     sim.add_argument("--seed", type=int, default=0, help="seed for keys and behaviours (default 0)")
     sim.add_argument("--stake", metavar="KOII", help="each node's stake in KOII (default: 2 x minimum)")
     sim.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a task variable")
@@ -122,6 +130,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         faulty=args.faulty,
         lazy_auditors=args.lazy_auditors,
         offline=args.offline,
+        colluding=args.colluding,
+        withholding=args.withholding,
         seed=args.seed,
         stake=stake,
         variables=variables,

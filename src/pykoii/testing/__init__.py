@@ -41,10 +41,12 @@ from ..sdk import Task, load_task
 from ..taskenv import use_environment
 from .engine import DEFAULT_SLOT_MS, Simulation
 from .nodes import (
+    COLLUDER,
     FAULTY,
     HONEST,
     LAZY,
     OFFLINE,
+    WITHHOLDER,
     FaultyBehaviour,
     MemoryBlobs,
     MemoryStore,
@@ -73,6 +75,8 @@ async def simulate_async(
     faulty: int = 0,
     lazy_auditors: int = 0,
     offline: int = 0,
+    colluding: float = 0.0,
+    withholding: int = 0,
     seed: int = 0,
     stake: int | None = None,
     config: TaskConfig | str | Path | None = None,
@@ -89,7 +93,10 @@ async def simulate_async(
     ``Task`` instance (then pass ``config``). ``stake`` is each node's stake in ROE (default: twice
     ``minimum_stake_amount``). ``variables`` go to every node, ``node_variables`` (``{index: {NAME:
     VALUE}}``) to one node on top. ``roles`` (``{index: "faulty"}``) fixes some nodes' behaviour; the
-    ``faulty``/``lazy_auditors``/``offline`` counts not covered by it are drawn from the seed.
+    ``faulty``/``lazy_auditors``/``offline`` counts not covered by it are drawn from the seed, and so
+    are the adversaries (docs/protocol.md §8): ``colluding`` (a fraction of the nodes) submit garbage,
+    defend each other, accuse every honest candidate they may and send lists that pay only them;
+    ``withholding`` nodes never reveal their beacon secret.
     ``faulty_behaviour`` says what faulty nodes do (``FaultyBehaviour``: a Task, variables or a proof
     hook; default: a corrupted proof). ``slot_ms`` is the virtual slot length phase durations are
     counted in. ``progress`` gets one line per round.
@@ -116,6 +123,8 @@ async def simulate_async(
         faulty=faulty,
         lazy_auditors=lazy_auditors,
         offline=offline,
+        colluding=colluding,
+        withholding=withholding,
         seed=seed,
         stake=stake,
         variables=variables,
@@ -129,12 +138,14 @@ async def simulate_async(
 
 
 __all__ = [
+    "COLLUDER",
     "DEFAULT_SLOT_MS",
     "FAULTY",
     "HONEST",
     "LAZY",
     "OFFLINE",
     "PHASES",
+    "WITHHOLDER",
     "FaultyBehaviour",
     "MemoryBlobs",
     "MemoryStore",

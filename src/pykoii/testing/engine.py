@@ -29,6 +29,7 @@ from ..ledger.distribution import distribution_transactions
 from ..ledger.events import event_to_plain
 from ..ledger.rounds import audit_window, round_start, submission_window
 from ..ledger.state import TaskState
+from ..ledger.types import Roe
 from ..node.schedule import (
     Action,
     ActionKind,
@@ -45,9 +46,11 @@ from ..node.schedule import (
 )
 from ..sdk import RoundContext, Task, as_distribution_list, invoke
 from .nodes import (
+    COLLUDER,
     FAULTY,
     LAZY,
     OFFLINE,
+    WITHHOLDER,
     FaultyBehaviour,
     LogCollector,
     MemoryBlobs,
@@ -58,7 +61,7 @@ from .nodes import (
     node_roles,
     task_factory,
 )
-from .result import PHASES, RoundReport, SimulationResult, check_properties
+from .result import PHASES, PROPERTY_SUPPLY, PropertyCheck, RoundReport, SimulationResult, check_properties
 from .routes import NodeServer
 
 DEFAULT_SLOT_MS = 400.0
@@ -82,6 +85,8 @@ class Simulation:
         faulty: int = 0,
         lazy_auditors: int = 0,
         offline: int = 0,
+        colluding: float = 0.0,
+        withholding: int = 0,
         seed: int = 0,
         stake: int | None = None,
         variables: Mapping[str, str] | None = None,
@@ -91,7 +96,19 @@ class Simulation:
         slot_ms: float = DEFAULT_SLOT_MS,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        counts = {"faulty": faulty, "lazy-auditors": lazy_auditors, "offline": offline}
+        if not 0 <= colluding < 1:
+            raise ConfigError(
+                f"--colluding is {colluding}; accepted: a fraction of the nodes from 0 to below 1",
+                field="colluding",
+                received=colluding,
+            )
+        counts = {
+            "faulty": faulty,
+            "lazy-auditors": lazy_auditors,
+            "offline": offline,
+            "colluding": round(nodes * colluding),
+            "withholding": withholding,
+        }
         assigned = node_roles(nodes, seed, counts, dict(roles or {}))
         if rounds < 1:
             raise ConfigError(f"--rounds is {rounds}; accepted: 1 or more", field="rounds", received=rounds)
@@ -137,6 +154,7 @@ class Simulation:
                 **dict((node_variables or {}).get(index, {})),
             }
             self.nodes.append(node)
+        self.colluders = {node.public_key for node in self.nodes if node.role == COLLUDER}
         self.manager = Keypair.from_seed(_seed_bytes(seed, "manager"))
         self.state = LedgerState(
             params=LedgerParams(devnet=True, airdrop_limit=10**30, airdrop_cooldown_slots=0)  # type: ignore[arg-type]
@@ -204,6 +222,9 @@ class Simulation:
                 if amount:
                     self.rewards[staker] = self.rewards.get(staker, 0) + amount
                     report.rewarded += 1
+            held = self.task_state.submissions.get(event.round, {})
+            report.caught |= {key for key in held if not paid.rewards.get(key)}
+            report.caught |= {key for key, listed in paid.slashes.items() if listed}
             for staker, listed in paid.slashes.items():
                 amount = paid.capped.get(staker, listed)
                 if amount:
@@ -211,6 +232,9 @@ class Simulation:
                     report.slashed[staker] = amount
         elif kind == "RoundFailed":
             report.outcome, report.payout_slot = "failed", slot
+        elif kind == "VotePenalized":  # a losing vote's cost counts as stake lost, like a slash
+            self.slashes[event.voter] = self.slashes.get(event.voter, 0) + event.amount
+            report.penalized[event.voter] = report.penalized.get(event.voter, 0) + event.amount
 
     @property
     def task_state(self) -> TaskState:
@@ -333,7 +357,10 @@ class Simulation:
             if not ok or value is None:  # None: this node skips the round
                 return
             value = str(value)
-            if node.role == FAULTY and not self.faulty.runs_own_code:
+            if node.role == COLLUDER:
+                value = corrupt(value, node.public_key)
+                self.corrupted.setdefault(r, set()).add(node.public_key)
+            elif node.role == FAULTY and not self.faulty.runs_own_code:
                 own = value
                 if self.faulty.hook is not None:
                     ok, value = await self.call("submission", node, self.faulty.hook, ctx, value)
@@ -349,6 +376,9 @@ class Simulation:
             self.emit(node, submit_body(node.keypair, self.task_id, r, value), slot)
         elif kind is ActionKind.REVEAL:
             record.mark(action.key)
+            if node.role == WITHHOLDER:  # its proof is invalid: it must be slashed, like garbage
+                self.corrupted.setdefault(r, set()).add(node.public_key)
+                return
             self.emit(node, reveal_body(node.keypair, self.task_id, r), slot)
         elif kind in (ActionKind.AUDIT_PROOFS, ActionKind.AUDIT_DISTRIBUTION):
             await self.audit(node, action, slot)
@@ -366,6 +396,11 @@ class Simulation:
             except Exception as exc:  # noqa: BLE001 - TaskCodeError from the author's return value
                 self.task_errors.append(f"node {node.index} distribution round {r}: {exc}")
                 return
+            if node.role == COLLUDER:  # a wrong list: the bounty to the coalition, no slash
+                held = self.task_state.submissions.get(r, {})  # type: ignore[call-overload]
+                ours = sorted(key for key in held if key in self.colluders)
+                dist.rewards = {key: Roe(bounty // len(ours)) for key in ours}
+                dist.slashes = {}
             self.emit(node, distribution_transactions(self.task_id, r, dist.rewards, dist.slashes), slot)
         elif kind is ActionKind.PAYOUT:
             record.mark(action.key)
@@ -382,6 +417,15 @@ class Simulation:
         votes = list(action.votes)
         for candidate, value in action.candidates:
             ctx = self.context(node, r, slot)
+            if node.role == COLLUDER:  # defend the coalition, accuse everyone else
+                result = candidate in self.colluders
+                node.record.note_verdict(kind, r, candidate, result)
+                vote = decide_vote(
+                    result, is_triggered(self.task_state, r, candidate, distribution=distribution)
+                )
+                if vote is not None:
+                    votes.append((candidate, vote))
+                continue
             if distribution:
                 ok, mine = await self.call(
                     "distribution audit",
@@ -478,6 +522,22 @@ class Simulation:
         )
         return f"{where}: {len(self.log)} transactions, {paid}/{self.rounds} rounds paid"
 
+    def supply_check(self) -> PropertyCheck:
+        """No ROE created or stranded: everything held adds up to what was minted, and no retired
+        (migrated) task's pot holds any."""
+        held: int = sum(self.state.balances.values())
+        stranded = 0
+        for task in self.state.tasks.values():
+            held += (
+                task.total_bounty_amount
+                + sum(task.stake_list.values())
+                + sum(task.available_balances.values())
+            )
+            stranded += task.total_bounty_amount if task.is_migrated else 0
+        ok = held == self.state.total_supply and not stranded
+        detail = f"held {held} ROE of {self.state.total_supply} minted; {stranded} ROE in retired pots"
+        return PropertyCheck(PROPERTY_SUPPLY, ok, detail if not ok else "every ROE is where the rules put it")
+
     def result(self, slots: int) -> SimulationResult:
         task = self.task_state
         errors = self.task_errors + (self.server.errors if self.server is not None else [])
@@ -500,16 +560,19 @@ class Simulation:
             final_stakes={n.public_key: task.stake_list.get(n.public_key, 0) for n in self.nodes},  # type: ignore[call-overload]
             timings=self.timings,
             task_errors=errors,
-            properties=check_properties(
-                self.nodes,
-                reports,
-                self.slashes,
-                self.corrupted,
-                faulty,
-                self.config.bounty_amount_per_round,
-                errors,
-                self.overruns,
-            ),
+            properties=[
+                *check_properties(
+                    self.nodes,
+                    reports,
+                    self.slashes,
+                    self.corrupted,
+                    faulty,
+                    self.config.bounty_amount_per_round,
+                    errors,
+                    self.overruns,
+                ),
+                self.supply_check(),
+            ],
             slots=slots,
             final_state=self.state,
             overruns=self.overruns,

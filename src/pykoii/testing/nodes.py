@@ -30,6 +30,11 @@ from ..sdk import RoundContext, Task, load_task
 from ..service.blobs import check_size, cid_of, digest_of_cid
 
 HONEST, FAULTY, LAZY, OFFLINE = "honest", "faulty", "lazy", "offline"
+COLLUDER, WITHHOLDER = "colluder", "withholder"
+"""Adversaries (issue 16): a colluder submits garbage, defends the other colluders' garbage, accuses
+every honest candidate it may, and, when selected, sends a list that pays only colluders; a withholder
+submits and never reveals its beacon secret (the only choice the commit-reveal beacon leaves a
+grinder)."""
 
 
 class MemoryStore:
@@ -252,7 +257,13 @@ def node_roles(nodes: int, seed: int, counts: Mapping[str, int], fixed: Mapping[
     for name, count in counts.items():
         if count < 0:
             raise ConfigError(f"--{name} is {count}; accepted: 0 or more", field=name, received=count)
-    names = {"faulty": FAULTY, "lazy-auditors": LAZY, "offline": OFFLINE}
+    names = {
+        "faulty": FAULTY,
+        "lazy-auditors": LAZY,
+        "offline": OFFLINE,
+        "colluding": COLLUDER,
+        "withholding": WITHHOLDER,
+    }
     for index, role in fixed.items():
         if not 0 <= index < nodes or role not in ROLES:
             raise ConfigError(
@@ -279,7 +290,7 @@ def node_roles(nodes: int, seed: int, counts: Mapping[str, int], fixed: Mapping[
     return [fixed[index] if index in fixed else drawn.pop(0) for index in range(nodes)]
 
 
-ROLES = (HONEST, FAULTY, LAZY, OFFLINE)
+ROLES = (HONEST, FAULTY, LAZY, OFFLINE, COLLUDER, WITHHOLDER)
 
 
 def corrupt(value: str, public_key: str) -> str:
@@ -290,11 +301,13 @@ def corrupt(value: str, public_key: str) -> str:
 
 
 __all__ = [
+    "COLLUDER",
     "FAULTY",
     "HONEST",
     "LAZY",
     "OFFLINE",
     "ROLES",
+    "WITHHOLDER",
     "FaultyBehaviour",
     "LogCollector",
     "MemoryBlobs",

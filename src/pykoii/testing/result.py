@@ -20,6 +20,7 @@ PROPERTY_BOUNTY = "payouts within bounty"
 PROPERTY_CAUGHT = "faulty submitters caught"
 PROPERTY_WINDOWS = "phases end within their windows"
 PROPERTY_ERRORS = "task code and routes ran without errors"
+PROPERTY_SUPPLY = "no ROE created or stranded"
 
 
 @dataclass
@@ -43,6 +44,11 @@ class RoundReport:
     slash_total: int = 0
     rewarded: int = 0
     slashed: dict[str, int] = field(default_factory=dict)
+    penalized: dict[str, int] = field(default_factory=dict)
+    """Voters on the losing side of this round's judgements, and what it cost them."""
+    caught: set[str] = field(default_factory=set)
+    """Keys the paid list slashed, or did not reward (a node whose whole stake is gone has nothing
+    left to slash: its garbage is caught by not being paid)."""
 
 
 @dataclass
@@ -145,7 +151,7 @@ def check_properties(
         if report.outcome != "paid":
             continue
         for key in sorted(corrupted.get(report.round, ())):
-            if key not in report.slashed:
+            if key not in report.caught:
                 missed.append(f"round {report.round}: node {index[key]} ({key[:8]}…)")
     unpaid = [r.round for r in reports if r.outcome != "paid" and r.submissions]
     caught_detail = "; ".join(missed) if missed else "every corrupted proof of a paid round was slashed"
