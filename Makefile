@@ -4,9 +4,33 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test check bench system-packages clean
+.PHONY: setup demo test check bench system-packages clean cometbft proto
 
-setup: $(STAMP)
+# The validator network's engine (docs/validators.md), built from source into .bin/ where Go is present.
+COMETBFT_VERSION := v0.38.25
+GO               ?= $(shell command -v go 2>/dev/null || ls /usr/local/go/bin/go 2>/dev/null)
+COMETBFT_STAMP   := .bin/.cometbft-$(COMETBFT_VERSION)
+
+setup: $(STAMP) cometbft
+
+cometbft: $(COMETBFT_STAMP)
+
+$(COMETBFT_STAMP):
+	@if [ -z "$(GO)" ]; then \
+	  echo "make cometbft: Go (>= 1.22) is missing, so the CometBFT $(COMETBFT_VERSION) engine is not built;" >&2; \
+	  echo "  pykoii validator / devnet --validators and their tests need it: install Go (apt-get install golang-go," >&2; \
+	  echo "  or go.dev/dl), then run make cometbft; everything else works without it" >&2; \
+	else \
+	  echo "building CometBFT $(COMETBFT_VERSION) into .bin/ (about 45 s the first time, cached after)"; \
+	  mkdir -p .bin && GOBIN=$(CURDIR)/.bin $(GO) install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION) \
+	    && touch $@; \
+	fi
+
+# Regenerates src/pykoii/chain/abci_pb2.py from abci.proto (committed; needs only a throwaway protoc).
+proto:
+	$(PYTHON) -m venv build/protoc && build/protoc/bin/pip install --quiet grpcio-tools==1.85.1
+	build/protoc/bin/python -m grpc_tools.protoc -Isrc/pykoii/chain --python_out=src/pykoii/chain \
+	  src/pykoii/chain/abci.proto
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,4 +58,4 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .bin build *.egg-info src/*.egg-info .pytest_cache .hypothesis

@@ -12,6 +12,7 @@ built on it, and so are the end-to-end tests.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -64,11 +65,14 @@ class Process:
     log_path: Path
     url: str
     popen: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Variables added to this process's environment."""
 
     def start(self) -> None:
         handle = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
             self.args,
+            env={**os.environ, **self.env} if self.env else None,
             stdout=handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

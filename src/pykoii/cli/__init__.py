@@ -17,6 +17,7 @@ from ..errors import PykoiiError
 COMMAND_MODULES = (
     "pykoii.cli.author",
     "pykoii.cli.ledger",
+    "pykoii.cli.validator",
     "pykoii.cli.node",
     "pykoii.cli.task",
     "pykoii.cli.wallet",

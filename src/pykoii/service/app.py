@@ -416,7 +416,7 @@ def create_app(
         root = await store.durable_root() if with_root and store.healthy and not store.recovering else {}
         body: dict[str, Any] = {
             "status": "recovering" if store.recovering else "ok" if store.healthy else "failed",
-            "role": "replica" if store.read_only else "primary",
+            "role": store.role,
             "seq": store.durable_seq,
             "slot": store.slot(),
             "last_hash": store.durable_hash,

@@ -198,16 +198,19 @@ class EventSource:
 
     async def _ticker(self) -> None:
         while True:
-            slot = await self.slots.wait_next()
-            if not self.events.active or self.recovering:
+            self._publish_slot(await self.slots.wait_next())
+
+    def _publish_slot(self, slot: int) -> None:
+        """Stream a ``slot`` event, and a ``phase`` event for each task whose round phase changed."""
+        if not self.events.active or self.recovering:
+            return
+        self.events.publish("slot", {"slot": slot})
+        for task_id, task in self.state.tasks.items():
+            if not task.is_active or task.is_migrated or slot < task.starting_slot:
                 continue
-            self.events.publish("slot", {"slot": slot})
-            for task_id, task in self.state.tasks.items():
-                if not task.is_active or task.is_migrated or slot < task.starting_slot:
-                    continue
-                now = (round_of(task, slot), phase_of(task, slot).value)
-                if self._phases.get(task_id) != now:
-                    self._phases[task_id] = now
-                    self.events.publish(
-                        "phase", {"task_id": task_id, "round": now[0], "phase": now[1], "slot": slot}
-                    )
+            now = (round_of(task, slot), phase_of(task, slot).value)
+            if self._phases.get(task_id) != now:
+                self._phases[task_id] = now
+                self.events.publish(
+                    "phase", {"task_id": task_id, "round": now[0], "phase": now[1], "slot": slot}
+                )

@@ -93,6 +93,29 @@ def run_server(
     ``pykoii.ports.listen_socket`` before anything was printed), else on ``host:port``."""
     import uvicorn
 
+    options = server_options(
+        host=host,
+        port=port,
+        header_timeout=header_timeout,
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+    )
+    if sock is not None:
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+        return
+    uvicorn.run(app, **options)
+
+
+def server_options(
+    *,
+    host: str,
+    port: int,
+    header_timeout: float = 10.0,
+    idle_timeout: float = 15.0,
+    max_connections: int = 4096,
+) -> dict[str, Any]:
+    """uvicorn's options for the guards above (``uvicorn.Config(app, **options)``, e.g. to serve on
+    a loop that runs other things too, as a validator does)."""
     files = raise_file_limit(max_connections + 256)
     if files < max_connections + 64:
         print(
@@ -117,7 +140,4 @@ def run_server(
         options["loop"] = "uvloop"
     except ImportError:
         pass
-    if sock is not None:
-        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
-        return
-    uvicorn.run(app, **options)
+    return options

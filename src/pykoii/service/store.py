@@ -256,6 +256,11 @@ class LedgerStore(Replay, EventSource):
         return self._broken is None
 
     @property
+    def role(self) -> str:
+        """What ``GET /health`` calls this ledger: ``primary`` or ``replica``."""
+        return "replica" if self.read_only else "primary"
+
+    @property
     def pending(self) -> int:
         """Transactions verified and waiting for the sequencer."""
         return self._pending_count

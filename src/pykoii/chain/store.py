@@ -1,0 +1,548 @@
+"""``ChainStore``: the ledger's state driven by CometBFT blocks instead of the sequencer.
+
+It is a ``LedgerStore`` (the same state, hash-chained SQLite log, checkpoints, receipts, event hub
+and start-up replay), with three differences:
+
+- **Slots are block heights.** ``finalize_block`` applies every transaction of block ``H`` with
+  ``apply_transaction(state, tx, H)``; ``slot()`` is the last committed height, which clients sign
+  as ``recent_slot``.
+- **Blocks are persisted at Commit.** The accepted transactions of a block become log entries (their
+  ``slot`` is the height) and one row of the ``blocks`` table (height, app hash, last seq), all in one
+  SQLite commit; start-up replays the log and checks that the state root equals the app hash of the
+  last block, which ``Info`` then reports to the engine.
+- **Writes go through the engine.** ``submit`` broadcasts the envelope through the engine's RPC
+  (``broadcast_tx_sync``, which runs ``CheckTx``) and answers only when the block holding it is
+  committed **and** the network built on it: block ``H``'s outcomes are released when block
+  ``H + 1`` is finalized, which the engine does only after checking that ``H + 1``'s header carries
+  the app hash this validator computed for ``H``. A validator whose state diverged therefore never
+  acknowledges anything from the diverged state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import orjson
+
+from ..client import error_from_body
+from ..clock import SystemClock
+from ..errors import (
+    DuplicateTransactionError,
+    InvalidTransactionError,
+    LedgerUnavailableError,
+    LogCorruptionError,
+    MalformedTransactionError,
+    PayloadTooLargeError,
+    PykoiiError,
+    StaleTransactionError,
+)
+from ..ledger import apply_transaction, canonical_bytes
+from ..ledger.codec import sha256_hex
+from ..ledger.transition import check_recency
+from ..ledger.types import Roe
+from ..service.blobs import BlobStore
+from ..service.log import LogEntry, SQLiteLog, entry_hash_of
+from ..service.records import Genesis, receipt_plain
+from ..service.store import LedgerStore
+from ..service.verify import Verified, Verifier
+
+MAX_TX_BYTES = 1024 * 1024
+"""The largest transaction the application accepts (the engine's mempool allows 4 MiB, so a bigger
+one reaches ``CheckTx`` and is refused with a code)."""
+
+CACHE_SIZE = 200_000
+"""Verified transactions remembered between ``CheckTx`` and the block that holds them."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    """One committed block, as the ``blocks`` table keeps it."""
+
+    height: int
+    app_hash: str
+    seq: int
+    txs: int
+
+
+class ChainLog(SQLiteLog):
+    """``SQLiteLog`` plus a ``blocks`` table written in the same commit as the block's entries."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        self._writer.execute(
+            "CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, app_hash TEXT NOT NULL, "
+            "seq INTEGER NOT NULL, txs INTEGER NOT NULL)"
+        )
+        self.next_block: BlockRecord | None = None
+        """The block row ``stage`` writes with the next entries."""
+
+    def stage(self, entries: Sequence[LogEntry]) -> None:
+        super().stage(entries)
+        block, self.next_block = self.next_block, None
+        if block is not None:
+            try:
+                self._writer.execute(
+                    "INSERT INTO blocks (height, app_hash, seq, txs) VALUES (?, ?, ?, ?)",
+                    (block.height, block.app_hash, block.seq, block.txs),
+                )
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+
+    def last_block(self) -> BlockRecord | None:
+        rows = self._read("SELECT height, app_hash, seq, txs FROM blocks ORDER BY height DESC LIMIT 1")
+        if not rows:
+            return None
+        height, app_hash, seq, txs = rows[0]
+        return BlockRecord(cast(int, height), cast(str, app_hash), cast(int, seq), cast(int, txs))
+
+
+@dataclass(slots=True)
+class TxResult:
+    """What ``finalize_block`` decided for one transaction."""
+
+    code: int
+    codespace: str = ""
+    log: str = ""
+    data: bytes = b""
+    receipt: dict[str, Any] | None = None
+    tx: Any = None
+    """The decoded transaction (for the ABCI events)."""
+
+
+@dataclass(slots=True)
+class _Block:
+    """A finalized block waiting for Commit."""
+
+    height: int
+    entries: list[LogEntry] = field(default_factory=list)
+    receipts: list[tuple[dict[str, Any], Verified]] = field(default_factory=list)
+    outcomes: dict[bytes, dict[str, Any] | PykoiiError] = field(default_factory=dict)
+    """Per transaction hash: the receipt or the refusal a waiting ``POST /tx`` gets."""
+    app_hash: str = ""
+
+
+ERROR_NAMES: tuple[str, ...] = ()
+
+
+def error_code(error: PykoiiError) -> int:
+    """The ABCI code of a refusal: 1 + the error's place among pykoii's error names (sorted)."""
+    global ERROR_NAMES
+    if not ERROR_NAMES:
+        from .. import errors
+
+        ERROR_NAMES = tuple(
+            sorted(
+                name
+                for name, value in vars(errors).items()
+                if isinstance(value, type) and issubclass(value, errors.PykoiiError)
+            )
+        )
+    try:
+        return 1 + ERROR_NAMES.index(error.name)
+    except ValueError:
+        return len(ERROR_NAMES) + 1
+
+
+def tx_hash(tx: bytes) -> bytes:
+    """The engine's id of a transaction: SHA-256 of its bytes."""
+    return hashlib.sha256(tx).digest()
+
+
+class ChainStore(LedgerStore):
+    """A ``LedgerStore`` whose transactions are ordered by CometBFT (see the module docstring)."""
+
+    backend: ChainLog
+
+    def __init__(
+        self,
+        backend: ChainLog,
+        *,
+        genesis: Genesis,
+        rpc_url: str,
+        verifier: Verifier | None = None,
+        blobs: BlobStore | None = None,
+        ack_timeout: float = 30.0,
+        stall_after: float = 10.0,
+        retain_blocks: int = 0,
+        diverge_at: int = 0,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            backend, clock=SystemClock(), genesis=genesis, verifier=verifier, blobs=blobs, **options
+        )
+        if self.genesis.hash != genesis.hash:
+            raise LogCorruptionError(
+                f"{backend.path} holds a ledger of another genesis ({self.genesis.hash}, the network's is "
+                f"{genesis.hash}); start this validator on an empty folder"
+            )
+        self.rpc_url = rpc_url.rstrip("/")
+        self.ack_timeout = ack_timeout
+        self.stall_after = stall_after
+        self.retain_blocks = retain_blocks
+        self.diverge_at = diverge_at
+        """Test-only: corrupt the state at this height so the validator diverges (0: never)."""
+        last = backend.last_block()
+        self.height = last.height if last else 0
+        self.app_hash = self.root() if last is None else last.app_hash
+        if last is not None:
+            if last.seq != self.seq:
+                raise LogCorruptionError(
+                    f"block {last.height} was recorded after log entry {last.seq}, but the log ends at "
+                    f"{self.seq}",
+                    seq=self.seq,
+                )
+            if self.root() != last.app_hash:
+                raise LogCorruptionError(
+                    f"the state replayed from the log has root {self.root()}, but block {last.height} "
+                    f"recorded app hash {last.app_hash}",
+                    seq=self.seq,
+                )
+        self.last_commit_at = time.monotonic()
+        self._cache: OrderedDict[bytes, Verified] = OrderedDict()
+        self._block: _Block | None = None
+        self._unconfirmed: _Block | None = None
+        self._waiters: dict[bytes, list[asyncio.Future[dict[str, Any] | PykoiiError]]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self.halted: str | None = None
+        """Why this validator stopped (divergence, engine exit), once it has."""
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def slot(self) -> int:
+        """The last committed block height: the slot clients sign with."""
+        return self.height
+
+    @property
+    def role(self) -> str:
+        return "validator"
+
+    @property
+    def healthy(self) -> bool:
+        return self.halted is None and self._broken is None
+
+    def mark_halted(self, why: str) -> None:
+        """Refuse writes from now on and fail every waiting ``POST /tx`` with ``why``."""
+        self.halted = why
+        self._broken = LedgerUnavailableError(why)
+        error = LedgerUnavailableError(f"{why}; nothing waiting was acknowledged")
+        for futures in self._waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(error)
+        self._waiters.clear()
+
+    # --- start and stop ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._committed is None:
+            self._wakeup = asyncio.Event()
+            self._committed = asyncio.Condition()
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.ack_timeout))
+
+    async def close(self) -> None:
+        if self._block is not None:
+            # A finalized block that was never committed is in memory only; the checkpoint written
+            # at shutdown must not record it (the engine sends the block again after a restart).
+            self._checkpoint_seq = self.seq
+            self._broken = self._broken or LedgerUnavailableError("closed between FinalizeBlock and Commit")
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await super().close()
+
+    # --- CheckTx, proposals -----------------------------------------------------------------
+
+    def decode(self, tx: bytes) -> Any:
+        """The envelope of a transaction's bytes, or the error that refuses them."""
+        if len(tx) > MAX_TX_BYTES:
+            return PayloadTooLargeError(
+                f"transaction of {len(tx)} bytes is over the limit of {MAX_TX_BYTES}", limit=MAX_TX_BYTES
+            )
+        try:
+            return orjson.loads(tx)
+        except orjson.JSONDecodeError as exc:
+            return MalformedTransactionError(f"transaction bytes are not a JSON envelope: {exc}")
+
+    async def verified(self, txs: Sequence[bytes]) -> list[Verified | PykoiiError]:
+        """Each transaction checked (size, envelope, signature) from the cache or by the workers."""
+        out: list[Verified | PykoiiError | None] = []
+        missing: list[tuple[int, Any]] = []
+        for index, tx in enumerate(txs):
+            cached = self._cache.get(tx_hash(tx))
+            if cached is not None:
+                out.append(cached)
+                continue
+            envelope = self.decode(tx)
+            if isinstance(envelope, PykoiiError):
+                out.append(envelope)
+                continue
+            out.append(None)
+            missing.append((index, envelope))
+        if missing:
+            outcomes = await self.verifier.verify([envelope for _, envelope in missing])
+            for (index, _), outcome in zip(missing, outcomes, strict=True):
+                out[index] = outcome
+                if isinstance(outcome, Verified):
+                    self._remember(txs[index], outcome)
+        return cast(list[Verified | PykoiiError], out)
+
+    def _remember(self, tx: bytes, outcome: Verified) -> None:
+        self._cache[tx_hash(tx)] = outcome
+        if len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    async def check_tx(self, tx: bytes, recheck: bool) -> Verified | PykoiiError:
+        """``CheckTx``: size, envelope, signature (skipped on recheck for a cached one), replay horizon."""
+        cached = self._cache.get(tx_hash(tx)) if recheck else None
+        outcome = cached if cached is not None else (await self.verified([tx]))[0]
+        if isinstance(outcome, Verified):
+            try:
+                check_recency(self.state, outcome.tx, self.height + 1)
+            except InvalidTransactionError as exc:
+                return exc
+        return outcome
+
+    # --- FinalizeBlock and Commit -----------------------------------------------------------
+
+    async def finalize_block(self, txs: Sequence[bytes], height: int) -> tuple[list[TxResult], str]:
+        """Apply block ``height``; return one result per transaction and the app hash after it."""
+        self._confirm(height)
+        outcomes = await self.verified(txs)
+        block = self._block = _Block(height)
+        results: list[TxResult] = []
+        accepted: dict[str, dict[str, Any]] = {}
+        for tx, outcome in zip(txs, outcomes, strict=True):
+            key = tx_hash(tx)
+            self._cache.pop(key, None)
+            if not isinstance(outcome, Verified):
+                results.append(self._refused(block, key, outcome))
+                continue
+            try:
+                receipt = apply_transaction(self.state, outcome.tx, height)
+            except (DuplicateTransactionError, StaleTransactionError) as exc:
+                first = accepted.get(outcome.tx.tx_id) or self._first_receipt(outcome, exc)
+                result = self._refused(block, key, exc)
+                if not isinstance(first, PykoiiError):
+                    block.outcomes[key] = first
+                result.tx = outcome.tx
+                results.append(result)
+                continue
+            except InvalidTransactionError as exc:
+                self.stats.reject(exc)
+                result = self._refused(block, key, exc)
+                result.tx = outcome.tx
+                results.append(result)
+                continue
+            self.seq += 1
+            entry_hash = entry_hash_of(self.seq, height, self.last_hash, outcome.signature, outcome.canonical)
+            plain = receipt_plain(receipt, self.seq)
+            plain["height"] = height
+            data = orjson.dumps(plain)
+            block.entries.append(
+                LogEntry(
+                    self.seq,
+                    height,
+                    receipt.tx_id,
+                    outcome.canonical,
+                    outcome.signature,
+                    self.last_hash,
+                    entry_hash,
+                    data,
+                )
+            )
+            self.last_hash, self.last_slot = entry_hash, height
+            accepted[receipt.tx_id] = block.outcomes[key] = plain
+            block.receipts.append((plain, outcome))
+            results.append(TxResult(code=0, data=data, receipt=plain, tx=outcome.tx))
+        if self.diverge_at and height == self.diverge_at:
+            # Test-only switch (PYKOII_TEST_DIVERGE_AT): mint one ROE nobody sent, so this
+            # validator's app hash differs from every other's from this height on.
+            self.state.total_supply = Roe(self.state.total_supply + 1)
+            self.app_hash = ""
+        if block.entries or not self.app_hash:
+            self.app_hash = self.root()
+        block.app_hash = self.app_hash
+        return results, self.app_hash
+
+    def _refused(self, block: _Block, key: bytes, error: PykoiiError) -> TxResult:
+        block.outcomes[key] = error
+        return TxResult(code=error_code(error), codespace=error.name, log=error.message)
+
+    async def commit_block(self) -> int:
+        """``Commit``: make the finalized block durable; return the height the engine may prune below."""
+        block = self._block
+        assert block is not None, "Commit without FinalizeBlock"
+        self.backend.next_block = BlockRecord(block.height, block.app_hash, self.seq, len(block.outcomes))
+        try:
+            await self._append(block.entries)
+        except Exception as exc:
+            self._broken = exc
+            raise
+        self._block = None
+        self.height = block.height
+        self.last_commit_at = time.monotonic()
+        self._unconfirmed = block
+        self.stats.accepted += len(block.entries)
+        assert self._committed is not None
+        async with self._committed:
+            self._committed.notify_all()
+        if self.events.active:
+            self._publish(block.receipts)
+        self._publish_slot(block.height)
+        return max(0, block.height - self.retain_blocks) if self.retain_blocks else 0
+
+    def _confirm(self, height: int) -> None:
+        """Block ``height`` is being finalized, so the engine accepted the app hash of ``height - 1``:
+        release the outcomes of that block to the ``POST /tx`` calls waiting for them."""
+        block, self._unconfirmed = self._unconfirmed, None
+        if block is None or block.height != height - 1:
+            return
+        for key, outcome in block.outcomes.items():
+            for future in self._waiters.pop(key, ()):
+                if not future.done():
+                    future.set_result(outcome)
+
+    # --- POST /tx ---------------------------------------------------------------------------
+
+    async def submit_batch(self, envelopes: list[Any]) -> list[dict[str, Any] | PykoiiError]:
+        """Broadcast envelopes through the engine; each answer is the receipt once the network
+        committed it (with ``height``), or why it was refused."""
+        self._check_writable()
+        quiet = time.monotonic() - self.last_commit_at
+        if quiet > self.stall_after:
+            raise LedgerUnavailableError(
+                f"no block was committed for {quiet:.1f} s (last height {self.height}): fewer than 2/3 "
+                "of the validators' voting power is online, so the network cannot commit transactions; "
+                "nothing was sent, retry when blocks resume",
+                height=self.height,
+            )
+        txs = [orjson.dumps(envelope) for envelope in envelopes]
+        keys = [tx_hash(tx) for tx in txs]
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[dict[str, Any] | PykoiiError]] = []
+        for key in keys:
+            future: asyncio.Future[dict[str, Any] | PykoiiError] = loop.create_future()
+            self._waiters.setdefault(key, []).append(future)
+            futures.append(future)
+        try:
+            answers = await self._broadcast(txs)
+        except BaseException:
+            for key, future in zip(keys, futures, strict=True):
+                self._forget(key, future)
+            raise
+        results: list[dict[str, Any] | PykoiiError | None] = [None] * len(txs)
+        waiting = []
+        for index, answer in enumerate(answers):
+            refusal = self._refusal(answer, envelopes[index])
+            if refusal is None:
+                waiting.append(index)
+                continue
+            self._forget(keys[index], futures[index])
+            results[index] = refusal
+        if waiting:
+            done, _ = await asyncio.wait([futures[i] for i in waiting], timeout=self.ack_timeout)
+            for index in waiting:
+                future = futures[index]
+                if future.done():
+                    results[index] = future.result()
+                    continue
+                self._forget(keys[index], future)
+                results[index] = LedgerUnavailableError(
+                    f"the transaction passed CheckTx but no committed block held it within "
+                    f"{self.ack_timeout:.0f} s (last height {self.height}); it was not acknowledged: "
+                    "fewer than 2/3 of the validators may be online. Sending it again is safe",
+                    height=self.height,
+                )
+        return cast(list[dict[str, Any] | PykoiiError], results)
+
+    def _forget(self, key: bytes, future: asyncio.Future[Any]) -> None:
+        futures = self._waiters.get(key)
+        if futures is not None:
+            if future in futures:
+                futures.remove(future)
+            if not futures:
+                del self._waiters[key]
+
+    def _refusal(self, answer: Any, envelope: Any) -> PykoiiError | dict[str, Any] | None:
+        """The error (or first receipt) a ``broadcast_tx_sync`` answer means; ``None`` if admitted."""
+        if "error" in answer:
+            message = str(answer["error"].get("data") or answer["error"].get("message"))
+            if "already exists in cache" in message:
+                receipt = self._receipt_of(envelope)
+                return receipt  # None: still in the mempool, wait for its block
+            if "too large" in message.lower():
+                return PayloadTooLargeError(f"the engine refused the transaction: {message}")
+            if "mempool is full" in message:
+                return LedgerUnavailableError(f"the engine's mempool is full; retry shortly ({message})")
+            return LedgerUnavailableError(f"the engine refused the transaction: {message}")
+        result = answer["result"]
+        if int(result.get("code", 0)) == 0:
+            return None
+        error = error_from_body(400, {"error": result.get("codespace"), "message": result.get("log", "")})
+        if isinstance(error, DuplicateTransactionError):
+            receipt = self._receipt_of(envelope)
+            if receipt is not None:
+                return receipt
+        return error
+
+    def _receipt_of(self, envelope: Any) -> dict[str, Any] | None:
+        """The receipt of an already accepted transaction, found by its id."""
+        try:
+            tx_id = sha256_hex(canonical_bytes(envelope["tx"]))
+        except (TypeError, KeyError, ValueError):
+            return None
+        entry = self.backend.find(tx_id)
+        return None if entry is None else cast(dict[str, Any], orjson.loads(entry.receipt))
+
+    async def _broadcast(self, txs: list[bytes]) -> list[Any]:
+        """``broadcast_tx_sync`` for each transaction, in one JSON-RPC batch."""
+        assert self._session is not None, "ChainStore.start() was not called"
+        calls = [
+            {
+                "jsonrpc": "2.0",
+                "id": index,
+                "method": "broadcast_tx_sync",
+                "params": {"tx": base64.b64encode(tx).decode()},
+            }
+            for index, tx in enumerate(txs)
+        ]
+        try:
+            async with self._session.post(self.rpc_url, data=orjson.dumps(calls)) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise LedgerUnavailableError(
+                f"this validator's engine RPC at {self.rpc_url} cannot be reached ({exc!r}); nothing was sent"
+            ) from None
+        answers = orjson.loads(body)
+        if isinstance(answers, dict):
+            answers = [answers]
+        by_id = {answer.get("id"): answer for answer in answers}
+        return [
+            by_id.get(index, {"error": {"message": "no answer from the engine"}}) for index in range(len(txs))
+        ]
+
+
+def open_chain_store(
+    data_dir: str | Path, *, genesis: Genesis, rpc_url: str, workers: int = 1, **options: Any
+) -> ChainStore:
+    """A ``ChainStore`` on ``DIR/ledger.sqlite3`` with blobs in ``DIR/blobs``."""
+    folder = Path(data_dir)
+    return ChainStore(
+        ChainLog(folder / "ledger.sqlite3"),
+        genesis=genesis,
+        rpc_url=rpc_url,
+        verifier=Verifier(workers),
+        blobs=BlobStore(folder / "blobs"),
+        **options,
+    )
