@@ -28,6 +28,8 @@ from .ledger.types import ROE_PER_KOII, SLASH_PERCENT
 
 HELLO_WORLD = Path(__file__).resolve().parents[2] / "examples" / "hello_world"
 STAKE = 5 * ROE_PER_KOII
+VALIDATOR_WINDOWS: dict[str, Any] = {"round_time": 30, "submission_window": 10, "audit_window": 10}
+"""Hello World's windows, in blocks, on a validator network."""
 
 
 @dataclass
@@ -77,17 +79,32 @@ def run_demo(
     keep: bool = False,
     out: Callable[[str], None] = print,
     timeout: float = 240.0,
+    validators: int = 0,
 ) -> DemoResult:
-    """Run the demo network until ``rounds`` rounds are paid; return what was paid and expected."""
+    """Run the demo network until ``rounds`` rounds are paid; return what was paid and expected.
+
+    ``validators`` > 0 runs the ledger on that many CometBFT validators instead of one sequencer:
+    slots are block heights (about 400 ms), so the task's windows are widened to
+    ``VALIDATOR_WINDOWS`` blocks to leave room for a transaction's two blocks to acknowledgement."""
     temp = None if folder is not None else tempfile.TemporaryDirectory(prefix="pykoii-demo-")
     root = folder or Path(temp.name)  # type: ignore[union-attr]
-    net = Devnet(root, nodes_count=nodes, slot_ms=slot_ms, poll=0.05)
+    slot_ms = 400 if validators else slot_ms
+    net = Devnet(root, nodes_count=nodes, slot_ms=slot_ms, poll=0.05, validators=validators)
     try:
-        out(f"pykoii demo: {nodes} nodes ({faulty} faulty) run the Hello-World task on a local ledger")
-        out(f"starting the ledger (SQLite log in {root / 'ledger'}) and {nodes} node processes…")
+        where = f"{validators} CometBFT validators" if validators else "a local ledger"
+        out(f"pykoii demo: {nodes} nodes ({faulty} faulty) run the Hello-World task on {where}")
+        if validators:
+            out(f"starting {validators} validators (engine + application each, in {root / 'validators'})…")
+        else:
+            out(f"starting the ledger (SQLite log in {root / 'ledger'}) and {nodes} node processes…")
         net.start()
-        out(f"  ledger  {net.ledger_url}   slots of {slot_ms} ms")
-        task_id = net.deploy(HELLO_WORLD)
+        if net.network is not None:
+            for validator in net.network.validators:
+                out(f"  {validator.info.name}  {validator.url}   engine RPC {validator.rpc}")
+            out(f"  nodes use {net.ledger_url}; slots are block heights (~{slot_ms} ms)")
+        else:
+            out(f"  ledger  {net.ledger_url}   slots of {slot_ms} ms")
+        task_id = net.deploy(HELLO_WORLD, **(VALIDATOR_WINDOWS if validators else {}))
         assert net.client is not None
         task = net.client.task(task_id)
         out(
@@ -160,8 +177,9 @@ def _watch(
             if watch.record:
                 if watch.record == "PayoutSuccessful":
                     paid.append(number)
-                else:
-                    out(f"round {number}: payout failed")
+                elif "failed" not in watch.printed:
+                    watch.printed.add("failed")
+                    out(f"round {number}: payout failed ({watch.record})")
         time.sleep(net.slot_ms / 1000)
     account = client.task(task_id, is_available_balances_required=True, is_stake_list_required=True)
     keys = sorted(names, key=lambda k: names[k])
@@ -327,5 +345,7 @@ def main_demo(args: Any) -> int:
         slot_ms=args.slot_ms,
         keep=args.keep,
         out=lambda line: print(line, flush=True),
+        validators=args.validators,
+        timeout=240.0 if not args.validators else 480.0,
     )
     return 0 if result.matches else 1

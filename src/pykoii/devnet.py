@@ -147,9 +147,14 @@ class Devnet:
     ledger_port: int = 0
     node_ports: list[int] = field(default_factory=list)
     poll: float = 0.1
+    validators: int = 0
+    """0: one ledger service (the sequencer); N: N CometBFT validators (``pykoii.chain``), nodes on
+    the first one's HTTP API."""
     ledger: Process | None = None
     nodes: list[DevnetNode] = field(default_factory=list)
     client: LedgerClient | None = None
+    network: Any = None
+    """The ``ValidatorNetwork`` when ``validators`` > 0."""
 
     def __enter__(self) -> Devnet:
         self.start()
@@ -169,6 +174,29 @@ class Devnet:
     def start(self, *, timeout: float = 60.0) -> None:
         """Start the ledger, then every node; return once all of them answer HTTP."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.validators:
+            self._start_validators(timeout)
+        else:
+            self._start_ledger(timeout)
+        self.client = LedgerClient(self.ledger_url, retries=3)
+        for index in range(1, self.nodes_count + 1):
+            self.nodes.append(self._start_node(index))
+        for node in self.nodes:
+            self._wait_http(node.process, "/", timeout)
+
+    def _start_validators(self, timeout: float) -> None:
+        from .chain.network import ValidatorNetwork
+
+        self.network = ValidatorNetwork(
+            self.folder / "validators",
+            count=self.validators,
+            slot_ms=self.slot_ms,
+            http_port=self.ledger_port,
+        )
+        self.network.start(timeout=timeout)
+        self.ledger = self.network.validators[0].process
+
+    def _start_ledger(self, timeout: float) -> None:
         port = self.ledger_port or free_port()
         self.ledger = Process(
             "ledger",
@@ -190,11 +218,6 @@ class Devnet:
         )
         self.ledger.start()
         self._wait_http(self.ledger, "/health", timeout)
-        self.client = LedgerClient(self.ledger.url, retries=3)
-        for index in range(1, self.nodes_count + 1):
-            self.nodes.append(self._start_node(index))
-        for node in self.nodes:
-            self._wait_http(node.process, "/", timeout)
 
     def _start_node(self, index: int) -> DevnetNode:
         data_dir = self.folder / f"node-{index}"
@@ -249,7 +272,9 @@ class Devnet:
             node.process.terminate()
         for node in self.nodes:
             node.process.stop()
-        if self.ledger is not None:
+        if self.network is not None:
+            self.network.stop()
+        elif self.ledger is not None:
             self.ledger.stop()
         if self.client is not None:
             self.client.close()

@@ -60,6 +60,8 @@ class ValidatorNetwork:
     slot_ms: int = 400
     workers: int = 1
     ack_timeout: float = 30.0
+    http_port: int = 0
+    """The first validator's HTTP API port (the others follow); 0: free ports."""
     validators: list[Validator] = field(default_factory=list)
 
     def create(self) -> None:
@@ -77,7 +79,7 @@ class ValidatorNetwork:
                     name=f"validator-{index}",
                     p2p_port=free_port(),
                     rpc_port=free_port(),
-                    http_port=free_port(),
+                    http_port=self.http_port + index - 1 if self.http_port else free_port(),
                 )
             self.validators.append(Validator(index, home, info))
         genesis_path = self.folder / "genesis.json"

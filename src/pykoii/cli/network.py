@@ -24,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--rounds", type=int, default=3, help="stop after this many paid rounds (default 3)")
     demo.add_argument("--slot-ms", type=int, default=150, help="slot length in ms (default 150)")
     demo.add_argument("--keep", action="store_true", help="leave the network up and print its URLs")
+    demo.add_argument(
+        "--validators",
+        type=int,
+        default=0,
+        help="run the ledger on N CometBFT validators (default 0: one sequencer)",
+    )
     demo.set_defaults(func=demo_command)
 
     devnet = subparsers.add_parser("devnet", help="run a ledger and K nodes on localhost")
@@ -32,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     up = commands.add_parser("up", help="start a ledger and K node processes; Ctrl-C stops them all")
     up.add_argument("--nodes", type=int, default=3, help="node processes (default 3)")
     up.add_argument("--slot-ms", type=int, default=400, help="slot length in ms (default 400)")
+    up.add_argument(
+        "--validators",
+        type=int,
+        default=0,
+        help="run the ledger on N CometBFT validators (default 0: one sequencer)",
+    )
     up.add_argument("--data", type=Path, help="folder for every process's data (default: a new temp folder)")
     up.add_argument("--ledger-port", type=int, default=8899, help="ledger port (default 8899)")
     up.add_argument(
@@ -75,6 +87,7 @@ def devnet_up(args: argparse.Namespace) -> int:
         slot_ms=args.slot_ms,
         ledger_port=args.ledger_port,
         node_ports=node_ports,
+        validators=args.validators,
     )
 
     def interrupted(signum: int, frame: Any) -> None:
@@ -94,6 +107,10 @@ def devnet_up(args: argparse.Namespace) -> int:
         for node in net.nodes:
             net.airdrop(node.wallet.public_key, NODE_FUNDS * ROE_PER_KOII)
         print(f"devnet in {folder}")
+        if net.network is not None:
+            for validator in net.network.validators:
+                name, url, rpc = validator.info.name, validator.url, validator.rpc
+                print(f"  {name}  {url}  engine RPC {rpc}  home {validator.home}")
         print(f"  ledger     {net.ledger_url}  (explorer: {net.ledger_url}/explorer/)")
         print(f"  author     wallet {author.public_key} ({author_path}, {AUTHOR_FUNDS} KOII)")
         for node in net.nodes:
@@ -111,9 +128,11 @@ def devnet_up(args: argparse.Namespace) -> int:
             add = f"pykoii node add-task TASK_ID --stake 5 --var FAULTY=0 --data {first.data_dir}"
             print(f"then add it:    {add}")
         print("Ctrl-C (or SIGTERM) stops every process", flush=True)
-        while all(p.running() for p in [net.ledger, *(n.process for n in net.nodes)] if p is not None):
+        validators = [v.process for v in net.network.validators] if net.network is not None else []
+        processes = [net.ledger, *validators, *(n.process for n in net.nodes)]
+        while all(p.running() for p in processes if p is not None):
             time.sleep(0.5)
-        stopped = [p.name for p in [net.ledger, *(n.process for n in net.nodes)] if p and not p.running()]
+        stopped = [p.name for p in processes if p and not p.running()]
         print(f"{', '.join(stopped)} stopped; stopping the devnet", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

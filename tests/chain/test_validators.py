@@ -1,0 +1,364 @@
+"""The validator network as real processes: 4 CometBFT engines + 4 pykoii applications on loopback,
+with nodes running the Hello-World task, under faults: kill -9, 2 of 4 down, a diverged validator,
+hostile bytes. Every check goes through the public surfaces: the engines' RPC and the HTTP API."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from pykoii import errors
+from pykoii.chain.abci import encode_uvarint
+from pykoii.chain.network import Validator, ValidatorNetwork
+from pykoii.chain.store import MAX_TX_BYTES
+from pykoii.client import LedgerClient
+from pykoii.demo import HELLO_WORLD, STAKE, VALIDATOR_WINDOWS
+from pykoii.devnet import Devnet
+from pykoii.keys import Keypair
+from pykoii.ledger import INSTRUCTIONS
+from pykoii.ledger.types import ROE_PER_KOII
+
+pytestmark = pytest.mark.usefixtures("cometbft")
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def kill9(validator: Validator, part: str) -> None:
+    """``kill -9`` the validator's application process or its engine (the ``cometbft`` child)."""
+    pid = validator.process.popen.pid
+    target = pid if part == "app" else next(p for p in children(pid) if b"cometbft" in _cmdline(p))
+    os.kill(target, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while validator.process.running():
+        assert time.monotonic() < deadline, f"{validator.info.name} still runs after its {part} was killed"
+        time.sleep(0.1)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def app_hashes(validator: Validator, up_to: int) -> dict[int, str]:
+    """``{height: app hash after it}`` for heights < ``up_to``, from the engine's block headers."""
+    out: dict[int, str] = {}
+    low = 2
+    while low <= up_to:
+        high = min(low + 19, up_to)
+        page = httpx.get(
+            validator.rpc + "/blockchain", params={"minHeight": low, "maxHeight": high}, timeout=10
+        ).json()
+        for meta in page["result"]["block_metas"]:
+            header = meta["header"]
+            out[int(header["height"]) - 1] = header["app_hash"]
+        low = high + 1
+    return out
+
+
+def wait_for(check: Any, what: str, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+class Load(threading.Thread):
+    """Signed transfers sent one after another to a validator; remembers every acknowledged one."""
+
+    def __init__(self, url: str, wallet: Keypair) -> None:
+        super().__init__(daemon=True)
+        self.client = LedgerClient(url, retries=0, timeout=60)
+        self.wallet = wallet
+        self.acked: list[str] = []
+        self.refused: list[str] = []
+        self.running = True
+
+    def run(self) -> None:
+        amount = 1
+        while self.running:
+            try:
+                tx = {"type": "transfer", "to": Keypair.generate().public_key, "amount": amount}
+                self.acked.append(self.client.send_transaction(self.wallet, tx)["tx_id"])
+            except errors.PykoiiError as exc:
+                self.refused.append(exc.name)
+                time.sleep(0.2)
+            amount += 1
+
+    def stop(self) -> None:
+        self.running = False
+        self.join(90)
+
+
+def round_paid(client: LedgerClient, task_id: str) -> list[int]:
+    task = client.task(task_id)
+    paid = []
+    for number in range(max(0, task["current_round"] - 6), task["current_round"] + 1):
+        if client.round(task_id, number).get("payout_record") == "PayoutSuccessful":
+            paid.append(number)
+    return paid
+
+
+def test_four_validators_agree_survive_kill_and_halt_without_quorum(tmp_path: Path) -> None:
+    net = Devnet(tmp_path, nodes_count=3, slot_ms=400, poll=0.05, validators=4)
+    net.start(timeout=120)
+    load: Load | None = None
+    try:
+        network = net.network
+        v1, v2, v3, v4 = network.validators
+        client = LedgerClient(v1.url, retries=2)
+        task_id = net.deploy(HELLO_WORLD, **VALIDATOR_WINDOWS)
+        for node in net.nodes:
+            faulty = node.index == len(net.nodes)
+            net.add_task(node, task_id, stake=STAKE, variables={"FAULTY": "1"} if faulty else {})
+        funder = Keypair.generate()
+        net.airdrop(funder.public_key, 100 * ROE_PER_KOII)
+        load = Load(v1.url, funder)
+        load.start()
+
+        # kill -9 one application under load: blocks go on, rounds are paid, nothing acked is lost.
+        wait_for(lambda: len(load.acked) >= 5, "the first acknowledged transfers")
+        kill9(v4, "app")
+        height = network.height(v1)
+        wait_for(lambda: network.height(v1) >= height + 10, "blocks without validator-4")
+        wait_for(lambda: round_paid(client, task_id), "a round paid with validator-4 down", timeout=240)
+        network.start_validator(v4)
+        wait_for(lambda: network.height(v4) >= network.height(v1) - 1, "validator-4 catching up")
+
+        # Every other instruction, accepted or refused, so the comparison below covers them all.
+        manager = Keypair.generate()  # deploy() airdrops it the bounty, nothing more
+        sent = {"airdrop", "transfer", "create_task", "stake", "submit", "audit_submission", "payout"}
+        staking = Keypair.load(net.nodes[0].data_dir / "keys" / "staking_wallet.json")
+        own = net.deploy(HELLO_WORLD, manager=manager, **VALIDATOR_WINDOWS)
+        attempts: list[tuple[Keypair, dict[str, Any]]] = [
+            (manager, {"type": "fund_task", "task_id": own, "amount": ROE_PER_KOII}),
+            (manager, {"type": "set_active", "task_id": own, "is_active": False}),
+            (manager, {"type": "update_task", "task_id": own, **_task_fields(client, own)}),
+            (staking, {"type": "claim_reward", "task_id": task_id, "beneficiary": staking.public_key}),
+            (staking, {"type": "withdraw", "task_id": task_id}),
+            (
+                staking,
+                {"type": "submit_distribution", "task_id": task_id, "round": 0, "rewards": {}, "slashes": {}},
+            ),
+            (
+                staking,
+                {
+                    "type": "audit_distribution",
+                    "task_id": task_id,
+                    "round": 0,
+                    "candidate": staking.public_key,
+                    "is_valid": True,
+                },
+            ),
+            (manager, {"type": "transfer", "to": staking.public_key, "amount": 10**18}),
+        ]
+        refusals = []
+        for key, tx in attempts:
+            sent.add(tx["type"])
+            try:
+                client.send_transaction(key, tx)
+            except errors.InvalidTransactionError as exc:
+                refusals.append(exc.name)
+        assert sent == set(INSTRUCTIONS)
+        assert "InsufficientFundsError" in refusals
+
+        # 2 of 4 down (one application, one engine): no block, POST /tx says so, nothing acked.
+        load.stop()
+        kill9(v3, "engine")
+        kill9(v4, "app")
+        time.sleep(3)
+        stalled = network.height(v1)
+        with pytest.raises(errors.LedgerUnavailableError, match="2/3"):
+            client.send_transaction(funder, {"type": "transfer", "to": manager.public_key, "amount": 1})
+        assert network.height(v1) == stalled
+        # One back: blocks resume; then the fourth.
+        network.start_validator(v3)
+        wait_for(lambda: network.height(v1) >= stalled + 3, "blocks after validator-3 came back")
+        network.start_validator(v4)
+        top = network.height(v1)
+        network.wait_height(top, timeout=120)
+
+        # The same app hash at every height on every validator.
+        hashes = [app_hashes(v, top) for v in network.validators]
+        assert len(hashes[0]) >= top - 2
+        for other in hashes[1:]:
+            assert other == hashes[0]
+        # No acknowledged transaction is lost, on any validator.
+        assert load.acked
+        for validator in network.validators:
+            reader = LedgerClient(validator.url)
+            for tx_id in load.acked:
+                assert reader.transaction(tx_id)["tx_id"] == tx_id
+            health = reader.health(state_root=True)
+            assert health["role"] == "validator"
+    finally:
+        if load is not None:
+            load.running = False
+        net.stop()
+
+
+def _task_fields(client: LedgerClient, task_id: str) -> dict[str, Any]:
+    task = client.task(task_id)
+    names = (
+        "task_name",
+        "task_description",
+        "task_audit_program",
+        "bounty_amount_per_round",
+        "round_time",
+        "audit_window",
+        "submission_window",
+        "minimum_stake_amount",
+    )
+    return {name: task[name] for name in names}
+
+
+def test_a_diverged_validator_stops_naming_the_height_and_acks_nothing(tmp_path: Path) -> None:
+    network = ValidatorNetwork(tmp_path, count=4, ack_timeout=20)
+    network.create()
+    bad = network.validators[3]
+    bad.env = {"PYKOII_TEST_DIVERGE_AT": "8"}
+    network.start()
+    try:
+        alice = Keypair.generate()
+        client = LedgerClient(bad.url, retries=0)
+        network.wait_height(5, [bad])
+        with pytest.raises(errors.LedgerUnavailableError):
+            # Sent to the diverging validator around the height it diverges: never acknowledged.
+            for _ in range(20):
+                to = Keypair.generate().public_key
+                client.send_transaction(alice, {"type": "airdrop", "to": to, "amount": 1})
+                if network.height(network.validators[0]) > 12:
+                    break
+                time.sleep(0.3)
+            raise AssertionError(
+                "unreachable: the diverged validator acknowledged transactions past height 12"
+            )
+        wait_for(lambda: not bad.running(), "the diverged validator to stop")
+        assert bad.process.popen.returncode == 1
+        log = bad.process.log_path.read_text()
+        assert "diverged from the network's at height 8" in log
+        others = network.validators[:3]
+        height = network.height(others[0])
+        network.wait_height(height + 5, others)
+        good = LedgerClient(others[0].url)
+        bob = Keypair.generate().public_key
+        receipt = good.send_transaction(alice, {"type": "airdrop", "to": bob, "amount": 2})
+        assert receipt["height"] > 8
+    finally:
+        network.stop()
+
+
+def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
+    home = tmp_path / "v1"
+    cli = [sys.executable, "-m", "pykoii.cli", "validator"]
+    ports = [str(_port()) for _ in range(3)]
+    subprocess.run(
+        [
+            *cli,
+            "init",
+            "--home",
+            str(home),
+            "--p2p-port",
+            ports[0],
+            "--rpc-port",
+            ports[1],
+            "--http-port",
+            ports[2],
+        ],
+        check=True,
+        capture_output=True,
+    )
+    genesis = tmp_path / "genesis.json"
+    subprocess.run(
+        [*cli, "genesis", "--out", str(genesis), "--devnet", str(home)], check=True, capture_output=True
+    )
+    log = open(tmp_path / "validator.log", "wb")
+    process = subprocess.Popen(
+        [*cli, "run", "--home", str(home), "--genesis", str(genesis)], stdout=log, stderr=subprocess.STDOUT
+    )
+    rpc, url = f"http://127.0.0.1:{ports[1]}", f"http://127.0.0.1:{ports[2]}"
+    try:
+        client = LedgerClient(url, retries=20, backoff=0.5)
+        alice = Keypair.generate()
+        client.send_transaction(alice, {"type": "airdrop", "to": alice.public_key, "amount": 9})
+
+        # Garbage on the ABCI socket.
+        import socket
+
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.connect(str(home / "app.sock"))
+            raw.sendall(encode_uvarint(64) + os.urandom(64))
+            raw.settimeout(30)
+            assert b"invalid ABCI request" in raw.recv(4096)
+
+        def broadcast(tx: bytes) -> dict[str, Any]:
+            body = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "broadcast_tx_sync",
+                "params": {"tx": base64.b64encode(tx).decode()},
+            }
+            return dict(httpx.post(rpc, json=body, timeout=30).json())
+
+        noise = broadcast(os.urandom(200))["result"]
+        assert noise["code"] != 0 and noise["codespace"] == "MalformedTransactionError"
+        big = orjson.dumps({"tx": {"pad": "x" * (MAX_TX_BYTES + 10)}, "signature": ""})
+        oversize = broadcast(big)["result"]
+        assert oversize["code"] != 0 and oversize["codespace"] == "PayloadTooLargeError"
+        forged = alice.sign_transaction(
+            {"type": "airdrop", "to": alice.public_key, "amount": 1, "recent_slot": 1}
+        )
+        forged["signature"] = Keypair.generate().sign_transaction(forged["tx"])["signature"]
+        with pytest.raises(errors.InvalidSignatureError):
+            client.send(forged)
+
+        # Engine and application keep running and committing.
+        receipt = client.send_transaction(alice, {"type": "transfer", "to": alice.public_key, "amount": 1})
+        assert receipt["seq"] == 2 and process.poll() is None
+        assert client.transaction(receipt["tx_id"]) == receipt
+        by_id = httpx.get(
+            rpc + "/tx_search", params={"query": f"\"pykoii.tx.tx_id='{receipt['tx_id']}'\""}, timeout=10
+        ).json()
+        (engine_tx,) = by_id["result"]["txs"]
+        assert engine_tx["tx_result"]["code"] == 0 and int(engine_tx["height"]) == receipt["height"]
+        found = httpx.get(
+            rpc + "/tx_search", params={"query": f"\"pykoii.tx.signer='{alice.public_key}'\""}, timeout=10
+        ).json()
+        assert int(found["result"]["total_count"]) == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        log.close()
+    assert process.returncode == 0
+
+
+def _port() -> int:
+    from pykoii.devnet import free_port
+
+    return free_port()
