@@ -23,7 +23,7 @@ from pykoii.chain.abci import encode_uvarint
 from pykoii.chain.network import Validator, ValidatorNetwork
 from pykoii.chain.store import MAX_TX_BYTES
 from pykoii.client import LedgerClient
-from pykoii.demo import HELLO_WORLD, STAKE, VALIDATOR_WINDOWS
+from pykoii.demo import HELLO_WORLD, STAKE, VALIDATOR_WINDOWS, run_demo
 from pykoii.devnet import Devnet
 from pykoii.keys import Keypair
 from pykoii.ledger import INSTRUCTIONS
@@ -362,3 +362,13 @@ def _port() -> int:
     from pykoii.devnet import free_port
 
     return free_port()
+
+
+def test_demo_on_four_validators_matches_the_seed_rule(tmp_path: Path) -> None:
+    lines: list[str] = []
+    result = run_demo(
+        nodes=3, faulty=1, rounds=1, folder=tmp_path, out=lines.append, validators=4, timeout=400
+    )
+    assert result.matches, "\n".join(lines)
+    assert any("4 CometBFT validators" in line for line in lines)
+    assert len(result.paid_rounds) == 1 and sum(result.rewards.values()) > 0

@@ -179,8 +179,9 @@ class _Connection:
         except Exception as exc:
             return self._failed(kind, exc)
 
-    def _failed(self, kind: str, exc: BaseException) -> Message:
-        log.exception("ABCI %s failed", kind, exc_info=exc)
+    def _failed(self, kind: str, exc: BaseException) -> Any:
+        if str(exc) != "the validator is shutting down":
+            log.error("ABCI %s failed", kind, exc_info=exc)
         if kind == "check_tx":
             return pb.ResponseCheckTx(code=1, codespace="InternalError", log=f"{type(exc).__name__}: {exc}")
         if kind == "query":

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from ..errors import InvalidRequestError, NotFoundError
+from ..errors import InvalidRequestError, LedgerUnavailableError, NotFoundError
 from ..service.verify import Verified
 from ..service.views import account_view, get_task, task_view
 from .abci import pb
@@ -37,8 +37,9 @@ class ChainApp:
 
     def __init__(self, store: ChainStore) -> None:
         self.store = store
-        self._consensus = asyncio.Lock()
-        """FinalizeBlock and Commit run one at a time, in order."""
+        self.consensus = asyncio.Lock()
+        """FinalizeBlock and Commit run one at a time, in order (and not while the store closes)."""
+        self.closed = False
 
     # --- info, genesis, queries -------------------------------------------------------------
 
@@ -122,16 +123,22 @@ class ChainApp:
     # --- blocks -----------------------------------------------------------------------------
 
     async def finalize_block(self, request: Any) -> Any:
-        async with self._consensus:
+        async with self.consensus:
+            self._check_open()
             results, app_hash = await self.store.finalize_block(list(request.txs), request.height)
         return pb.ResponseFinalizeBlock(
             tx_results=[_exec_result(result) for result in results], app_hash=bytes.fromhex(app_hash)
         )
 
     async def commit(self, request: Any) -> Any:
-        async with self._consensus:
+        async with self.consensus:
+            self._check_open()
             retain = await self.store.commit_block()
         return pb.ResponseCommit(retain_height=retain)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise LedgerUnavailableError("the validator is shutting down")
 
     # --- state sync: not offered ------------------------------------------------------------
 

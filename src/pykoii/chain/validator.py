@@ -49,7 +49,8 @@ async def run_validator(
         diverge_at=int(os.environ.get(DIVERGE_VARIABLE, "0") or 0),
     )
     await store.start()
-    server = await serve(ChainApp(store), f"unix://{(home / 'app.sock').resolve()}")
+    app = ChainApp(store)
+    server = await serve(app, f"unix://{(home / 'app.sock').resolve()}")
     log_file = open(home / "engine.log", "ab")
     engine = await asyncio.create_subprocess_exec(
         cometbft_binary(),
@@ -94,7 +95,9 @@ async def run_validator(
     with contextlib.suppress(BaseException):
         await asyncio.gather(*tasks.values(), return_exceptions=True)
     server.close()
-    await store.close()
+    async with app.consensus:  # a FinalizeBlock or Commit under way finishes first
+        app.closed = True
+        await store.close()
     log_file.close()
     return status
 
