@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError, Message
 
+from ..errors import InvalidRequestError
+
 pb: Any = importlib.import_module("pykoii.chain.abci_pb2")
 """The generated codec of abci.proto (untyped: protobuf ships no stubs)."""
 
@@ -72,10 +74,6 @@ class Application(Protocol):
     def __getattr__(self, name: str) -> Any: ...
 
 
-class ProtocolViolation(Exception):
-    """The peer sent bytes that are not an ABCI request."""
-
-
 def encode_uvarint(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -99,7 +97,7 @@ def decode_uvarint(buffer: bytes | bytearray, pos: int) -> tuple[int, int] | Non
             return value, pos
         shift += 7
         if shift > 63:
-            raise ProtocolViolation("a length prefix longer than 9 bytes")
+            raise InvalidRequestError("a length prefix longer than 9 bytes")
     return None
 
 
@@ -118,7 +116,7 @@ def split_frames(buffer: bytearray) -> tuple[list[bytes], int]:
             return frames, pos
         length, start = parsed
         if length > MAX_MESSAGE:
-            raise ProtocolViolation(f"a message of {length} bytes; the limit is {MAX_MESSAGE}")
+            raise InvalidRequestError(f"a message of {length} bytes; the limit is {MAX_MESSAGE}")
         if len(buffer) < start + length:
             return frames, pos
         frames.append(bytes(buffer[start : start + length]))
@@ -130,10 +128,10 @@ def decode_request(data: bytes) -> tuple[str, Message]:
     try:
         request.ParseFromString(data)
     except DecodeError as exc:
-        raise ProtocolViolation(f"not a protobuf Request ({exc})") from None
+        raise InvalidRequestError(f"not a protobuf Request ({exc})") from None
     kind = request.WhichOneof("value")
     if kind is None:
-        raise ProtocolViolation(f"a Request of {len(data)} bytes with no known kind")
+        raise InvalidRequestError(f"a Request of {len(data)} bytes with no known kind")
     return kind, getattr(request, kind)
 
 
@@ -158,7 +156,7 @@ class _Connection:
                 for payload in frames:
                     kind, message = decode_request(payload)
                     self.answers.put_nowait((kind, self._dispatch(kind, message)))
-        except ProtocolViolation as exc:
+        except InvalidRequestError as exc:
             log.warning("ABCI connection closed: %s", exc)
             self.answers.put_nowait(("exception", pb.ResponseException(error=f"invalid ABCI request: {exc}")))
         except (ConnectionError, asyncio.IncompleteReadError):
