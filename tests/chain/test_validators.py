@@ -153,7 +153,17 @@ def test_four_validators_agree_survive_kill_and_halt_without_quorum(tmp_path: Pa
 
         # Every other instruction, accepted or refused, so the comparison below covers them all.
         manager = Keypair.generate()  # deploy() airdrops it the bounty, nothing more
-        sent = {"airdrop", "transfer", "create_task", "stake", "submit", "audit_submission", "payout"}
+        sent = {
+            "airdrop",
+            "transfer",
+            "create_task",
+            "stake",
+            "submit",
+            "audit_submission",
+            "payout",
+            "submit_distribution",
+            "upload_distribution_chunk",
+        }
         staking = Keypair.load(net.nodes[0].data_dir / "keys" / "staking_wallet.json")
         own = net.deploy(HELLO_WORLD, manager=manager, **VALIDATOR_WINDOWS)
         attempts: list[tuple[Keypair, dict[str, Any]]] = [
@@ -164,7 +174,13 @@ def test_four_validators_agree_survive_kill_and_halt_without_quorum(tmp_path: Pa
             (staking, {"type": "withdraw", "task_id": task_id}),
             (
                 staking,
-                {"type": "submit_distribution", "task_id": task_id, "round": 0, "rewards": {}, "slashes": {}},
+                {
+                    "type": "submit_distribution",
+                    "task_id": task_id,
+                    "round": 0,
+                    "root": "00" * 32,
+                    "chunks": 1,
+                },
             ),
             (
                 staking,

@@ -387,16 +387,17 @@ class ChainStore(LedgerStore):
         try:
             await self._append(block.entries)
         except Exception as exc:
+            # No rollback here: the engine has decided the block, so this validator stops (the
+            # exception reaches the engine, which halts) and replays from its log after a restart.
             self._broken = exc
             raise
+        self.durable_seq, self.durable_hash = self.seq, self.last_hash
         self._block = None
         self.height = block.height
         self.last_commit_at = time.monotonic()
         self._unconfirmed = block
         self.stats.accepted += len(block.entries)
-        assert self._committed is not None
-        async with self._committed:
-            self._committed.notify_all()
+        await self._notify()
         if self.events.active:
             self._publish(block.receipts)
         self._publish_slot(block.height)
@@ -544,5 +545,6 @@ def open_chain_store(
         rpc_url=rpc_url,
         verifier=Verifier(workers),
         blobs=BlobStore(folder / "blobs"),
+        data_dir=str(folder),
         **options,
     )
