@@ -293,6 +293,38 @@ def sequencer(seconds: float, folder: Path, total: int) -> dict[str, Any]:
         server.wait(30)
 
 
+def round_on_validators(nodes: int, folder: Path) -> Any:
+    """``bench_round``'s whole round of ``nodes`` nodes (fund, stake, proofs, votes, the chunked list,
+    payout) driven through validator-1's HTTP API of a 4-validator network."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_round
+
+    bench_round.SLOT_MS = 450  # a slot is a block here (about 450 ms): windows are sized in blocks
+    with ValidatorNetwork(folder / "round", count=4, workers=1, ack_timeout=120) as network:
+        first = network.validators[0]
+        ledger = bench_round.Ledger.__new__(bench_round.Ledger)
+        ledger.folder = first.home / "ledger"
+        ledger.url = first.url
+        ledger.process = first.process.popen
+        ledger.http = httpx.Client(base_url=first.url, timeout=300)
+        try:
+            return bench_round._round(ledger, bench_round.Run(nodes))
+        finally:
+            ledger.http.close()
+
+
+def round_text(run: Any) -> str:
+    if run is None:
+        return ""
+    phases = ", ".join(
+        f"{name} {phase.seconds:.1f} s ({phase.transactions:,} tx)" for name, phase in run.phases.items()
+    )
+    return (
+        f"A {run.nodes:,}-node round on 4 validators (`bench_round`'s round through validator-1's HTTP API; {run.windows}, "
+        f"a slot being a block): {'**paid**' if run.paid else '**not paid**'}; {phases}; {run.log_entries:,} log entries."
+    )
+
+
 def write_section(text: str) -> None:
     path = ROOT / "BENCHMARKS.md"
     current = path.read_text() if path.exists() else "# Benchmarks\n"
@@ -308,6 +340,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="load duration per run (default 15)")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--round-nodes", type=int, default=10_000, help="nodes of the round on 4 validators (0: skip)"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="pykoii-bench-validators-"))
     total = 40_000
@@ -315,6 +350,7 @@ def main() -> int:
         kv = {n: kvstore_ceiling(n, args.seconds, folder) for n in (1, 4)}
         ours = {n: pykoii_network(n, args.seconds, folder, total) for n in (1, 4)}
         seq = sequencer(args.seconds, folder, total)
+        run = round_on_validators(args.round_nodes, folder) if args.round_nodes else None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     rows = []
@@ -334,7 +370,7 @@ Measured {time.strftime("%Y-%m-%d")} on {os.cpu_count()} cores ({platform.machin
 
 Single sequencer (`pykoii ledger serve --workers 1`), same transfers, same client, same run: **{seq["rate"]:,.0f} tx/s** acknowledged (durable), p50 {seq["p50"]:.2f} s / p99 {seq["p99"]:.2f} s.
 
-What bounds it: with 4 validators every transaction is verified (ed25519, about 40-100 µs) by all four applications and applied by all four, and the four engines, four applications and the load generator share 2 cores; with 1 validator, the application's one event loop (JSON decode, CheckTx bookkeeping, apply, the SQLite commit per block) and the engine's mempool/RPC. Latency is at least two block intervals by design (the block, then the next block that confirms its app hash). Not measured here: the 10,000-node round on 4 validators (see docs/validators.md and the closing note of issue 12).
+What bounds it: with 4 validators every transaction is verified (ed25519, about 40-100 µs) by all four applications and applied by all four, and the four engines, four applications and the load generator share 2 cores; with 1 validator, the application's one event loop (JSON decode, CheckTx bookkeeping, apply, the SQLite commit per block) and the engine's mempool/RPC. Latency is at least two block intervals by design (the block, then the next block that confirms its app hash). {round_text(run)}
 """
     print(text)
     if not args.no_write:
