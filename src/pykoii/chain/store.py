@@ -153,6 +153,12 @@ def error_code(error: PykoiiError) -> int:
         return len(ERROR_NAMES) + 1
 
 
+def with_height(receipt: dict[str, Any]) -> dict[str, Any]:
+    """A receipt as ``POST /tx`` answers it on a validator: plus ``height`` (= its ``slot``). The log
+    keeps the plain receipt, which replay recomputes and compares."""
+    return {**receipt, "height": receipt["slot"]}
+
+
 def tx_hash(tx: bytes) -> bytes:
     """The engine's id of a transaction: SHA-256 of its bytes."""
     return hashlib.sha256(tx).digest()
@@ -177,6 +183,9 @@ class ChainStore(LedgerStore):
         diverge_at: int = 0,
         **options: Any,
     ) -> None:
+        # No checkpoints: the service's checkpoint marks are log entries each process writes when it
+        # decides to, which would give validators different logs (seq) and so different receipts.
+        options["checkpoint_every"] = 0
         super().__init__(
             backend, clock=SystemClock(), genesis=genesis, verifier=verifier, blobs=blobs, **options
         )
@@ -251,11 +260,7 @@ class ChainStore(LedgerStore):
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.ack_timeout))
 
     async def close(self) -> None:
-        if self._block is not None:
-            # A finalized block that was never committed is in memory only; the checkpoint written
-            # at shutdown must not record it (the engine sends the block again after a restart).
-            self._checkpoint_seq = self.seq
-            self._broken = self._broken or LedgerUnavailableError("closed between FinalizeBlock and Commit")
+        self._checkpoint_seq = self.seq  # no checkpoint at shutdown either (see __init__)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -334,7 +339,7 @@ class ChainStore(LedgerStore):
                 first = accepted.get(outcome.tx.tx_id) or self._first_receipt(outcome, exc)
                 result = self._refused(block, key, exc)
                 if not isinstance(first, PykoiiError):
-                    block.outcomes[key] = first
+                    block.outcomes[key] = with_height(first)
                 result.tx = outcome.tx
                 results.append(result)
                 continue
@@ -347,7 +352,6 @@ class ChainStore(LedgerStore):
             self.seq += 1
             entry_hash = entry_hash_of(self.seq, height, self.last_hash, outcome.signature, outcome.canonical)
             plain = receipt_plain(receipt, self.seq)
-            plain["height"] = height
             data = orjson.dumps(plain)
             block.entries.append(
                 LogEntry(
@@ -362,7 +366,8 @@ class ChainStore(LedgerStore):
                 )
             )
             self.last_hash, self.last_slot = entry_hash, height
-            accepted[receipt.tx_id] = block.outcomes[key] = plain
+            accepted[receipt.tx_id] = plain
+            block.outcomes[key] = with_height(plain)
             block.receipts.append((plain, outcome))
             results.append(TxResult(code=0, data=data, receipt=plain, tx=outcome.tx))
         if self.diverge_at and height == self.diverge_at:
@@ -504,7 +509,7 @@ class ChainStore(LedgerStore):
         except (TypeError, KeyError, ValueError):
             return None
         entry = self.backend.find(tx_id)
-        return None if entry is None else cast(dict[str, Any], orjson.loads(entry.receipt))
+        return None if entry is None else with_height(orjson.loads(entry.receipt))
 
     async def _broadcast(self, txs: list[bytes]) -> list[Any]:
         """``broadcast_tx_sync`` for each transaction, in one JSON-RPC batch."""
