@@ -20,7 +20,6 @@ import asyncio
 import base64
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -325,17 +324,6 @@ def round_text(run: Any) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text.rstrip() + "\n\n", current)
-    else:
-        updated = current.rstrip() + "\n\n" + text.rstrip() + "\n"
-    path.write_text(updated.rstrip() + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="load duration per run (default 15)")
@@ -374,7 +362,10 @@ What bounds it: with 4 validators every transaction is verified (ed25519, about 
 """
     print(text)
     if not args.no_write:
-        write_section(text)
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from bench_ingest import write_section
+
+        write_section(text, SECTION)
     return 0
 
 
