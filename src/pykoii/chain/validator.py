@@ -65,9 +65,11 @@ async def run_validator(
         f"{info.name}: height {store.height}, seq {store.seq}; HTTP API http://{host}:{info.http_port}, "
         f"engine RPC http://127.0.0.1:{info.rpc_port}, p2p {info.p2p}"
     )
-    from ..cli.ledger import uvicorn_server
+    import uvicorn
 
-    http = uvicorn_server(_app(store), host=host, port=info.http_port)
+    from ..service.server import server_options
+
+    http = uvicorn.Server(uvicorn.Config(_app(store), **server_options(host=host, port=info.http_port)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
