@@ -163,6 +163,7 @@ def test_four_validators_agree_survive_kill_and_halt_without_quorum(tmp_path: Pa
             "payout",
             "submit_distribution",
             "upload_distribution_chunk",
+            "reveal",
         }
         staking = Keypair.load(net.nodes[0].data_dir / "keys" / "staking_wallet.json")
         own = net.deploy(HELLO_WORLD, manager=manager, **VALIDATOR_WINDOWS)
