@@ -136,7 +136,7 @@ def test_four_validators_agree_survive_kill_and_halt_without_quorum(tmp_path: Pa
         task_id = net.deploy(HELLO_WORLD, **VALIDATOR_WINDOWS)
         for node in net.nodes:
             faulty = node.index == len(net.nodes)
-            net.add_task(node, task_id, stake=STAKE, variables={"FAULTY": "1"} if faulty else {})
+            net.add_task(node, task_id, stake=STAKE, variables={"FAULTY": "1" if faulty else "0"})
         funder = Keypair.generate()
         net.airdrop(funder.public_key, 100 * ROE_PER_KOII)
         load = Load(v1.url, funder)
