@@ -259,8 +259,10 @@ class ChainStore(LedgerStore):
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.ack_timeout))
 
+    async def checkpoint(self) -> None:
+        """No checkpoints on a validator, not even at shutdown (see ``__init__``)."""
+
     async def close(self) -> None:
-        self._checkpoint_seq = self.seq  # no checkpoint at shutdown either (see __init__)
         if self._session is not None:
             await self._session.close()
             self._session = None

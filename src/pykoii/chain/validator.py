@@ -107,7 +107,7 @@ async def run_validator(
 def _app(store: ChainStore) -> Any:
     from ..service import create_app
 
-    return create_app(store)
+    return create_app(store, close_store=False)  # closed by run_validator, after the engine
 
 
 async def _watch_engine(engine: asyncio.subprocess.Process, log_file: Any, store: ChainStore) -> None:
