@@ -76,6 +76,22 @@ def clock(seconds: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(seconds)))
 
 
+def plural(count: Any, word: str) -> str:
+    """``1 node``, ``2 nodes``."""
+    number = int(count or 0)
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
+def clip(text: Any, limit: int = 64) -> str:
+    """``text`` shortened to ``limit`` characters at a word boundary, with ``…`` when it was cut
+    (the ledger keeps only the first 64 characters of a description, often mid-word)."""
+    value = str(text or "")
+    if len(value) < limit:
+        return value
+    head = value[:limit].rsplit(" ", 1)[0].rstrip(" ,;:.-")
+    return f"{head}…"
+
+
 def make_environment() -> jinja2.Environment:
     """The Jinja environment of both sites, with the filters above."""
     env = jinja2.Environment(
@@ -85,7 +101,7 @@ def make_environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(koii=koii, short=short, duration=duration, clock=clock)
+    env.filters.update(koii=koii, short=short, duration=duration, clock=clock, plural=plural, clip=clip)
     return env
 
 

@@ -255,7 +255,7 @@ async def changes(node: Any, every: float = 0.5) -> AsyncIterator[bytes]:
             if last is not None:
                 yield b"event: change\ndata: {}\n\n"
             last = now
-        if node.slot != slot:
+        if node.slot != slot and node.slot >= 0:  # -1: no task has read the ledger yet
             slot = node.slot
             yield b'event: slot\ndata: {"slot": %d}\n\n' % node.slot
         quiet += every

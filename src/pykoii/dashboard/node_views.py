@@ -11,8 +11,8 @@ from .history import RewardHistory, RoundOutcome
 from .metadata import task_metadata
 from .timing import round_start, round_timing
 
-CHART_ROUNDS = 24
-"""Rounds shown in a task's rewards chart."""
+CHART_WIDTH = 600
+"""Width of a task's earnings chart (SVG units; it scales down to the page)."""
 
 
 def status_of(runtime: Any) -> tuple[str, str]:
@@ -68,50 +68,66 @@ def last_submission(
 
 
 def chart(outcomes: list[RoundOutcome], current: int) -> dict[str, Any]:
-    """Bars for the last ``CHART_ROUNDS`` rounds: rewards up, slashes down, as SVG coordinates."""
-    last = max([current - 2, *(o.round for o in outcomes)], default=0)
-    first = max(0, last - CHART_ROUNDS + 1)
-    by_round = {o.round: o for o in outcomes}
+    """Every paid round of the task's history as SVG bars (rewards up, slashes down) and the total
+    earned as a line, scaled into one fixed-width chart; no bars when nothing was ever paid."""
+    width, height, axis, left = CHART_WIDTH, 64, 76, 30
+    if not outcomes:
+        return {
+            "bars": [],
+            "first": 0,
+            "last": 0,
+            "top": 0,
+            "width": width,
+            "axis": axis,
+            "line": "",
+            "total": 0,
+            "rounds": 0,
+        }
+    first, last = outcomes[0].round, max(o.round for o in outcomes)
+    span = last - first + 1
+    step = (width - left - 10) / span
+    bar = max(1.0, step - (2 if step > 6 else 0))
     top = max([o.reward for o in outcomes] + [1])
-    low = max([o.slash for o in outcomes] + [0])
-    width, height, axis = 12, 64, 70
-    bars = []
-    for index, number in enumerate(range(first, last + 1)):
-        outcome = by_round.get(number)
-        x = 30 + index * (width + 4)
-        if outcome and outcome.reward:
-            h = max(2, round(outcome.reward / top * height))
+    low = max([o.slash for o in outcomes] + [1])
+    bars, points, total, earned = [], [], 0, sum(o.reward for o in outcomes)
+    for o in outcomes:
+        x = round(left + (o.round - first) * step, 1)
+        if o.reward:
+            h = max(2, round(o.reward / top * height))
             bars.append(
                 {
                     "x": x,
                     "y": axis - h,
-                    "w": width,
+                    "w": bar,
                     "h": h,
                     "kind": "reward",
-                    "round": number,
-                    "amount": outcome.reward,
+                    "round": o.round,
+                    "amount": o.reward,
                 }
             )
-        if outcome and outcome.slash:
-            h = max(2, round(outcome.slash / max(low, 1) * 16))
+        if o.slash:
+            h = max(2, round(o.slash / low * 16))
             bars.append(
-                {
-                    "x": x,
-                    "y": axis,
-                    "w": width,
-                    "h": h,
-                    "kind": "slash",
-                    "round": number,
-                    "amount": outcome.slash,
-                }
+                {"x": x, "y": axis, "w": bar, "h": h, "kind": "slash", "round": o.round, "amount": o.slash}
             )
+        total += o.reward
+        points.append(f"{x + bar / 2:.1f},{axis - total / max(earned, 1) * height:.1f}")
+    return {"bars": bars, "first": first, "last": last, "top": top, "width": width, "axis": axis,
+            "line": " ".join(points), "total": earned, "rounds": span}  # fmt: skip
+
+
+def on_this_node(node: Any, runtime: Any, outcomes: list[RoundOutcome], current: int) -> dict[str, Any]:
+    """Uptime and missed rounds of the task on this node (``sandbox_of`` has its isolation)."""
+    process = runtime.process
+    running = process is not None and process.running
+    settled = range(runtime.first_round, current - 1) if runtime.first_round is not None else range(0)
+    rewarded = {o.round for o in outcomes if o.reward and not o.slash}
     return {
-        "bars": bars,
-        "first": first,
-        "last": last,
-        "top": top,
-        "width": 30 + CHART_ROUNDS * (width + 4) + 10,
-        "axis": axis,
+        "up_ms": int((node.clock.now() - runtime.started_at) * 1000) if running and runtime.started_at else 0,
+        "restarts": runtime.restarts,
+        "since_round": runtime.first_round,
+        "settled": len(settled),
+        "missed": sum(1 for r in settled if r not in rewarded),
     }
 
 
@@ -176,6 +192,7 @@ async def task_row(
         rewards_total=sum(o.reward for o in outcomes),
         slashes=[o for o in outcomes if o.slash],
         chart=chart(outcomes, timing["round"]),
+        here=on_this_node(node, runtime, outcomes, timing["round"]),
         meta=await task_metadata(node.ledger.blob, str(state.get("task_metadata", ""))),
         variables=sorted(runtime.record.variables),
     )
