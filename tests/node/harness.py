@@ -52,6 +52,23 @@ def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] 
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
+def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something true (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def paid_rounds(ledger: Ledger, task_id: str) -> list[int]:
+    """The rounds of ``task_id`` whose payout succeeded."""
+    record = ledger.task(task_id)["distributions_audit_record"]
+    return sorted(int(r) for r, v in record.items() if v == "PayoutSuccessful")
+
+
 class Ledger:
     """A ledger service subprocess on fast slots, plus the few calls tests need."""
 

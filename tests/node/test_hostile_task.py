@@ -26,7 +26,7 @@ import pytest
 
 from pykoii.keys import Keypair
 
-from .harness import HELLO_WORLD, REPO, Ledger, NodeProcess
+from .harness import HELLO_WORLD, REPO, Ledger, NodeProcess, paid_rounds, wait_until
 
 HOSTILE = Path(__file__).resolve().parent / "hostile_task"
 USER = "pykoii-node-test"
@@ -34,16 +34,6 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 HELLO_SECRET = "hello-secret-0b1d"
 SPY_SECRET = "spy-secret-7e4a"
 LIMITS = ("--task-memory-mb", "384", "--task-processes", "64", "--task-disk-mb", "16", "--grace", "1")
-
-
-def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def ordinary_user(home: Path) -> tuple[tuple[str, ...], str, dict[str, str]]:
@@ -239,8 +229,8 @@ def test_hostile_task_gets_nothing_and_the_honest_task_keeps_being_paid(world: W
 
     # The honest task was paid every round since it joined, the hostile ones beside it.
     hello = world.tasks["hello"]
-    wait_until(lambda: len(paid(ledger, hello)) >= 3, 90, "three paid rounds of Hello World")
-    rounds = paid(ledger, hello)
+    wait_until(lambda: len(paid_rounds(ledger, hello)) >= 3, 90, "three paid rounds of Hello World")
+    rounds = paid_rounds(ledger, hello)
     assert rounds == list(range(rounds[0], rounds[-1] + 1)) and rounds[0] <= joined + 1, (joined, rounds)
 
     # Restarting the node (the old chown walk ran here) leaves the root-owned canary root-owned.
@@ -267,11 +257,6 @@ def test_hostile_task_gets_nothing_and_the_honest_task_keeps_being_paid(world: W
     assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and _cwd(pid) == str(work)]
     assert spy not in world.info()
     assert any(e["kind"] == "remove" for e in world.events("spy"))
-
-
-def paid(ledger: Ledger, task_id: str) -> list[int]:
-    record = ledger.task(task_id)["distributions_audit_record"]
-    return sorted(int(r) for r, v in record.items() if v == "PayoutSuccessful")
 
 
 def _cwd(pid: str) -> str:

@@ -8,24 +8,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from pykoii.keys import Keypair
 
-from .harness import LEDGER_SCRIPT, Ledger, NodeProcess, wait_http
-
-
-def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from .harness import LEDGER_SCRIPT, Ledger, NodeProcess, wait_http, wait_until
 
 
 def test_slash_votes_and_payouts_are_logged_as_they_happen(sandbox_root: Path) -> None:

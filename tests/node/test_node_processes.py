@@ -12,7 +12,7 @@ import pytest
 from pykoii.keys import Keypair
 
 from .conftest import write_task
-from .harness import Ledger, NodeProcess
+from .harness import Ledger, NodeProcess, wait_until
 
 BOUNTY = 10**9
 STAKE_KOII = 5
@@ -26,25 +26,10 @@ def ledger(sandbox_root: Path) -> Iterator[Ledger]:
     service.stop()
 
 
-def wait_until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def add(node: NodeProcess, ledger: Ledger, task_id: str, *extra: str) -> None:
     ledger.airdrop(node.info["main_account"], 50)
     result = node.cli("add-task", task_id, "--stake", str(STAKE_KOII), *extra)
     assert result.returncode == 0, result.stderr
-
-
-def paid_rounds(ledger: Ledger, task_id: str) -> list[int]:
-    record = ledger.task(task_id)["distributions_audit_record"]
-    return sorted(int(r) for r, v in record.items() if v == "PayoutSuccessful")
 
 
 def watch_rounds(ledger: Ledger, task_id: str, enough, timeout: float):  # type: ignore[no-untyped-def]
