@@ -50,8 +50,7 @@ class SandboxLimits:
     """Limits of one task, for the task child and everything it forks. Each is a ``node run`` option."""
 
     memory_bytes: int = 1 << 30
-    """Memory of the whole task (``--task-memory-mb``): cgroup ``memory.limit_in_bytes`` under root;
-    otherwise RLIMIT_AS per process plus the node's watch over the sandbox's resident memory."""
+    """Memory of the whole task (``--task-memory-mb``): a cgroup limit, or RLIMIT_AS and the watch."""
     processes: int = 256
     """Processes and threads of the whole task (``--task-processes``): ``pids.max`` and RLIMIT_NPROC."""
     cpus: float = 1.0
@@ -111,8 +110,7 @@ class TaskProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.isolation = iso.NONE
         self.limits_kind = lim.RLIMITS
-        self.limit_hit = ""
-        """Why the node stopped the child for a limit (empty when it did not)."""
+        self.limit_hit = ""  # why the node stopped the child for a limit (empty when it did not)
         self.cgroups: lim.Cgroups | None = None
         self._counters: dict[str, int] = {}
         self._watch: asyncio.Task[None] | None = None
