@@ -93,7 +93,7 @@ FIELDS: dict[str, Bound] = {
         "slots for proofs at the start of a round", 1, MAX_ROUND_TIME, checked_by=_CONFIG
     ),
     "audit_window": _int(
-        "slots after the submission window: reveals (half, at most 4 slots), then votes",
+        "slots after the submission window: reveals (the first half), then votes",
         2,
         MAX_ROUND_TIME,
         checked_by=_CONFIG,
