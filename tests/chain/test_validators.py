@@ -355,9 +355,20 @@ def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
         with pytest.raises(errors.InvalidSignatureError):
             client.send(forged)
 
+        # A POST /tx batch (one JSON-RPC batch to the engine, more than its default limit of 10).
+        slot = client.slot()["slot"]
+        batch = [
+            alice.sign_transaction(
+                {"type": "airdrop", "to": Keypair.generate().public_key, "amount": 1, "recent_slot": slot}
+            )
+            for _ in range(25)
+        ]
+        results = client.send_batch(batch)
+        assert all(isinstance(r, dict) and r["height"] >= slot for r in results), results[:2]
+
         # Engine and application keep running and committing.
         receipt = client.send_transaction(alice, {"type": "transfer", "to": alice.public_key, "amount": 1})
-        assert receipt["seq"] == 2 and process.poll() is None
+        assert receipt["seq"] == 27 and process.poll() is None
         stored = client.transaction(receipt["tx_id"])
         assert (
             stored == {k: v for k, v in receipt.items() if k != "height"}
@@ -371,7 +382,7 @@ def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
         found = httpx.get(
             rpc + "/tx_search", params={"query": f"\"pykoii.tx.signer='{alice.public_key}'\""}, timeout=10
         ).json()
-        assert int(found["result"]["total_count"]) == 2
+        assert int(found["result"]["total_count"]) == 27
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)

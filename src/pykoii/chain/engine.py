@@ -110,7 +110,11 @@ def init_home(
                 "proxy_app": f"unix://{(home / 'app.sock').resolve()}",
                 "log_level": "state:info,*:error",
             },
-            "rpc": {"laddr": f"tcp://127.0.0.1:{rpc_port}", "max_body_bytes": 64 * 1024 * 1024},
+            "rpc": {
+                "laddr": f"tcp://127.0.0.1:{rpc_port}",
+                "max_body_bytes": 64 * 1024 * 1024,
+                "max_request_batch_size": 0,  # POST /tx batches (up to 5,000) go as one JSON-RPC batch
+            },
             "p2p": {
                 "laddr": f"tcp://{host}:{p2p_port}",
                 "addr_book_strict": False,
