@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from ..errors import PykoiiError
 
 if TYPE_CHECKING:
     from .store import LedgerStore
+
+
+@dataclass(slots=True)
+class Statistics:
+    """Counters for ``GET /metrics``."""
+
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    commits: int = 0
+    commit_seconds: float = 0.0
+    committed_entries: int = 0
+    replayed: int = 0
+
+    def reject(self, error: PykoiiError) -> None:
+        self.rejected[error.name] = self.rejected.get(error.name, 0) + 1
 
 
 def render_metrics(store: LedgerStore) -> str:

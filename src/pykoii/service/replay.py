@@ -25,7 +25,7 @@ from .slots import SlotClock
 from .verify import Verified, Verifier
 
 if TYPE_CHECKING:
-    from .store import Statistics
+    from .metrics import Statistics
 
 
 class Replay:

@@ -68,6 +68,7 @@ from ..ledger.codec import sha256_hex
 from .blobs import DEFAULT_QUOTA_BYTES, BlobStore
 from .events import EventHub, EventSource
 from .log import LogBackend, LogEntry, SQLiteLog, entry_hash_of
+from .metrics import Statistics
 from .records import Genesis as Genesis
 from .records import entry_to_plain, mark_entry, receipt_plain, state_bytes
 from .replay import Replay
@@ -98,21 +99,6 @@ class _Pass:
     hash: str = ""
     commit: asyncio.Future[None] | None = None
     started: float = 0.0
-
-
-@dataclass(slots=True)
-class Statistics:
-    """Counters for ``GET /metrics``."""
-
-    accepted: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    commits: int = 0
-    commit_seconds: float = 0.0
-    committed_entries: int = 0
-    replayed: int = 0
-
-    def reject(self, error: PykoiiError) -> None:
-        self.rejected[error.name] = self.rejected.get(error.name, 0) + 1
 
 
 class LedgerStore(Replay, EventSource):
