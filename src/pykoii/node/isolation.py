@@ -94,6 +94,10 @@ def require_isolation(task_id: str = "") -> None:
         )
 
 
+SCRATCH = ("/tmp", "/dev/shm")
+"""The sandbox's own empty, size-capped scratch folders (fresh tmpfs, none of the host's files)."""
+
+
 def bwrap_args(
     *,
     work_dir: Path | None,
@@ -122,15 +126,9 @@ def bwrap_args(
         "/dev",
         "--proc",
         "/proc",
-        "--size",
-        str(tmp_bytes),
-        "--tmpfs",
-        "/tmp",
-        "--size",
-        str(tmp_bytes),
-        "--tmpfs",
-        "/dev/shm",
     ]
+    for scratch in SCRATCH:
+        args += ["--size", str(tmp_bytes), "--tmpfs", scratch]
     hidden = sorted({os.path.realpath(p) for p in hide if p not in ("", "/") and os.path.lexists(p)})
     dirs = [h for h in hidden if os.path.isdir(h)]
     for path in dirs:
@@ -138,7 +136,7 @@ def bwrap_args(
             args += ["--tmpfs", path]
     # What the child needs (its Python, pykoii) is bound back wherever something above it was covered,
     # the sandbox's own /tmp and /dev/shm included (a node installed under /tmp must still start).
-    covered = [*dirs, "/tmp", "/dev/shm"]
+    covered = [*dirs, *SCRATCH]
     kept = sorted({os.path.realpath(p) for p in keep if os.path.isdir(p)})
     for path in kept:
         if any(_under(path, h) for h in covered):
