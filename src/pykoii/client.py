@@ -283,9 +283,11 @@ class LedgerClient:
         )["cid"]
         return cid
 
-    def get_blob(self, cid: str) -> bytes:
-        """A blob's bytes, checked against its CID here as well."""
-        data = self._request("GET", f"/blobs/{cid}").content
+    def get_blob(self, cid: str, *, local: bool = False) -> bytes:
+        """A blob's bytes, checked against its CID here as well; ``local``: only if that ledger
+        holds it itself (it does not ask its primary or the other validators)."""
+        params = {"local": "true"} if local else {}
+        data = self._request("GET", f"/blobs/{cid}", params=params).content
         digest = hashlib.sha256(data).digest()
         body = cid[1:].upper()
         expected = base64.b32decode(body + "=" * (-len(body) % 8))[4:]

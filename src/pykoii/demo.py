@@ -101,7 +101,11 @@ def run_demo(
         if net.network is not None:
             for validator in net.network.validators:
                 out(f"  {validator.info.name}  {validator.url}   engine RPC {validator.rpc}")
-            out(f"  nodes use {net.ledger_url}; slots are block heights (~{slot_ms} ms)")
+            out(
+                f"  the task is deployed through {net.ledger_url}; node i uses validator "
+                f"(i - 1) % {validators} + 1 (blobs are fetched between validators); slots are block "
+                f"heights (~{slot_ms} ms)"
+            )
         else:
             out(f"  ledger  {net.ledger_url}   slots of {slot_ms} ms")
         task_id = net.deploy(HELLO_WORLD, **(VALIDATOR_WINDOWS if validators else {}))

@@ -148,8 +148,8 @@ class Devnet:
     node_ports: list[int] = field(default_factory=list)
     poll: float = 0.1
     validators: int = 0
-    """0: one ledger service (the sequencer); N: N CometBFT validators (``pykoii.chain``), nodes on
-    the first one's HTTP API."""
+    """0: one ledger service (the sequencer); N: N CometBFT validators (``pykoii.chain``); node ``i``
+    uses validator ``(i - 1) % N + 1``'s HTTP API, tasks are deployed through the first one."""
     ledger: Process | None = None
     nodes: list[DevnetNode] = field(default_factory=list)
     client: LedgerClient | None = None
@@ -167,6 +167,13 @@ class Devnet:
     def ledger_url(self) -> str:
         assert self.ledger is not None
         return self.ledger.url
+
+    def node_ledger_url(self, index: int) -> str:
+        """The ledger URL node ``index`` uses: the ledger, or one validator after another."""
+        if self.network is None:
+            return self.ledger_url
+        validators = self.network.validators
+        return str(validators[(index - 1) % len(validators)].url)
 
     def _cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "pykoii.cli", *args]
@@ -233,7 +240,7 @@ class Devnet:
                 "node",
                 "run",
                 "--ledger",
-                self.ledger_url,
+                self.node_ledger_url(index),
                 "--data",
                 str(data_dir),
                 "--wallet",

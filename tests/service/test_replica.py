@@ -159,3 +159,49 @@ def test_a_replica_behind_a_front_answering_html_errors_recovers_and_reports_its
         finally:
             stop(replica)
     client.close()
+
+
+class WrongBytes(threading.Thread):
+    """A hostile ledger: every ``GET /blobs/...`` answers 200 with bytes that are not the blob."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "application/octet-stream")
+                self.send_header("content-length", "9")
+                self.end_headers()
+                self.wfile.write(b"not it!!!")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def run(self) -> None:
+        self.server.serve_forever()
+
+
+def test_blobs_are_found_on_other_ledgers_checked_against_their_cid(primary: str) -> None:
+    from pykoii.errors import LedgerUnavailableError, NotFoundError
+    from pykoii.service.blobs import cid_of
+    from pykoii.service.follow import blob_source
+
+    cid = LedgerClient(primary).put_blob(b"task code on one ledger only")
+    hostile = WrongBytes()
+    hostile.start()
+    down = f"http://127.0.0.1:{free_port()}"
+    try:
+        # Down, then lying (refused: not the CID's bytes), then the real copy.
+        assert blob_source([down, hostile.url, primary], local=True)(cid) == b"task code on one ledger only"
+        with pytest.raises(LedgerUnavailableError) as unavailable:
+            blob_source([down, hostile.url], local=True)(cid)
+        assert "BlobCorruptionError" in unavailable.value.message and down in unavailable.value.message
+        with pytest.raises(NotFoundError, match="no blob has id"):
+            blob_source([primary], local=True)(cid_of(b"stored nowhere"))
+    finally:
+        hostile.server.shutdown()

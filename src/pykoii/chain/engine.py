@@ -3,6 +3,7 @@
 A validator's folder (``--home``) holds::
 
     validator.json   name, node id, validator public key, p2p address, RPC and HTTP ports
+    peer-apis.json   the other validators' HTTP APIs (asked for blobs this one does not hold)
     engine/          CometBFT's home: config/config.toml, config/genesis.json, keys, data/
     ledger/          the application's SQLite log, checkpoints and blobs
     app.sock         the ABCI socket between the two (unix)
@@ -147,7 +148,7 @@ def set_config(path: Path, values: dict[str, dict[str, Any]]) -> None:
         if header:
             section = header.group(1)
             continue
-        match = re.match(r"([a-z_]+) = ", line)
+        match = re.match(r"([a-z_-]+) = ", line)
         if match and match.group(1) in values.get(section, {}):
             lines[index] = f"{match.group(1)} = {_toml(values[section][match.group(1)])}"
     path.write_text("\n".join(lines) + "\n")
@@ -202,6 +203,28 @@ def install_genesis(home: Path, genesis: dict[str, Any], peers: list[str]) -> No
     config = home / "engine" / "config"
     (config / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
     set_config(config / "config.toml", {"p2p": {"persistent_peers": ",".join(peers)}})
+
+
+def peer_apis(home: Path, given: str | None = None) -> list[str]:
+    """The other validators' HTTP API URLs: ``given`` (comma-separated; saved in
+    ``DIR/peer-apis.json`` for later runs), else those saved before (none: ``[]``)."""
+    path = home / "peer-apis.json"
+    if given is None:
+        try:
+            return [str(url) for url in json.loads(path.read_text())]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{path} is not a JSON list of URLs ({exc}); give --peer-apis again") from None
+    urls = [url.strip().rstrip("/") for url in given.split(",") if url.strip()]
+    for url in urls:
+        if not re.fullmatch(r"https?://[^/\s]+", url):
+            raise ConfigError(
+                f"--peer-apis: {url!r} is not an HTTP API base URL; expected http://HOST:PORT, "
+                "comma-separated"
+            )
+    path.write_text(json.dumps(urls) + "\n")
+    return urls
 
 
 def read_genesis(home: Path) -> tuple[dict[str, Any], Genesis]:

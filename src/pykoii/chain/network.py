@@ -1,7 +1,8 @@
 """``ValidatorNetwork``: N validators (engine + application each) as real processes on loopback.
 
 Each validator gets its own folder, free ports (p2p, engine RPC, HTTP API) and an ABCI unix socket;
-all share one genesis and dial each other as persistent peers. ``pykoii devnet up --validators N``,
+all share one genesis, dial each other as persistent peers and fetch the blobs they do not hold from
+each other's HTTP APIs (``--peer-apis``). ``pykoii devnet up --validators N``,
 ``pykoii demo --validators N``, the fault tests and the benchmark are built on it.
 """
 
@@ -37,6 +38,8 @@ class Validator:
     info: ValidatorInfo
     process: Any = None
     env: dict[str, str] = field(default_factory=dict)
+    options: list[str] = field(default_factory=list)
+    """More ``pykoii validator run`` arguments for this one."""
 
     @property
     def url(self) -> str:
@@ -62,6 +65,8 @@ class ValidatorNetwork:
     ack_timeout: float = 30.0
     http_port: int = 0
     """The first validator's HTTP API port (the others follow); 0: free ports."""
+    options: list[str] = field(default_factory=list)
+    """More ``pykoii validator run`` arguments, for every validator."""
     validators: list[Validator] = field(default_factory=list)
 
     def create(self) -> None:
@@ -118,6 +123,10 @@ class ValidatorNetwork:
             str(self.workers),
             "--ack-timeout",
             str(self.ack_timeout),
+            "--peer-apis",
+            ",".join(v.url for v in self.validators if v is not validator),
+            *self.options,
+            *validator.options,
         ]
         validator.process = Process(
             validator.info.name,

@@ -34,19 +34,18 @@ def say(text: str) -> None:
     print(f"pykoii validator: {text}", file=sys.stderr, flush=True)
 
 
-async def run_validator(
-    home: Path, *, host: str, workers: int, ack_timeout: float, retain_blocks: int
-) -> int:
+async def run_validator(home: Path, *, host: str, peer_apis: list[str], **options: Any) -> int:
+    """Run the validator in ``home`` until SIGTERM/SIGINT or its engine stops; ``peer_apis`` are the
+    other validators' HTTP APIs (asked for blobs this one does not hold); ``options`` go to
+    ``open_chain_store``."""
     info = ValidatorInfo.load(home / "validator.json")
     _, genesis = read_genesis(home)
     store = open_chain_store(
         home / "ledger",
         genesis=genesis,
         rpc_url=f"http://127.0.0.1:{info.rpc_port}",
-        workers=workers,
-        ack_timeout=ack_timeout,
-        retain_blocks=retain_blocks,
         diverge_at=int(os.environ.get(DIVERGE_VARIABLE, "0") or 0),
+        **options,
     )
     await store.start()
     app = ChainApp(store)
@@ -62,14 +61,17 @@ async def run_validator(
         stdin=asyncio.subprocess.DEVNULL,
     )
     say(
-        f"{info.name}: height {store.height}, seq {store.seq}; HTTP API http://{host}:{info.http_port}, "
-        f"engine RPC http://127.0.0.1:{info.rpc_port}, p2p {info.p2p}"
+        f"{info.name}: height {store.height}, seq {store.seq} ({_restored(store)}); "
+        f"HTTP API http://{host}:{info.http_port}, "
+        f"engine RPC http://127.0.0.1:{info.rpc_port}, p2p {info.p2p}; blobs it does not hold are "
+        f"fetched from {', '.join(peer_apis) or 'no other validator (no --peer-apis)'}"
     )
     import uvicorn
 
     from ..service.server import server_options
 
-    http = uvicorn.Server(uvicorn.Config(_app(store), **server_options(host=host, port=info.http_port)))
+    app_http = _app(store, peer_apis)
+    http = uvicorn.Server(uvicorn.Config(app_http, **server_options(host=host, port=info.http_port)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -104,10 +106,21 @@ async def run_validator(
     return status
 
 
-def _app(store: ChainStore) -> Any:
-    from ..service import create_app
+def _restored(store: ChainStore) -> str:
+    """How start-up rebuilt the state: from which checkpoint, how many entries replayed."""
+    start = store.seq - store.stats.replayed
+    where = f"from the checkpoint at seq {start}" if start else "from genesis"
+    return f"state {where}, {store.stats.replayed} log entries replayed"
 
-    return create_app(store, close_store=False)  # closed by run_validator, after the engine
+
+def _app(store: ChainStore, peer_apis: list[str]) -> Any:
+    from ..service import create_app
+    from ..service.follow import blob_source
+
+    # Blobs this validator does not hold: from the other validators, asked with ``local=true``
+    # (a validator asked by a peer answers from its own disk only, so no request goes round in circles).
+    source = blob_source(peer_apis, local=True) if peer_apis else None
+    return create_app(store, close_store=False, blob_source=source)  # closed by run_validator
 
 
 async def _watch_engine(engine: asyncio.subprocess.Process, log_file: Any, store: ChainStore) -> None:
@@ -134,17 +147,11 @@ async def _watch_engine(engine: asyncio.subprocess.Process, log_file: Any, store
     )
 
 
-def main_run(home: Path, *, host: str, workers: int, ack_timeout: float, retain_blocks: int) -> int:
+def main_run(home: Path, *, host: str, peer_apis: list[str], **options: Any) -> int:
     try:
         import uvloop
 
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    return int(
-        runner(
-            run_validator(
-                home, host=host, workers=workers, ack_timeout=ack_timeout, retain_blocks=retain_blocks
-            )
-        )
-    )
+    return int(runner(run_validator(home, host=host, peer_apis=peer_apis, **options)))

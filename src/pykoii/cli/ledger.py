@@ -67,6 +67,12 @@ def _server_options(parser: argparse.ArgumentParser, port: int) -> None:
         default=os.cpu_count() or 1,
         help="signature-checking processes (default: one per core; 0 checks inline)",
     )
+    add_storage_options(parser)
+    _connection_options(parser)
+
+
+def add_storage_options(parser: argparse.ArgumentParser) -> None:
+    """``--reserve-mb`` and ``--blob-quota-mb`` (``ledger serve|follow``, ``validator run``)."""
     parser.add_argument(
         "--reserve-mb",
         type=float,
@@ -80,7 +86,6 @@ def _server_options(parser: argparse.ArgumentParser, port: int) -> None:
         default=DEFAULT_QUOTA_BYTES / 2**20,
         help=f"total size of all blobs (default {DEFAULT_QUOTA_BYTES // 2**20})",
     )
-    _connection_options(parser)
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +109,7 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
+def storage_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "reserve_bytes": int(args.reserve_mb * 2**20),
         "blob_quota_bytes": int(args.blob_quota_mb * 2**20),
@@ -143,7 +148,7 @@ def serve(args: argparse.Namespace) -> int:
         genesis=genesis,
         workers=args.workers,
         on_progress=_progress("replayed"),
-        **_storage_options(args),
+        **storage_options(args),
     )
     if store.genesis.slot_ms != args.slot_ms or store.genesis.params.devnet != args.devnet:
         print(
@@ -201,7 +206,7 @@ def verify(args: argparse.Namespace) -> int:
 def follow(args: argparse.Namespace) -> int:
     from ..client import LedgerClient
     from ..service import create_app, open_store
-    from ..service.follow import Replication, primary_genesis
+    from ..service.follow import Replication, blob_source, primary_genesis
     from ..service.follow import follow as follow_log
 
     sock = listen_socket(args.host, args.port)
@@ -213,7 +218,7 @@ def follow(args: argparse.Namespace) -> int:
         genesis=genesis,
         workers=args.workers,
         read_only=True,
-        **_storage_options(args),
+        **storage_options(args),
     )
     if store.genesis.hash != genesis.hash:
         raise PykoiiError(
@@ -229,7 +234,7 @@ def follow(args: argparse.Namespace) -> int:
         store,
         background=[lambda: follow_log(store, client, replication)],
         replication=replication,
-        blob_source=client.get_blob,
+        blob_source=blob_source([args.url]),
     )
     _run(app, args, sock)
     return 0

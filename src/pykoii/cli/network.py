@@ -114,7 +114,8 @@ def devnet_up(args: argparse.Namespace) -> int:
         print(f"  ledger     {net.ledger_url}  (explorer: {net.ledger_url}/explorer/)")
         print(f"  author     wallet {author.public_key} ({author_path}, {AUTHOR_FUNDS} KOII)")
         for node in net.nodes:
-            print(f"  {node.name}     {node.url}/  data {node.data_dir}")
+            ledger = net.node_ledger_url(node.index)
+            print(f"  {node.name}     {node.url}/  data {node.data_dir}  ledger {ledger}")
             login = f"{operator_url(node.data_dir)}/login?token={operator_secret(node.data_dir)}"
             print(f"             dashboard {login}")
             print(f"             main wallet {node.wallet.public_key} ({NODE_FUNDS} KOII)")

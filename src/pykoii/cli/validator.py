@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 from ..errors import ConfigError
+from .ledger import add_storage_options, storage_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -57,6 +58,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--ack-timeout", type=float, default=30.0, help="seconds POST /tx waits for its block (default 30)"
     )
     run.add_argument("--retain-blocks", type=int, default=0, help="blocks the engine keeps (default 0: all)")
+    run.add_argument(
+        "--peer-apis",
+        default=None,
+        help="the other validators' HTTP APIs http://HOST:PORT,..., asked for blobs this validator "
+        "does not hold (default: as given last time)",
+    )
+    run.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=200_000,
+        help="write a checkpoint (the state after a committed block) every N log entries, so a "
+        "restart replays only what follows it (default 200000; 0: only at shutdown)",
+    )
+    run.add_argument(
+        "--replay-log",
+        action="store_true",
+        help="drop the checkpoints and replay the whole log at start (e.g. after a checkpoint was refused)",
+    )
+    add_storage_options(run)
     run.set_defaults(func=run_command)
 
 
@@ -96,11 +116,13 @@ def genesis_command(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {args.out}: chain {document['chain_id']}, {len(infos)} validators")
     print(f"peers: {','.join(i.peer for i in infos)}")
+    apis = ",".join(f"http://{i.p2p.rsplit(':', 1)[0]}:{i.http_port}" for i in infos)
+    print(f"peer APIs (each validator's --peer-apis: all but its own): {apis}")
     return 0
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ..chain.engine import install_genesis, read_genesis, set_config
+    from ..chain.engine import install_genesis, peer_apis, read_genesis, set_config
     from ..chain.validator import main_run
 
     if not (args.home / "validator.json").exists():
@@ -115,7 +137,11 @@ def run_command(args: argparse.Namespace) -> int:
     return main_run(
         args.home,
         host=args.host,
+        peer_apis=peer_apis(args.home, args.peer_apis),
         workers=args.workers,
         ack_timeout=args.ack_timeout,
         retain_blocks=args.retain_blocks,
+        checkpoint_every=args.checkpoint_every,
+        replay_log=args.replay_log,
+        **storage_options(args),
     )

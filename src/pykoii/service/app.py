@@ -44,6 +44,7 @@ from .events import EVENT_KINDS, EventHub, Subscription
 from .follow import Replication
 from .metrics import render_metrics
 from .openapi import (
+    BLOB_LOCAL,
     EVENTS_LIMIT,
     FLAGS,
     LOG_AFTER,
@@ -306,8 +307,9 @@ def create_app(
 ) -> Starlette:
     """The ledger's HTTP API over ``store``. ``background`` coroutines (e.g. a replica's follower)
     run for the app's lifetime; the store is started with the app and closed after it. A replica
-    passes its ``replication`` status (for ``/health``) and a ``blob_source`` (its primary's
-    ``GET /blobs``) for the blobs it does not hold yet."""
+    passes its ``replication`` status (for ``/health``); a replica or a validator passes a
+    ``blob_source`` (``follow.blob_source``: its primary's or the other validators' ``GET /blobs``)
+    for the blobs it does not hold yet."""
 
     async def post_tx(request: Request) -> Response:
         envelopes, is_batch = decode_envelopes(await read_body(request, MAX_TX_BODY))
@@ -400,13 +402,14 @@ def create_app(
         blobs = store.blobs
         if blobs is None:
             raise NotFoundError("this ledger stores no blobs")
-        cid = request.path_params["cid"]
+        cid, local = request.path_params["cid"], flag_param(request, BLOB_LOCAL)
         try:
             data = blobs.get(cid)
         except NotFoundError:
-            if blob_source is None:
+            if blob_source is None or local:
                 raise
-            # A replica: the primary's copy (the client checks it against the CID), kept here.
+            # A replica or a validator: another ledger's copy (checked against the CID), kept here
+            # within the blob quota and the free-space reserve (507 past either).
             data = await asyncio.to_thread(blob_source, cid)
             await asyncio.to_thread(blobs.put, data)
         return Response(data, media_type="application/octet-stream")

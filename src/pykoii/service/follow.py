@@ -4,7 +4,8 @@
 ``LedgerStore.append_replicated``, which checks the hash chain and every signature, applies each
 entry at its recorded slot and appends it to the replica's own durable log. The replica's store is
 read-only: ``POST /tx`` and ``PUT /blobs`` are refused with ``ReadOnlyReplicaError``; ``GET /blobs``
-fetches a blob it does not hold from the primary (checked against its CID) and keeps it.
+fetches a blob it does not hold from the primary (``blob_source``, checked against its CID) and keeps
+it. A validator finds the blobs it does not hold on the other validators the same way.
 
 A replica never stops on its own: every failure (the primary down, a proxy's HTML error page, a
 malformed or non-verifying answer, its own full disk) is logged and retried with exponential
@@ -17,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..client import LedgerClient
-from ..errors import LogCorruptionError
+from ..errors import LedgerUnavailableError, LogCorruptionError, NotFoundError, PykoiiError
 from .store import Genesis, LedgerStore
 
 LOG = logging.getLogger("pykoii.ledger.follow")
@@ -36,6 +38,35 @@ def primary_genesis(client: LedgerClient) -> Genesis:
             f"the primary's genesis hashes to {genesis.hash}, not to the {answer['hash']} it announces"
         )
     return genesis
+
+
+def blob_source(urls: Sequence[str], *, local: bool = False, timeout: float = 10.0) -> Callable[[str], bytes]:
+    """How a ledger fetches a blob it does not hold: ``GET /blobs/{cid}`` of each ledger at ``urls``
+    in turn (a replica: its primary; a validator: the other validators, asked with ``local`` so that
+    they do not ask on in turn); the first copy that matches the CID wins (``LedgerClient.get_blob``
+    checks it). None has it: ``NotFoundError``, or ``LedgerUnavailableError`` if one that could
+    hold it did not answer; each names what every ledger said."""
+    clients = [LedgerClient(url, retries=0, timeout=timeout) for url in urls]
+
+    def fetch(cid: str) -> bytes:
+        said: list[str] = []
+        unreachable = False
+        for client in clients:
+            try:
+                return client.get_blob(cid, local=local)
+            except PykoiiError as exc:
+                unreachable = unreachable or not isinstance(exc, NotFoundError)
+                said.append(f"{client.base_url}: {exc.name}: {exc.message[:160]}")
+                if not isinstance(exc, NotFoundError):
+                    LOG.warning("blob %s: %s", cid, said[-1])
+        where = "; ".join(said) or "no other ledger is configured"
+        if unreachable:
+            raise LedgerUnavailableError(
+                f"blob {cid} is not held here and no other ledger served it ({where}); retry later", cid=cid
+            )
+        raise NotFoundError(f"no blob has id {cid}, here or on the other ledgers ({where})", cid=cid)
+
+    return fetch
 
 
 @dataclass

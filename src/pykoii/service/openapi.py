@@ -70,6 +70,11 @@ EVENTS_TYPES = Param(
     "comma-separated kinds to keep: slot, phase, tx, payout (default all)",
 )
 STATE_ROOT = _flag("state_root", "also compute the state root")
+BLOB_LOCAL = _flag(
+    "local",
+    "answer from this ledger's own disk only (404 if it does not hold the blob), without asking its "
+    "primary or the other validators",
+)
 PAGE_AFTER = _key("after", "return keys above this base58 key (default: from the first)")
 PAGE_KEY = _key("key", "only this key (a base58 public key)")
 SUBMITTER = _key("submitter", "whose list (default: the list the round was paid from)")
@@ -244,10 +249,11 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/blobs/{cid}": {
         "get": _op(
-            "A blob's bytes, verified against its CID.",
+            "A blob's bytes, verified against its CID; a replica or validator that does not hold it "
+            "fetches it from its primary or the other validators (CID-checked) and keeps it.",
             content="application/octet-stream",
-            params=(CID,),
-            errors=("400", "404", "500"),
+            params=(CID, BLOB_LOCAL),
+            errors=("400", "404", "500", "503", "507"),
         )
     },
     "/health": {
