@@ -76,13 +76,14 @@ def _camel(kind: str) -> str:
 
 
 class Node:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, **options: Any) -> None:
         self.folder = folder
         self.socket = folder / "app.sock"
+        self.options = options
 
     async def __aenter__(self) -> Node:
         self.store = open_chain_store(
-            self.folder / "ledger", genesis=GENESIS, rpc_url="http://127.0.0.1:1", workers=1
+            self.folder / "ledger", genesis=GENESIS, rpc_url="http://127.0.0.1:1", workers=1, **self.options
         )
         await self.store.start()
         self.server = await serve(ChainApp(self.store), f"unix://{self.socket}")

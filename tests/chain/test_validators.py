@@ -125,6 +125,21 @@ def round_paid(client: LedgerClient, task_id: str) -> list[int]:
     return paid
 
 
+def check_blobs_on_every_validator(network: ValidatorNetwork, cid: str) -> None:
+    """The task's code was uploaded to validator-1 only; node-2 and node-3 downloaded it through
+    validator-2 and -3, which fetched it from their peers and keep it. Validator-4 (no node) holds
+    nothing until asked, and its blob quota (1 KB, below the code's size) refuses to keep it."""
+    assert cid
+    v1, v2, v3, v4 = network.validators
+    for holder in (v1, v2, v3):
+        assert httpx.get(f"{holder.url}/blobs/{cid}", params={"local": "true"}).status_code == 200
+    local = httpx.get(f"{v4.url}/blobs/{cid}", params={"local": "true"})
+    assert local.status_code == 404 and local.json()["error"] == "NotFoundError"
+    over = httpx.get(f"{v4.url}/blobs/{cid}")
+    assert over.status_code == 507 and "quota" in over.json()["message"], over.text
+    assert not (v4.home / "ledger" / "blobs" / cid).exists()
+
+
 def test_four_validators_agree_survive_kill_and_halt_without_quorum(tmp_path: Path) -> None:
     net = Devnet(tmp_path, nodes_count=3, slot_ms=400, poll=0.05, validators=4)
     net.start(timeout=120)
@@ -148,8 +163,11 @@ def test_four_validators_agree_survive_kill_and_halt_without_quorum(tmp_path: Pa
         height = network.height(v1)
         wait_for(lambda: network.height(v1) >= height + 10, "blocks without validator-4")
         wait_for(lambda: round_paid(client, task_id), "a round paid with validator-4 down", timeout=240)
+        # Restarted with a blob quota of 1 KB, and a checkpoint every 5 entries (for its next restart).
+        v4.options = ["--blob-quota-mb", "0.001", "--checkpoint-every", "5"]
         network.start_validator(v4)
         wait_for(lambda: network.height(v4) >= network.height(v1) - 1, "validator-4 catching up")
+        check_blobs_on_every_validator(network, client.task(task_id)["task_audit_program"])
 
         # Every other instruction, accepted or refused, so the comparison below covers them all.
         manager = Keypair.generate()  # deploy() airdrops it the bounty, nothing more
@@ -220,6 +238,11 @@ def test_four_validators_agree_survive_kill_and_halt_without_quorum(tmp_path: Pa
         network.start_validator(v4)
         top = network.height(v1)
         network.wait_height(top, timeout=120)
+        # Validator-4, killed again, started from a checkpoint written while it ran (not from genesis).
+        (restart,) = [
+            line for line in v4.process.log_tail(400).splitlines() if "log entries replayed" in line
+        ][-1:]
+        assert "state from the checkpoint at seq" in restart, restart
 
         # The same app hash at every height on every validator.
         hashes = [app_hashes(v, top) for v in network.validators]

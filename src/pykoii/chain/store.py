@@ -1,15 +1,17 @@
 """``ChainStore``: the ledger's state driven by CometBFT blocks instead of the sequencer.
 
-It is a ``LedgerStore`` (the same state, hash-chained SQLite log, checkpoints, receipts, event hub
-and start-up replay), with three differences:
+It is a ``LedgerStore`` (the same state, hash-chained SQLite log, receipts, event hub and start-up
+replay), with four differences:
 
 - **Slots are block heights.** ``finalize_block`` applies every transaction of block ``H`` with
   ``apply_transaction(state, tx, H)``; ``slot()`` is the last committed height, which clients sign
   as ``recent_slot``.
 - **Blocks are persisted at Commit.** The accepted transactions of a block become log entries (their
   ``slot`` is the height) and one row of the ``blocks`` table (height, app hash, last seq), all in one
-  SQLite commit; start-up replays the log and checks that the state root equals the app hash of the
-  last block, which ``Info`` then reports to the engine.
+  SQLite commit; start-up replays the log (after the newest checkpoint) and checks that the state root
+  equals the app hash of the last block, which ``Info`` then reports to the engine.
+- **Checkpoints are tied to blocks**, not marked in the log (``checkpoints.BlockCheckpoints``), so
+  every validator's log stays the same.
 - **Writes go through the engine.** ``submit`` broadcasts the envelope through the engine's RPC
   (``broadcast_tx_sync``, which runs ``CheckTx``) and answers only when the block holding it is
   committed **and** the network built on it: block ``H``'s outcomes are released when block
@@ -49,11 +51,13 @@ from ..ledger import apply_transaction, canonical_bytes
 from ..ledger.codec import sha256_hex
 from ..ledger.transition import check_recency
 from ..ledger.types import Roe
-from ..service.blobs import BlobStore
+from ..service.blobs import DEFAULT_QUOTA_BYTES, BlobStore
 from ..service.log import LogEntry, SQLiteLog, entry_hash_of
 from ..service.records import Genesis, receipt_plain
+from ..service.space import DEFAULT_RESERVE_BYTES
 from ..service.store import LedgerStore
 from ..service.verify import Verified, Verifier
+from .checkpoints import BlockCheckpoints
 
 MAX_TX_BYTES = 1024 * 1024
 """The largest transaction the application accepts (the engine's mempool allows 4 MiB, so a bigger
@@ -82,6 +86,7 @@ class ChainLog(SQLiteLog):
             "CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, app_hash TEXT NOT NULL, "
             "seq INTEGER NOT NULL, txs INTEGER NOT NULL)"
         )
+        self._writer.execute("CREATE INDEX IF NOT EXISTS blocks_seq ON blocks (seq)")
         self.next_block: BlockRecord | None = None
         """The block row ``stage`` writes with the next entries."""
 
@@ -99,11 +104,24 @@ class ChainLog(SQLiteLog):
                 raise
 
     def last_block(self) -> BlockRecord | None:
-        rows = self._read("SELECT height, app_hash, seq, txs FROM blocks ORDER BY height DESC LIMIT 1")
+        return self._block("SELECT height, app_hash, seq, txs FROM blocks ORDER BY height DESC LIMIT 1")
+
+    def block_ending_at(self, seq: int) -> BlockRecord | None:
+        """The first block after which the log ends at ``seq`` (the one that wrote entry ``seq``)."""
+        return self._block(
+            "SELECT height, app_hash, seq, txs FROM blocks WHERE seq = ? ORDER BY height LIMIT 1", (seq,)
+        )
+
+    def _block(self, sql: str, params: tuple[object, ...] = ()) -> BlockRecord | None:
+        rows = self._read(sql, params)
         if not rows:
             return None
         height, app_hash, seq, txs = rows[0]
         return BlockRecord(cast(int, height), cast(str, app_hash), cast(int, seq), cast(int, txs))
+
+    def drop_checkpoints(self) -> None:
+        """Delete every checkpoint (start-up then replays the whole log)."""
+        self._writer.execute("DELETE FROM checkpoints")
 
 
 @dataclass(slots=True)
@@ -164,7 +182,7 @@ def tx_hash(tx: bytes) -> bytes:
     return hashlib.sha256(tx).digest()
 
 
-class ChainStore(LedgerStore):
+class ChainStore(BlockCheckpoints, LedgerStore):
     """A ``LedgerStore`` whose transactions are ordered by CometBFT (see the module docstring)."""
 
     backend: ChainLog
@@ -181,11 +199,11 @@ class ChainStore(LedgerStore):
         stall_after: float = 10.0,
         retain_blocks: int = 0,
         diverge_at: int = 0,
+        replay_log: bool = False,
         **options: Any,
     ) -> None:
-        # No checkpoints: the service's checkpoint marks are log entries each process writes when it
-        # decides to, which would give validators different logs (seq) and so different receipts.
-        options["checkpoint_every"] = 0
+        if replay_log:
+            backend.drop_checkpoints()
         super().__init__(
             backend, clock=SystemClock(), genesis=genesis, verifier=verifier, blobs=blobs, **options
         )
@@ -210,9 +228,10 @@ class ChainStore(LedgerStore):
                     f"{self.seq}",
                     seq=self.seq,
                 )
-            if self.root() != last.app_hash:
+            root = self._roots.get(self.seq) or self.root()
+            if root != last.app_hash:
                 raise LogCorruptionError(
-                    f"the state replayed from the log has root {self.root()}, but block {last.height} "
+                    f"the state replayed from the log has root {root}, but block {last.height} "
                     f"recorded app hash {last.app_hash}",
                     seq=self.seq,
                 )
@@ -258,9 +277,6 @@ class ChainStore(LedgerStore):
             self._committed = asyncio.Condition()
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.ack_timeout))
-
-    async def checkpoint(self) -> None:
-        """No checkpoints on a validator, not even at shutdown (see ``__init__``)."""
 
     async def close(self) -> None:
         if self._session is not None:
@@ -408,6 +424,7 @@ class ChainStore(LedgerStore):
         if self.events.active:
             self._publish(block.receipts)
         self._publish_slot(block.height)
+        self._maybe_block_checkpoint(block.app_hash)
         return max(0, block.height - self.retain_blocks) if self.retain_blocks else 0
 
     def _confirm(self, height: int) -> None:
@@ -542,16 +559,25 @@ class ChainStore(LedgerStore):
 
 
 def open_chain_store(
-    data_dir: str | Path, *, genesis: Genesis, rpc_url: str, workers: int = 1, **options: Any
+    data_dir: str | Path,
+    *,
+    genesis: Genesis,
+    rpc_url: str,
+    workers: int = 1,
+    reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+    blob_quota_bytes: int = DEFAULT_QUOTA_BYTES,
+    **options: Any,
 ) -> ChainStore:
-    """A ``ChainStore`` on ``DIR/ledger.sqlite3`` with blobs in ``DIR/blobs``."""
+    """A ``ChainStore`` on ``DIR/ledger.sqlite3`` with blobs in ``DIR/blobs``: at most
+    ``blob_quota_bytes`` of them, never leaving less than ``reserve_bytes`` free on the disk."""
     folder = Path(data_dir)
     return ChainStore(
         ChainLog(folder / "ledger.sqlite3"),
         genesis=genesis,
         rpc_url=rpc_url,
         verifier=Verifier(workers),
-        blobs=BlobStore(folder / "blobs"),
+        blobs=BlobStore(folder / "blobs", reserve_bytes=reserve_bytes, quota_bytes=blob_quota_bytes),
         data_dir=str(folder),
+        reserve_bytes=reserve_bytes,
         **options,
     )
