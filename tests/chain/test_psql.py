@@ -12,20 +12,19 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pykoii.chain.engine import COMETBFT_VERSION, set_config
+from pykoii.chain.engine import COMETBFT_VERSION
 from pykoii.client import LedgerClient
 from pykoii.devnet import free_port
 from pykoii.keys import Keypair, reveal_body, submit_body
 from pykoii.ledger.types import ROE_PER_KOII
+
+from .test_validators import one_validator, wait_for
 
 pytestmark = pytest.mark.usefixtures("cometbft")
 
@@ -131,37 +130,11 @@ def postgres() -> Iterator[Postgres]:
         cluster.stop()
 
 
-def wait_for(check: Any, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
 def test_the_psql_indexer_stores_pykoii_receipt_events(tmp_path: Path, postgres: Postgres) -> None:
     postgres.psql("postgres", "-c", "CREATE DATABASE pykoii")
     postgres.psql("pykoii", "-f", str(engine_schema()))
-    home, cli = tmp_path / "v1", [sys.executable, "-m", "pykoii.cli", "validator"]
-    p2p, rpc, http = (str(free_port()) for _ in range(3))
-    subprocess.run(
-        [*cli, "init", "--home", str(home), "--p2p-port", p2p, "--rpc-port", rpc, "--http-port", http],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    set_config(
-        home / "engine" / "config" / "config.toml",
-        {"tx_index": {"indexer": "psql", "psql-conn": postgres.url("pykoii")}},
-    )
-    genesis = tmp_path / "genesis.json"
-    subprocess.run(
-        [*cli, "genesis", "--out", str(genesis), "--devnet", str(home)], check=True, capture_output=True
-    )
-    log = open(tmp_path / "validator.log", "wb")
-    process = subprocess.Popen(
-        [*cli, "run", "--home", str(home), "--genesis", str(genesis)], stdout=log, stderr=subprocess.STDOUT
-    )
+    config = {"tx_index": {"indexer": "psql", "psql-conn": postgres.url("pykoii")}}
+    _, (_, _, http), process, log = one_validator(tmp_path, config)
     try:
         client = LedgerClient(f"http://127.0.0.1:{http}", retries=20, backoff=0.5)
         manager, node = Keypair.generate(), Keypair.generate()

@@ -20,6 +20,7 @@ import pytest
 
 from pykoii import errors
 from pykoii.chain.abci import encode_uvarint
+from pykoii.chain.engine import set_config
 from pykoii.chain.network import Validator, ValidatorNetwork
 from pykoii.chain.store import MAX_TX_BYTES
 from pykoii.client import LedgerClient
@@ -314,26 +315,22 @@ def test_a_diverged_validator_stops_naming_the_height_and_acks_nothing(tmp_path:
         network.stop()
 
 
-def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
+def one_validator(
+    tmp_path: Path, config: dict[str, dict[str, Any]] | None = None
+) -> tuple[Path, list[str], subprocess.Popen[bytes], Any]:
+    """A one-validator network through the CLI (``validator init``, ``genesis --devnet``, ``run``):
+    its folder, ports (p2p, engine RPC, HTTP), process and log file; ``config`` is set in the
+    engine's config.toml before it starts."""
     home = tmp_path / "v1"
     cli = [sys.executable, "-m", "pykoii.cli", "validator"]
     ports = [str(_port()) for _ in range(3)]
     subprocess.run(
-        [
-            *cli,
-            "init",
-            "--home",
-            str(home),
-            "--p2p-port",
-            ports[0],
-            "--rpc-port",
-            ports[1],
-            "--http-port",
-            ports[2],
-        ],
-        check=True,
-        capture_output=True,
-    )
+        [*cli, "init", "--home", str(home),
+         "--p2p-port", ports[0], "--rpc-port", ports[1], "--http-port", ports[2]],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    if config:
+        set_config(home / "engine" / "config" / "config.toml", config)
     genesis = tmp_path / "genesis.json"
     subprocess.run(
         [*cli, "genesis", "--out", str(genesis), "--devnet", str(home)], check=True, capture_output=True
@@ -342,6 +339,11 @@ def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [*cli, "run", "--home", str(home), "--genesis", str(genesis)], stdout=log, stderr=subprocess.STDOUT
     )
+    return home, ports, process, log
+
+
+def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
+    home, ports, process, log = one_validator(tmp_path)
     rpc, url = f"http://127.0.0.1:{ports[1]}", f"http://127.0.0.1:{ports[2]}"
     try:
         client = LedgerClient(url, retries=20, backoff=0.5)

@@ -46,16 +46,13 @@ class BlockCheckpoints:
 
     backend: ChainLog
     genesis: Any
-    state: LedgerState
     seq: int
-    last_hash: str
-    last_slot: int
     checkpoint_every: int
     _checkpoint_seq: int
-    _roots: dict[int, str]
     _checkpointer: Any
     _checkpointing: asyncio.Task[None] | None
     _snapshot: Callable[[], tuple[int, str, Any]]
+    _adopt_checkpoint: Callable[[Checkpoint, LedgerState, int, str], None]
 
     def _load_checkpoint(self) -> None:
         """Load the newest checkpoint if it is tied to a committed block (module docstring)."""
@@ -99,10 +96,7 @@ class BlockCheckpoints:
                 f"has {entry_hash}; {REPLAY_HINT}",
                 seq=checkpoint.seq,
             )
-        self.state = state
-        self.seq = self._checkpoint_seq = checkpoint.seq
-        self.last_hash, self.last_slot = entry_hash, at[0].slot if at else 0
-        self._roots[checkpoint.seq] = root
+        self._adopt_checkpoint(checkpoint, state, at[0].slot if at else 0, root)
 
     async def checkpoint(self) -> None:
         """Record the state of the last committed block (at shutdown), unless the state is not that

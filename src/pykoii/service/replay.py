@@ -116,9 +116,13 @@ class Replay:
                 f"{checkpoint.entry_hash}); remove the checkpoints table to replay the whole log",
                 seq=checkpoint.seq,
             )
+        self._adopt_checkpoint(checkpoint, state, at[0].slot, root)
+
+    def _adopt_checkpoint(self, checkpoint: Checkpoint, state: LedgerState, slot: int, root: str) -> None:
+        """Start from a checked checkpoint: its state, at its seq, entry hash and ``slot``."""
         self.state = state
         self.seq = self._checkpoint_seq = checkpoint.seq
-        self.last_hash, self.last_slot = checkpoint.entry_hash, at[0].slot
+        self.last_hash, self.last_slot = checkpoint.entry_hash, slot
         self._roots[checkpoint.seq] = root
 
     def _replay_tail(self) -> None:
