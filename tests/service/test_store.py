@@ -210,6 +210,36 @@ def test_worker_verifier_batches_across_callers_and_returns_errors() -> None:
         verifier.close()
 
 
+def test_worker_verifier_verifies_a_big_request_in_pieces_over_every_worker_in_order() -> None:
+    alice = Keypair.generate()
+    good = [
+        alice.sign_transaction({"type": "airdrop", "to": alice.public_key, "amount": n, "recent_slot": 0})
+        for n in range(1, 41)
+    ]
+    deep: dict[str, Any] = {}
+    for _ in range(300):
+        deep = {"x": deep}  # orjson refuses to encode it: that envelope alone is refused
+    envelopes: list[Any] = [
+        *good[:13],
+        {"tx": good[0]["tx"], "signature": good[1]["signature"]},
+        deep,
+        *good[13:],
+    ]
+    verifier = Verifier(2, batch_max=8)
+    try:
+        outcomes = asyncio.run(verifier.verify(envelopes))
+        assert [type(o).__name__ for o in outcomes[13:15]] == [
+            "InvalidSignatureError",
+            "MalformedTransactionError",
+        ]
+        kept = outcomes[:13] + outcomes[15:]
+        assert [o.tx.amount for o in kept] == list(range(1, 41))  # in the request's order
+        assert verifier.batches >= 6  # 42 envelopes in pieces of at most 8
+        assert all(len(w.sent) == 0 for w in verifier._workers)
+    finally:
+        verifier.close()
+
+
 def test_stage_then_commit_is_append_and_a_failed_stage_writes_nothing(tmp_path: Path) -> None:
     log = SQLiteLog(tmp_path / "log.sqlite3")
     try:

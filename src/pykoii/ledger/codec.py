@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BASE58_INDEX = {char: index for index, char in enumerate(BASE58_ALPHABET)}
+_BASE58_DIGITS = bytes(_BASE58_INDEX.get(chr(byte), 255) for byte in range(256))
+"""``bytes.translate`` table: an ASCII byte to its base58 digit, 255 outside the alphabet."""
 _ADDRESS_PATTERN = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
 
 
@@ -69,12 +71,13 @@ def base58_encode(data: bytes) -> str:
 
 def base58_decode(text: str) -> bytes:
     """Decode base58 text; raises ``ValueError`` naming the first character outside the alphabet."""
+    digits = text.encode("ascii", "replace").translate(_BASE58_DIGITS)  # a non-ASCII char: "?" -> 255
+    if 255 in digits:
+        char = next(char for char in text if char not in _BASE58_INDEX)
+        raise ValueError(f"{char!r} is not a base58 character (accepted: {BASE58_ALPHABET})")
     number = 0
-    for char in text:
-        index = _BASE58_INDEX.get(char)
-        if index is None:
-            raise ValueError(f"{char!r} is not a base58 character (accepted: {BASE58_ALPHABET})")
-        number = number * 58 + index
+    for digit in digits:  # every signature and signer is decoded once per transaction
+        number = number * 58 + digit
     body = number.to_bytes((number.bit_length() + 7) // 8, "big")
     leading_ones = len(text) - len(text.lstrip("1"))
     return b"\0" * leading_ones + body

@@ -160,9 +160,10 @@ class Verifier:
     reads the answer through callbacks on the socket, with no helper threads (whose hand-offs of the
     GIL cost the service's main process latency on every batch)."""
 
-    def __init__(self, workers: int = 0, *, batch_max: int = 4096) -> None:
+    def __init__(self, workers: int = 0, *, batch_max: int = 256) -> None:
         self.workers = workers
         self.batch_max = batch_max
+        """The most envelopes per frame to a worker; a bigger request is verified in pieces."""
         self._workers: list[_Worker] = []
         self._sync_lock = threading.Lock()
         if workers > 0:
@@ -228,7 +229,14 @@ class Verifier:
         if not self._workers:
             done([verify_one(envelope) for envelope in envelopes])
             return
-        self._waiting.append((envelopes, done))
+        size = self.batch_max
+        if len(envelopes) <= size:
+            self._waiting.append((envelopes, done))
+        else:
+            # In pieces, over every worker: the first request of a burst is verified (and reaches
+            # the sequencer) while the others still are, instead of all of them at once at the end.
+            pieces = [envelopes[i : i + size] for i in range(0, len(envelopes), size)]
+            self._waiting.extend(zip(pieces, _joined(len(pieces), done), strict=True))
         self._waiting_count += len(envelopes)
         self._schedule_flush()
 
@@ -383,6 +391,30 @@ def _set_aside_unencodable(envelopes: list[Any], done: Done) -> tuple[list[Any],
         done(result)
 
     return kept, patched
+
+
+def _joined(count: int, done: Done) -> list[Done]:
+    """``count`` callbacks, one per piece of a request: ``done`` gets every piece's outcomes in
+    order once all are back, or the first error that failed a piece (once)."""
+    parts: list[list[Outcome] | None] = [None] * count
+    left = [count]
+
+    def piece(index: int) -> Done:
+        def arrived(result: list[Outcome] | PykoiiError) -> None:
+            if left[0] <= 0:
+                return  # a piece failed before: the request was answered with its error
+            if isinstance(result, PykoiiError):
+                left[0] = 0
+                done(result)
+                return
+            parts[index] = result
+            left[0] -= 1
+            if left[0] == 0:
+                done([outcome for part in parts if part is not None for outcome in part])
+
+        return arrived
+
+    return [piece(index) for index in range(count)]
 
 
 def _down(exc: BaseException) -> LedgerUnavailableError:
