@@ -201,6 +201,17 @@ class LedgerClient:
         result: dict[str, Any] = self._json("GET", f"/tasks/{task_id}/rounds/{round_number}", params=params)
         return result
 
+    def stakers(self, task_id: str, *, after: str = "", limit: int = 1000, key: str = "") -> dict[str, Any]:
+        """One page of a task's accounts ``{key, stake, available_balance, last_submission_round,
+        node_url}`` sorted by key (or only ``key``'s), with the counts and ``next_after``."""
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        if key:
+            params["key"] = key
+        result: dict[str, Any] = self._json("GET", f"/tasks/{task_id}/stakers", params=params)
+        return result
+
     def distribution(
         self,
         task_id: str,

@@ -101,3 +101,53 @@ def test_static_files_are_served(ledger: Ledger) -> None:
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
     assert js.status_code == 200 and "EventSource" in js.text
     assert ledger.http.get("/explorer/static/../format.py").status_code == 404
+
+
+def test_task_page_and_stakers_route_page_through_more_than_1000_stakers(ledger: Ledger) -> None:
+    task_id = ledger.create_task()
+    nodes = [Keypair.from_seed(i.to_bytes(32, "big")) for i in range(1, 1202)]
+    slot = ledger.slot()
+    airdrops = [
+        n.sign_transaction({"type": "airdrop", "to": n.public_key, "amount": 6 * KOII, "recent_slot": slot})
+        for n in nodes
+    ]
+    stakes = [
+        n.sign_transaction(
+            {"type": "stake", "task_id": task_id, "amount": (2 + i % 3) * KOII, "recent_slot": slot}
+        )
+        for i, n in enumerate(nodes)
+    ]
+    for batch in (airdrops, stakes):
+        answers = ledger.http.post("/tx", json=batch).json()
+        assert all("error" not in a for a in answers), next(a for a in answers if "error" in a)
+    expected = sorted(n.public_key for n in nodes)
+
+    # The API: pages of at most `limit` keys, in key order, each key once, the cursor to the next.
+    seen: list[dict[str, object]] = []
+    after, sizes = "", []
+    while True:
+        page = ledger.http.get(f"/tasks/{task_id}/stakers", params={"after": after} if after else {}).json()
+        assert page["stakers"] == page["accounts"] == len(nodes)
+        seen += page["entries"]
+        sizes.append(len(page["entries"]))
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    assert sizes == [1000, 201]
+    assert [e["key"] for e in seen] == expected
+    by_key = {n.public_key: i for i, n in enumerate(nodes)}
+    assert all(e["stake"] == (2 + by_key[str(e["key"])] % 3) * KOII for e in seen)
+    one = ledger.http.get(f"/tasks/{task_id}/stakers", params={"key": expected[7]}).json()
+    assert [e["key"] for e in one["entries"]] == [expected[7]] and one["next_after"] is None
+    assert ledger.http.get(f"/tasks/{task_id}/stakers", params={"limit": 5001}).status_code == 400
+
+    # The explorer: one page of stakers at a time, and a link to the next.
+    first = ledger.http.get(f"/explorer/tasks/{task_id}").text
+    shown = [key for key in expected if f"/accounts/{key}" in first]
+    assert shown == expected[:1000]
+    assert "1201 stakers" in text(first)
+    link = re.search(r'href="/explorer/tasks/[^"?]+\?after=([^"]+)"', first)
+    assert link is not None and link.group(1) == expected[999]
+    second = ledger.http.get(f"/explorer/tasks/{task_id}", params={"after": link.group(1)}).text
+    assert [key for key in expected if f"/accounts/{key}" in second] == expected[1000:]
+    assert "Next page of stakers" not in second

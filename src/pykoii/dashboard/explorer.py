@@ -3,7 +3,8 @@
 Server-rendered pages (JavaScript optional) that the ledger service mounts at ``/explorer``:
 
 - ``/`` — the slot, every task, the latest log entries, lookups by task id or account
-- ``/tasks/{task_id}`` — a task's config, bounty, stakers, balances, current round and recent rounds
+- ``/tasks/{task_id}`` — a task's config, bounty, current round, recent rounds and its stakers and
+  balances (a page at a time: ``?after=<key>``)
 - ``/tasks/{task_id}/rounds/{round}`` — submissions, audit triggers and votes, assignments (a page
   of submitters at a time: ``?after=<key>``), distribution lists (a page of entries:
   ``?list_after=<key>``), payout record
@@ -71,11 +72,15 @@ def tally(trigger: dict[str, Any]) -> dict[str, Any]:
     return {"false": false, "true": true, "invalid": false > true, "votes": votes}
 
 
-def recent_rounds(task: dict[str, Any], current: int) -> list[int]:
-    """Rounds the ledger still holds data for, plus the last few, newest first."""
-    held = {int(r) for key in ("submissions", "distributions_audit_record") for r in task.get(key, {})}
-    held |= {r for r in range(max(0, current - 4), current + 1)}
-    return sorted(held, reverse=True)[:30]
+def recent_rounds(task: dict[str, Any], current: int) -> list[dict[str, Any]]:
+    """Rounds the ledger still holds data for (the task summary's ``rounds``), plus the last few,
+    newest first."""
+    held = {int(r["round"]): r for r in task.get("rounds", [])}
+    for number in range(max(0, current - 4), current + 1):
+        held.setdefault(
+            number, {"round": number, "submitters": 0, "accused": 0, "lists": 0, "payout_record": None}
+        )
+    return [held[number] for number in sorted(held, reverse=True)[:30]]
 
 
 def create_explorer(client_or_source: Any) -> Starlette:
@@ -104,13 +109,20 @@ def create_explorer(client_or_source: Any) -> Starlette:
         return RedirectResponse(f"{base}/{where}/{query}", 303)
 
     async def task_page(request: Request) -> Response:
-        task = await source.task(request.path_params["task_id"])
+        # The task's short form (settings, counts per round held) and one page of its stakers: a
+        # page of bounded size whatever the task's size (its full state holds every submission).
+        task_id = request.path_params["task_id"]
+        task = next((t for t in await source.tasks() if t["task_id"] == task_id), None)
+        if task is None:
+            raise NotFoundError(f"no task has id {task_id!r}; GET /tasks lists them", task_id=task_id)
+        stakers = await source.stakers(task_id, request.query_params.get("after", ""))
         now = await source.slot()
         timing = round_timing(task, int(now["slot"]), int(now["slot_ms"]))
         return page(
             request,
             "explorer_task.html",
             task=task,
+            stakers=stakers,
             now=now,
             timing=timing,
             rounds=recent_rounds(task, timing["round"]),

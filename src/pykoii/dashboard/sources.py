@@ -26,11 +26,11 @@ class LedgerSource(Protocol):
 
     async def slot(self) -> dict[str, Any]: ...
     async def tasks(self) -> list[dict[str, Any]]: ...
-    async def task(self, task_id: str) -> dict[str, Any]: ...
     async def round(self, task_id: str, round_number: int, after: str = "") -> dict[str, Any]: ...
     async def distribution(
         self, task_id: str, round_number: int, submitter: str, after: str = ""
     ) -> dict[str, Any]: ...
+    async def stakers(self, task_id: str, after: str = "") -> dict[str, Any]: ...
     async def account(self, pubkey: str) -> dict[str, Any]: ...
     async def log(self, after: int, limit: int) -> list[dict[str, Any]]: ...
     async def transaction(self, tx_id: str) -> dict[str, Any]: ...
@@ -50,17 +50,6 @@ class ClientSource:
     async def tasks(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.client.tasks)
 
-    async def task(self, task_id: str) -> dict[str, Any]:
-        return await asyncio.to_thread(
-            lambda: self.client.task(
-                task_id,
-                is_submission_required=True,
-                is_distribution_required=True,
-                is_available_balances_required=True,
-                is_stake_list_required=True,
-            )
-        )
-
     async def round(self, task_id: str, round_number: int, after: str = "") -> dict[str, Any]:
         return await asyncio.to_thread(lambda: self.client.round(task_id, round_number, after=after))
 
@@ -70,6 +59,9 @@ class ClientSource:
         return await asyncio.to_thread(
             lambda: self.client.distribution(task_id, round_number, submitter=submitter, after=after)
         )
+
+    async def stakers(self, task_id: str, after: str = "") -> dict[str, Any]:
+        return await asyncio.to_thread(lambda: self.client.stakers(task_id, after=after))
 
     async def account(self, pubkey: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.client.account, pubkey)
@@ -105,7 +97,7 @@ def as_source(client_or_source: Any) -> LedgerSource:
     """A ``LedgerSource`` for a ``LedgerClient``, or the given source itself."""
     if isinstance(client_or_source, LedgerClient):
         return ClientSource(client_or_source)
-    if all(hasattr(client_or_source, name) for name in ("slot", "tasks", "task", "log", "events")):
+    if all(hasattr(client_or_source, name) for name in ("slot", "tasks", "stakers", "log", "events")):
         source: LedgerSource = client_or_source
         return source
     raise TypeError(f"create_explorer needs a LedgerClient or a LedgerSource, got {type(client_or_source)!r}")

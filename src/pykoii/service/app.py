@@ -66,6 +66,7 @@ from .views import (
     distribution_view,
     get_task,
     round_view,
+    stakers_view,
     task_summary,
     task_view,
 )
@@ -363,6 +364,10 @@ def create_app(
         submitter = key_param(request, SUBMITTER)
         return JSON(distribution_view(task, path_int(request, "round"), submitter, after, limit, key))
 
+    async def get_stakers(request: Request) -> Response:
+        task = get_task(store.state, request.path_params["task_id"])
+        return JSON(stakers_view(task, *page_params(request)))
+
     async def get_account(request: Request) -> Response:
         return JSON(account_view(store.state, request.path_params["pubkey"]))
 
@@ -483,6 +488,7 @@ def create_app(
         Route("/tasks/{task_id}", get_task_state, methods=["GET"]),
         Route("/tasks/{task_id}/rounds/{round}", get_round, methods=["GET"]),
         Route("/tasks/{task_id}/rounds/{round}/distribution", get_round_distribution, methods=["GET"]),
+        Route("/tasks/{task_id}/stakers", get_stakers, methods=["GET"]),
         Route("/accounts/{pubkey}", get_account, methods=["GET"]),
         Route("/log", get_log, methods=["GET"]),
         Route("/genesis", get_genesis, methods=["GET"]),

@@ -188,7 +188,13 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/slot": {"get": _op("The current slot, the slot length and the newest log sequence number.", errors=())},
-    "/tasks": {"get": _op("Every task, in short form.", errors=())},
+    "/tasks": {
+        "get": _op(
+            "Every task, in short form: its settings, counts (stakers) and, per round it still holds, "
+            "how many submissions, audit triggers and lists, and the payout record.",
+            errors=(),
+        )
+    },
     "/tasks/{task_id}": {
         "get": _op(
             "A task with Koii's TaskState field names; partial fetch as Koii's TaskStateOptions.",
@@ -210,6 +216,15 @@ PATHS: dict[str, dict[str, Any]] = {
             "A page of one distribution list's entries {key, reward, slash} sorted by key (after payout "
             "the slash taken), with the list's header; next_after is the cursor of the next page.",
             params=(TASK_ID, ROUND, SUBMITTER, PAGE_AFTER, PAGE_LIMIT, PAGE_KEY),
+            errors=("400", "404"),
+        )
+    },
+    "/tasks/{task_id}/stakers": {
+        "get": _op(
+            "A page of a task's accounts (stakers, and keys with a claimable balance left) sorted by key: "
+            "stake, available balance, last round with an accepted proof, node URL; the counts, and "
+            "next_after, the cursor of the next page.",
+            params=(TASK_ID, PAGE_AFTER, PAGE_LIMIT, PAGE_KEY),
             errors=("400", "404"),
         )
     },

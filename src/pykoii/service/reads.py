@@ -32,14 +32,6 @@ class StoreReads:
         slot = self.store.slot()
         return [self.views.task_summary(task, slot) for task in self.store.state.tasks.values()]
 
-    async def task(self, task_id: str) -> dict[str, Any]:
-        task = self.views.get_task(self.store.state, task_id)
-        flags = dict.fromkeys(self.views.TASK_FLAGS, True)
-        plain: dict[str, Any] = orjson.loads(
-            orjson.dumps(self.views.task_view(task, self.store.slot(), flags), default=str)
-        )
-        return plain
-
     async def round(self, task_id: str, round_number: int, after: str = "") -> dict[str, Any]:
         task = self.views.get_task(self.store.state, task_id)
         view = self.views.round_view(task, round_number, self.store.slot(), after)
@@ -52,6 +44,11 @@ class StoreReads:
         task = self.views.get_task(self.store.state, task_id)
         view = self.views.distribution_view(task, round_number, submitter, after)
         plain: dict[str, Any] = orjson.loads(orjson.dumps(view, default=str))
+        return plain
+
+    async def stakers(self, task_id: str, after: str = "") -> dict[str, Any]:
+        task = self.views.get_task(self.store.state, task_id)
+        plain: dict[str, Any] = orjson.loads(orjson.dumps(self.views.stakers_view(task, after), default=str))
         return plain
 
     async def account(self, pubkey: str) -> dict[str, Any]:

@@ -73,7 +73,40 @@ def task_summary(task: TaskState, slot: int) -> dict[str, Any]:
         "starting_slot": task.starting_slot,
         "current_round": round_of(task, slot),
         "stakers": len(task.stake_list),
+        **{name: getattr(task, name) for name in SUMMARY_SCALARS},
+        "requirements_tags": to_plain(task.requirements_tags),
+        "rounds": round_counts(task),
     }
+
+
+SUMMARY_SCALARS = (
+    "task_description",
+    "task_metadata",
+    "task_audit_program",
+    "task_executable_network",
+    "submission_window",
+    "audit_window",
+    "sample_size",
+    "allowed_failed_distributions",
+    "migrated_from",
+)
+"""The rest of a task's settings that its short form carries (every one a short scalar)."""
+
+
+def round_counts(task: TaskState) -> list[dict[str, Any]]:
+    """Per round the task still holds (newest first): how many submissions, audit triggers and
+    distribution lists it has, and its payout record; a few rounds at most, whatever the task's size."""
+    held = set(task.submissions) | set(task.distributions_audit_record)
+    return [
+        {
+            "round": number,
+            "submitters": len(task.submissions.get(number, {})),
+            "accused": len(task.submissions_audit_trigger.get(number, {})),
+            "lists": len(task.distribution_rewards_submission.get(number, {})),
+            "payout_record": task.distributions_audit_record.get(number),
+        }
+        for number in sorted(held, reverse=True)
+    ]
 
 
 def task_view(task: TaskState, slot: int, flags: dict[str, bool]) -> dict[str, Any]:
@@ -250,6 +283,33 @@ def distribution_view(
                 "key": k,
                 "reward": dist.rewards.get(Address(k), 0),
                 "slash": dist.capped.get(Address(k), dist.slashes.get(Address(k), 0)),
+            }
+            for k in page
+        ],
+        "next_after": next_after,
+    }
+
+
+def stakers_view(task: TaskState, after: str = "", limit: int = ROUND_PAGE, key: str = "") -> dict[str, Any]:
+    """A page of a task's accounts (its stakers, and keys with a claimable balance left after they
+    unstaked), sorted by key: stake, available balance, last round with an accepted proof, node URL;
+    with the counts and the cursor of the next page (only ``key``'s entry if given)."""
+    accounts = task.stake_list.keys() | task.available_balances.keys()
+    if key:
+        page, next_after = ([key] if key in accounts else []), None
+    else:
+        page, next_after = _page(accounts, after, limit)
+    return {
+        "task_id": task.task_id,
+        "stakers": len(task.stake_list),
+        "accounts": len(accounts),
+        "entries": [
+            {
+                "key": k,
+                "stake": task.stake_list.get(Address(k), 0),
+                "available_balance": task.available_balances.get(Address(k), 0),
+                "last_submission_round": task.last_submission_round.get(Address(k)),
+                "node_url": task.ip_address_list.get(Address(k), ""),
             }
             for k in page
         ],
