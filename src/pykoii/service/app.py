@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -126,29 +126,66 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """``read_body`` on the raw ASGI interface (for ``LedgerApp``'s direct ``POST /tx``); ``None``
-    if the client disconnected first."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            declared = value.decode("latin-1")
-            if declared.isdigit() and int(declared) > limit:
-                raise PayloadTooLargeError(
-                    f"body of {declared} bytes is over the limit of {limit}", limit=limit
-                )
-            break
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"body is over the limit of {limit} bytes", limit=limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+class TxIngest:
+    """``POST /tx`` (the ingest hot path), once for both ways a request reaches it: the lean path
+    of the HTTP server's protocol (``server.GuardedProtocol``, no ASGI cycle) and ``LedgerApp``'s
+    raw ASGI interface (the test client, a ``root_path``, pipelined requests). ``answer`` turns a
+    whole body into ``(status, JSON)``: the receipt(s) once durable, or the error."""
+
+    limit = MAX_TX_BODY
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+
+    def too_large(self, declared: int | None = None) -> tuple[int, bytes]:
+        """The 413 answer to a body over ``limit`` (``declared``: its ``Content-Length``)."""
+        limit = self.limit
+        if declared is not None:
+            error = PayloadTooLargeError(
+                f"body of {declared} bytes is over the limit of {limit}", limit=limit
+            )
+        else:
+            error = PayloadTooLargeError(f"body is over the limit of {limit} bytes", limit=limit)
+        return refusal(error)
+
+    async def answer(self, body: bytes) -> tuple[int, bytes]:
+        try:
+            envelopes, is_batch = decode_envelopes(body)
+            if not is_batch:
+                return 200, orjson.dumps(await self.store.submit(envelopes[0]), default=str)
+            results = await self.store.submit_batch(envelopes)
+            return 200, orjson.dumps(
+                [error_plain(r) if isinstance(r, PykoiiError) else r for r in results], default=str
+            )
+        except PykoiiError as exc:
+            return refusal(exc)
+        except Exception as exc:  # a bug: logged, and answered as JSON like every other route's
+            LOG.exception("POST /tx failed")
+            return 500, orjson.dumps({"error": "LedgerHTTPError", "message": f"POST /tx: {exc!r}"})
+
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``answer`` on the raw ASGI interface (the body read up to ``limit``)."""
+        declared = next((value for name, value in scope["headers"] if name == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            status, body = self.too_large(int(declared))
+        else:
+            chunks, size = [], 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return  # the client left before sending its body: nothing to answer
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                chunks.append(chunk)
+                if size > self.limit or not message.get("more_body", False):
+                    break
+            status, body = self.too_large() if size > self.limit else await self.answer(b"".join(chunks))
+        await send_json(send, status, body)
+
+
+def refusal(error: PykoiiError) -> tuple[int, bytes]:
+    """``(status, JSON)`` of an error answer."""
+    return status_of(error), orjson.dumps(error_plain(error), default=str)
 
 
 UNGUARDED = frozenset({"/health", "/metrics", "/openapi.json", "/genesis"})
@@ -169,16 +206,17 @@ async def send_json(send: Send, status: int, body: bytes) -> None:
 
 
 class LedgerApp(Starlette):
-    """Starlette, with ``POST /tx`` (the ingest hot path) answered directly on the ASGI interface:
-    same body limit, parsing, store call, status codes and JSON as the ``/tx`` route, without the
-    middleware, routing and ``Request``/``Response`` objects, which cost about as much CPU per
-    request as the rest of the service's main process does.
+    """Starlette, with ``POST /tx`` (the ingest hot path, ``TxIngest``) answered directly on the ASGI
+    interface: same body limit, parsing, store call, status codes and JSON as the ``/tx`` route,
+    without the middleware, routing and ``Request``/``Response`` objects, which cost about as much
+    CPU per request as the rest of the service's main process does. The HTTP server answers most
+    ``POST /tx`` requests before they become ASGI requests at all (``server.GuardedProtocol``).
 
     Every other answer waits, before its first byte, until the state it was computed from is on
     disk (``LedgerStore.durable``): a read never shows what a failed commit then rolled back, it
     answers 503 instead; while the state is rebuilt from disk, routes that read it answer 503."""
 
-    post_tx: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
+    ingest: TxIngest | None = None
     store: LedgerStore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -186,13 +224,13 @@ class LedgerApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         if (
-            self.post_tx is not None
+            self.ingest is not None
             and scope["path"] == "/tx"
             and scope["method"] == "POST"
             and not scope.get("root_path")
         ):
             scope["app"] = self
-            await self.post_tx(scope, receive, send)
+            await self.ingest.asgi(scope, receive, send)
             return
         store = self.store
         if store is None:
@@ -312,31 +350,11 @@ def create_app(
     ``blob_source`` (``follow.blob_source``: its primary's or the other validators' ``GET /blobs``)
     for the blobs it does not hold yet."""
 
-    async def post_tx(request: Request) -> Response:
-        envelopes, is_batch = decode_envelopes(await read_body(request, MAX_TX_BODY))
-        if not is_batch:
-            return JSON(await store.submit(envelopes[0]))
-        results = await store.submit_batch(envelopes)
-        return JSON([error_plain(r) if isinstance(r, PykoiiError) else r for r in results])
+    ingest = TxIngest(store)
 
-    async def post_tx_direct(scope: Scope, receive: Receive, send: Send) -> None:
-        """``post_tx`` and ``on_error`` on the raw ASGI interface (see ``LedgerApp``)."""
-        status = 200
-        try:
-            received = await receive_body(scope, receive, MAX_TX_BODY)
-            if received is None:
-                return  # the client left before sending its body: nothing to answer
-            envelopes, is_batch = decode_envelopes(received)
-            if not is_batch:
-                body = orjson.dumps(await store.submit(envelopes[0]), default=str)
-            else:
-                results = await store.submit_batch(envelopes)
-                body = orjson.dumps(
-                    [error_plain(r) if isinstance(r, PykoiiError) else r for r in results], default=str
-                )
-        except PykoiiError as exc:
-            status, body = status_of(exc), orjson.dumps(error_plain(exc), default=str)
-        await send_json(send, status, body)
+    async def post_tx(request: Request) -> Response:
+        status, body = await ingest.answer(await read_body(request, ingest.limit))
+        return Response(body, status_code=status, media_type="application/json")
 
     async def get_tx(request: Request) -> Response:
         return JSON(store.receipt(request.path_params["tx_id"]))
@@ -505,7 +523,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={PykoiiError: on_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
-    app.post_tx = post_tx_direct
+    app.ingest = ingest
     app.store = store
     app.state.store = store
     return app

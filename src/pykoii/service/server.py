@@ -10,6 +10,10 @@
   nothing more) after a few events, until the hub drops it.
 - **File limit**: the soft ``RLIMIT_NOFILE`` is raised to the hard limit at start, so the cap, not
   the default 1,024 descriptors, is what bounds connections.
+- **Lean ``POST /tx``**: a ``POST /tx`` request is answered by the protocol itself through the app's
+  ``TxIngest`` (same limit, parsing, store call, status codes and JSON as the ASGI route), without an
+  ASGI scope, receive/send messages or middleware, and with one write per answer. Pipelined
+  requests behind it, requests over the connection cap and everything else go the ASGI way.
 
 Not covered: a client that sends its headers and then its body slowly is bounded by the body limit,
 not by a timeout.
@@ -21,22 +25,49 @@ import asyncio
 import resource
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from .app import TxIngest
 
 STREAM_BUFFER = 16 * 1024
 """Send buffer (kernel and user space) of a ``GET /events`` connection."""
 
 
+class _NoEvent:
+    """Stands for a cycle's ``message_event``, which uvicorn's protocol sets when the client leaves."""
+
+    def set(self) -> None:
+        pass
+
+
+class _LeanTx:
+    """A ``POST /tx`` request on the lean path: its body, and the fields of a cycle that uvicorn's
+    protocol reads (``response_complete``, ``disconnected``, ``keep_alive``, ``message_event``)."""
+
+    __slots__ = ("body", "keep_alive", "disconnected", "response_complete")
+    message_event = _NoEvent()
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.body = bytearray()
+        self.keep_alive = keep_alive
+        self.disconnected = False
+        self.response_complete = False
+
+
 class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header timeout (``header_timeout`` class attribute)."""
+    """uvicorn's httptools protocol with a header timeout (``header_timeout`` class attribute) and
+    the lean ``POST /tx`` path (when the app has an ``ingest``, a ``TxIngest``)."""
 
     header_timeout = 10.0
     _header_timer: asyncio.TimerHandle | None = None
+    ingest: TxIngest | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.ingest = getattr(self.config.app, "ingest", None)
         self._arm_header_timer()
 
     def _arm_header_timer(self) -> None:
@@ -48,6 +79,9 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+        if self.url == b"/tx" and self._lean():
+            self._begin_tx()
+            return
         if self.url.startswith(b"/events"):
             # A stream to a client that stops reading must block after a few events, not after
             # megabytes of kernel buffer: small buffers bound what a non-reader costs.
@@ -56,6 +90,75 @@ class GuardedProtocol(HttpToolsProtocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_BUFFER)
             self.transport.set_write_buffer_limits(high=STREAM_BUFFER)
         super().on_headers_complete()
+
+    def _lean(self) -> bool:
+        """Whether this request (``/tx``) takes the lean path: a POST, nothing in progress before
+        it on the connection, and under the connection cap (else uvicorn answers it, or its 503)."""
+        cap = self.limit_concurrency
+        return (
+            self.ingest is not None
+            and self.parser.get_method() == b"POST"
+            and not self.parser.should_upgrade()
+            and (self.cycle is None or self.cycle.response_complete)
+            and (cap is None or (len(self.connections) < cap and len(self.tasks) < cap))
+        )
+
+    def _begin_tx(self) -> None:
+        assert self.ingest is not None
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        cycle = _LeanTx(keep_alive)
+        self.cycle = cycle  # type: ignore[assignment]
+        declared = next((value for name, value in self.headers if name == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > self.ingest.limit:
+            self._reply(cycle, *self.ingest.too_large(int(declared)))
+        elif self.expect_100_continue:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if not isinstance(cycle, _LeanTx):
+            super().on_body(body)
+            return
+        if cycle.response_complete:
+            return
+        cycle.body += body
+        assert self.ingest is not None
+        if len(cycle.body) > self.ingest.limit:
+            self._reply(cycle, *self.ingest.too_large())
+
+    def on_message_complete(self) -> None:
+        cycle = self.cycle
+        if not isinstance(cycle, _LeanTx):
+            super().on_message_complete()
+            return
+        if cycle.response_complete:
+            return
+        task = self.loop.create_task(self._answer(cycle))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _answer(self, cycle: _LeanTx) -> None:
+        assert self.ingest is not None
+        self._reply(cycle, *await self.ingest.answer(bytes(cycle.body)))
+
+    def _reply(self, cycle: _LeanTx, status: int, body: bytes) -> None:
+        """The whole answer in one write; then the connection goes on (or closes) as uvicorn's does."""
+        if cycle.response_complete:
+            return
+        cycle.response_complete = True
+        if cycle.disconnected:
+            return
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"content-length: %d\r\ncontent-type: application/json\r\n" % len(body))
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        head += (b"\r\n", body)
+        self.transport.write(b"".join(head))
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
