@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -163,6 +164,12 @@ def verify_envelope(envelope: Any) -> Transaction:
     return verify_envelope_bytes(envelope)[0]
 
 
+@functools.lru_cache(maxsize=16384)
+def signer_key(signer: str) -> bytes:
+    """``base58_decode`` of a signer's public key, remembered: the same signers sign again and again."""
+    return base58_decode(signer)
+
+
 def verify_envelope_bytes(envelope: Any) -> tuple[Transaction, bytes]:
     """``verify_envelope``, also returning the canonical bytes of ``tx`` that the signature covers."""
     if not isinstance(envelope, dict) or set(envelope) != {"tx", "signature"}:
@@ -178,7 +185,7 @@ def verify_envelope_bytes(envelope: Any) -> tuple[Transaction, bytes]:
     tx = decode_transaction(body, canonical=canonical)
     try:
         signature_bytes = base58_decode(signature)
-        public_key = base58_decode(tx.signer)
+        public_key = signer_key(tx.signer)
     except ValueError as exc:
         raise InvalidSignatureError(f"signature is not base58: {exc}", signature=signature) from None
     if len(signature_bytes) != 64 or len(public_key) != 32:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pykoii.keys import Keypair, sign_payload, signer_key, verify
 from pykoii.ledger import LedgerState, canonical_bytes, from_plain, state_root, to_plain
 from pykoii.ledger.codec import (
     BASE58_ALPHABET,
@@ -40,6 +41,19 @@ def test_base58_decode_names_the_bad_character():
     with pytest.raises(ValueError, match="'0' is not a base58 character"):
         base58_decode("abc0")
     assert "0" not in BASE58_ALPHABET and "l" not in BASE58_ALPHABET
+    with pytest.raises(ValueError, match="'é' is not a base58 character"):
+        base58_decode("ab\u00e9")
+    with pytest.raises(TypeError, match="must be a string, got int"):
+        base58_decode(7)  # type: ignore[arg-type]
+
+
+def test_verify_answers_false_for_a_key_or_signature_that_is_not_text():
+    node = Keypair.generate()
+    signature = sign_payload(node, {"round": 1})
+    assert verify({"round": 1}, signature, node.public_key)
+    assert not verify({"round": 1}, signature, 7)  # type: ignore[arg-type]
+    assert not verify({"round": 1}, None, node.public_key)  # type: ignore[arg-type]
+    assert signer_key(node.public_key) == base58_decode(node.public_key)
 
 
 def test_canonical_bytes_sorted_compact_utf8():

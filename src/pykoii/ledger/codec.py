@@ -71,6 +71,8 @@ def base58_encode(data: bytes) -> str:
 
 def base58_decode(text: str) -> bytes:
     """Decode base58 text; raises ``ValueError`` naming the first character outside the alphabet."""
+    if not isinstance(text, str):
+        raise TypeError(f"base58 text must be a string, got {type(text).__name__}")
     digits = text.encode("ascii", "replace").translate(_BASE58_DIGITS)  # a non-ASCII char: "?" -> 255
     if 255 in digits:
         char = next(char for char in text if char not in _BASE58_INDEX)
