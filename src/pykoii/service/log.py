@@ -160,6 +160,11 @@ CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
 """
 
 _COLUMNS = "seq, slot, tx_id, tx, signature, prev_hash, entry_hash, receipt"
+WRITER_CACHE_KIB = 16 * 1024
+"""The writer connection's page cache (SQLite's default is 2 MiB). The rows of a pass are inserted on
+the event loop's thread; each one also goes into the ``tx_id`` index at a random place, and with the
+default cache those index pages keep falling out of it: inserting 2,000-row passes into a 300,000-entry
+log took 9.7 us of CPU a row with 2 MiB, 5.3 us with 16 MiB (and the same with 32 or 64)."""
 
 
 class SQLiteLog:
@@ -173,6 +178,7 @@ class SQLiteLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
+        self._writer.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self._writer.executescript(_SCHEMA)
         self._reader = self._connect()
         self._read_lock = threading.Lock()
