@@ -306,16 +306,17 @@ def send_signed(
 
 
 MARGIN = 4
-"""The submission and reveal windows each give N envelopes ``MARGIN`` times the time they take at
-the funding rate measured just before (a proof or a reveal costs the ledger up to about 1.5 times an
-airdrop): a healthy ledger is never shown late, even if the machine gets busier in the meantime."""
+"""The submission and reveal windows each give N envelopes ``MARGIN`` times the time the funding
+took just before, signing and sending (this process signs each slice inside the window; a proof or a
+reveal costs the ledger up to about 1.5 times an airdrop): a healthy ledger is never shown late, even
+if the machine gets busier in the meantime."""
 
 
 def windows_for(nodes: int, rate: float) -> tuple[int, int]:
-    """``(submission_window, audit_window)`` in slots for ``nodes`` at ``rate`` tx/s. Reveals get the
-    first half of the audit window (``reveal_slots``), so the audit window is twice the reveals' time
-    and at least 150 slots: after its reveals, 7.5 s or more to read the round, recompute the ring
-    and sign the votes."""
+    """``(submission_window, audit_window)`` in slots for ``nodes`` signed and sent at ``rate`` per
+    second. Reveals get the first half of the audit window (``reveal_slots``), so the audit window is
+    twice the reveals' time and at least 150 slots: after its reveals, 7.5 s or more to read the
+    round, recompute the ring and sign the votes."""
     slots = math.ceil(MARGIN * nodes / rate * 1000 / SLOT_MS)
     return max(40, slots), max(150, 2 * slots)
 
@@ -451,9 +452,11 @@ def _round(ledger: Ledger, run: Run) -> Run:
         + [(k, {"type": "airdrop", "to": k.public_key, "amount": 3 * KOII}) for k in keys],
         setup,
     )
-    rate = run.baseline_tx_per_s = setup.tx_per_s
-    print(f"[{nodes}] funded in {time.perf_counter() - started:.1f} s ({rate:,.0f} tx/s)", flush=True)
-    sw, aw = windows_for(nodes, rate)
+    run.baseline_tx_per_s = setup.tx_per_s
+    funding = time.perf_counter() - started
+    print(f"[{nodes}] funded in {funding:.1f} s ({setup.tx_per_s:,.0f} tx/s sent)", flush=True)
+    # This process signs the envelopes inside the windows too: size them from signing and sending.
+    sw, aw = windows_for(nodes, (nodes + 1) / funding)
     round_time = sw + aw + 30
     run.windows = f"round_time {round_time}, submission_window {sw}, audit_window {aw} slots"
     receipt = ledger.http.post(
@@ -704,8 +707,8 @@ other engineers' test runs**, so wall times are noisy; CPU times are the steadie
 
 {chr(10).join(lines)}
 
-Windows per size (the submission window and the audit window's first half, the reveals', each {MARGIN} times what N
-envelopes take at the funding rate measured just before): {windows}.
+Windows per size (the submission window and the audit window's first half, the reveals', each {MARGIN} times what
+signing and sending N airdrops took just before): {windows}.
 
 {target_text}
 """
