@@ -18,13 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -72,21 +75,34 @@ def _unix(text: str) -> float:
     return datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + (frac or "0"))
 
 
-async def rpc_load(rpc: str, seconds: float, batch: int, concurrency: int) -> tuple[float, float]:
-    """kvstore: unique ``key=value`` transactions as fast as the engine takes them; (start, end)."""
-    counter = 0
+async def rpc_load(
+    rpc: str, next_tx: Callable[[], bytes | None], seconds: float, batch: int, concurrency: int
+) -> tuple[float, float, int]:
+    """Transactions from ``next_tx`` broadcast as JSON-RPC batches of ``broadcast_tx_sync`` to one
+    engine's RPC, ``concurrency`` batches in flight, for ``seconds`` (or until ``next_tx`` runs
+    out); (start, end, transactions sent). The same client loads kvstore and pykoii."""
+    sent = 0
     stop_at = time.time() + seconds
 
-    async def worker(session: aiohttp.ClientSession, me: int) -> None:
-        nonlocal counter
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal sent
         while time.time() < stop_at:
             calls = []
             for _ in range(batch):
-                counter += 1
-                tx = base64.b64encode(f"k{me}-{counter}={counter}".encode()).decode()
+                tx = next_tx()
+                if tx is None:
+                    break
+                sent += 1
                 calls.append(
-                    {"jsonrpc": "2.0", "id": counter, "method": "broadcast_tx_sync", "params": {"tx": tx}}
+                    {
+                        "jsonrpc": "2.0",
+                        "id": sent,
+                        "method": "broadcast_tx_sync",
+                        "params": {"tx": base64.b64encode(tx).decode()},
+                    }
                 )
+            if not calls:
+                return
             try:
                 async with session.post(rpc, data=orjson.dumps(calls)) as response:
                     await response.read()
@@ -94,9 +110,78 @@ async def rpc_load(rpc: str, seconds: float, batch: int, concurrency: int) -> tu
                 await asyncio.sleep(0.05)
 
     start = time.time()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-        await asyncio.gather(*(worker(session, i) for i in range(concurrency)))
-    return start, time.time()
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=120), connector=aiohttp.TCPConnector(limit=0)
+    ) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return start, time.time(), sent
+
+
+def kv_txs() -> Callable[[], bytes | None]:
+    """Unique ``key=value`` transactions for kvstore, without end."""
+    counter = itertools.count()
+    return lambda: f"k{(n := next(counter))}={n}".encode()
+
+
+def from_list(txs: list[bytes]) -> Callable[[], bytes | None]:
+    items = iter(txs)
+    return lambda: next(items, None)
+
+
+# --- CPU time per process --------------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """Every process: pid -> (parent pid, command name, CPU seconds used so far)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        out[int(entry)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICK)
+    return out
+
+
+def cpu_by_role(roots: list[int]) -> dict[str, float]:
+    """CPU seconds so far of the process trees under ``roots``, by role: ``engine`` (cometbft),
+    ``app`` (the root pykoii process), ``verify`` (its signature workers); plus ``client`` (this
+    process, the load generator)."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    roles = {"engine": 0.0, "app": 0.0, "verify": 0.0}
+    for root in roots:
+        stack = [root]
+        while stack:
+            pid = stack.pop()
+            stack.extend(children.get(pid, ()))
+            if pid not in table:
+                continue
+            _, name, seconds = table[pid]
+            role = "engine" if name.startswith("cometbft") else "app" if pid == root else "verify"
+            roles[role] += seconds
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    roles["client"] = usage.ru_utime + usage.ru_stime
+    return roles
+
+
+def cpu_per_tx(before: dict[str, float], after: dict[str, float], txs: int) -> dict[str, float]:
+    """Microseconds of CPU per committed transaction, by role."""
+    return {role: (after[role] - before[role]) / max(txs, 1) * 1e6 for role in after}
+
+
+def mempool_backlog(rpc: str) -> int:
+    """Transactions waiting in the engine's mempool (the load outran the chain if > 0)."""
+    result = httpx.get(rpc + "/num_unconfirmed_txs", timeout=10).json()["result"]
+    return int(result["n_txs"])
 
 
 async def post_load(
@@ -205,6 +290,38 @@ def signed_transfers(url: str, count: int) -> list[bytes]:
     ]
 
 
+LOAD_BATCH = 50
+LOAD_CONCURRENCY = 128
+"""Batches in flight. The engine answers the calls of one JSON-RPC batch one after the other, each
+after its ``CheckTx`` answer, and its ABCI socket client flushes ``CheckTx`` requests to an
+out-of-process application on a 20 ms timer: with 16 batches in flight pykoii's CheckTx stream
+was bounded by that (16 transactions per flush), not by the application."""
+
+
+def saturate(
+    rpc: str, roots: list[int], next_tx: Callable[[], bytes | None], seconds: float
+) -> dict[str, Any]:
+    """Load one engine's RPC for ``seconds`` (``rpc_load``, batches of 50, 16 in flight); committed
+    tx/s from the blocks whose time lies in the load window, and CPU per committed tx by role."""
+    before = cpu_by_role(roots)
+    start, end, sent = asyncio.run(
+        rpc_load(rpc + "/", next_tx, seconds, batch=LOAD_BATCH, concurrency=LOAD_CONCURRENCY)
+    )
+    after = cpu_by_role(roots)
+    backlog = mempool_backlog(rpc)
+    time.sleep(3)
+    txs, blocks = committed_in_window(rpc, start, end)
+    return {
+        "rate": txs / (end - start),
+        "blocks": blocks / (end - start),
+        "txs": txs,
+        "sent": sent,
+        "backlog": backlog,
+        "cpu": cpu_per_tx(before, after, txs),
+        "seconds": end - start,
+    }
+
+
 def kvstore_ceiling(count: int, seconds: float, folder: Path) -> dict[str, Any]:
     network = ValidatorNetwork(folder / f"kv{count}", count=count)
     network.create()
@@ -226,11 +343,7 @@ def kvstore_ceiling(count: int, seconds: float, folder: Path) -> dict[str, Any]:
                 )
             )
         network.wait_height(3, timeout=120)
-        rpc = network.validators[0].rpc
-        start, end = asyncio.run(rpc_load(rpc + "/", seconds, batch=50, concurrency=16))
-        time.sleep(3)
-        txs, blocks = committed_in_window(rpc, start, end)
-        return {"rate": txs / (end - start), "blocks": blocks / (end - start), "txs": txs}
+        return saturate(network.validators[0].rpc, [e.pid for e in engines], kv_txs(), seconds)
     finally:
         for engine in engines:
             engine.terminate()
@@ -238,18 +351,31 @@ def kvstore_ceiling(count: int, seconds: float, folder: Path) -> dict[str, Any]:
             engine.wait(30)
 
 
-def pykoii_network(count: int, seconds: float, folder: Path, total: int) -> dict[str, Any]:
-    with ValidatorNetwork(folder / f"pykoii{count}", count=count, workers=1, ack_timeout=60) as network:
-        url, rpc = network.validators[0].url, network.validators[0].rpc
-        envelopes = signed_transfers(url, total)
-        half = total // 2
-        saturated = asyncio.run(post_load(url, envelopes[:half], seconds, batch=100, concurrency=16))
-        time.sleep(3)
-        txs, blocks = committed_in_window(rpc, saturated["start"], saturated["end"])
-        saturated["committed"] = txs / (saturated["end"] - saturated["start"])
-        saturated["blocks"] = blocks / (saturated["end"] - saturated["start"])
+def accepted_total(url: str) -> int:
+    """Transactions the validator accepted and logged so far (its ``/metrics`` counter)."""
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("pykoii_ledger_tx_accepted_total "):
+            return int(line.split()[1])
+    raise AssertionError("no pykoii_ledger_tx_accepted_total in /metrics")
+
+
+def pykoii_network(count: int, seconds: float, folder: Path, workers: int) -> dict[str, Any]:
+    """pykoii on ``count`` validators: saturated the way kvstore is (same client, same RPC method,
+    same batches, committed tx/s from the blocks), then ``POST /tx`` latency at half that rate."""
+    with ValidatorNetwork(folder / f"pykoii{count}", count=count, workers=workers, ack_timeout=60) as network:
+        first = network.validators[0]
+        roots = [v.process.popen.pid for v in network.validators]
+        envelopes = signed_transfers(first.url, int(seconds * 8000))
+        accepted = accepted_total(first.url)
+        saturated = saturate(first.rpc, roots, from_list(envelopes), seconds)
+        saturated["exhausted"] = saturated["sent"] >= len(envelopes)
+        drain_until = time.time() + 120  # the backlog drains: what was sent is then decided
+        while mempool_backlog(first.rpc) and time.time() < drain_until:
+            time.sleep(1)
+        saturated["refused"] = saturated["sent"] - (accepted_total(first.url) - accepted)
         rate = max(10.0, saturated["rate"] / 2)
-        paced = asyncio.run(post_load(url, envelopes[half:], seconds, batch=10, concurrency=0, rate=rate))
+        paced_txs = signed_transfers(first.url, int(rate * seconds) + 100)
+        paced = asyncio.run(post_load(first.url, paced_txs, seconds, batch=10, concurrency=0, rate=rate))
         paced["offered"] = rate
         return {"saturated": saturated, "half": paced}
 
@@ -324,6 +450,11 @@ def round_text(run: Any) -> str:
     )
 
 
+def cpu_text(cpu: dict[str, float]) -> str:
+    parts = [f"{role} {cpu[role]:,.0f}" for role in ("engine", "app", "verify") if cpu.get(role)]
+    return " / ".join(parts) + f" (client {cpu['client']:,.0f})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="load duration per run (default 15)")
@@ -331,34 +462,48 @@ def main() -> int:
     parser.add_argument(
         "--round-nodes", type=int, default=10_000, help="nodes of the round on 4 validators (0: skip)"
     )
+    parser.add_argument("--workers", type=int, default=1, help="signature workers per validator (default 1)")
+    parser.add_argument(
+        "--validators", default="1,4", help="validator counts to measure, comma-separated (default 1,4)"
+    )
     args = parser.parse_args()
+    counts = [int(n) for n in args.validators.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="pykoii-bench-validators-"))
-    total = 40_000
     try:
-        kv = {n: kvstore_ceiling(n, args.seconds, folder) for n in (1, 4)}
-        ours = {n: pykoii_network(n, args.seconds, folder, total) for n in (1, 4)}
-        seq = sequencer(args.seconds, folder, total)
+        kv = {n: kvstore_ceiling(n, args.seconds, folder) for n in counts}
+        ours = {n: pykoii_network(n, args.seconds, folder, args.workers) for n in counts}
+        seq = sequencer(args.seconds, folder, int(args.seconds * 8000))
         run = round_on_validators(args.round_nodes, folder) if args.round_nodes else None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    rows = []
-    for n in (1, 4):
+    rows, cpu_rows = [], []
+    for n in counts:
         s, h = ours[n]["saturated"], ours[n]["half"]
         rows.append(
-            f"| {n} | {kv[n]['rate']:,.0f} | {s['committed']:,.0f} | {s['rate']:,.0f} | {s['committed'] / kv[n]['rate']:.2f}× "
-            f"| {s['p50']:.2f} / {s['p99']:.2f} | {h['offered']:,.0f} → {h['rate']:,.0f} | {h['p50']:.2f} / {h['p99']:.2f} | {s['blocks']:.1f} |"
+            f"| {n} | {kv[n]['rate']:,.0f} | {s['rate']:,.0f} | {s['rate'] / kv[n]['rate']:.2f}× | {s['blocks']:.1f} "
+            f"| {s['backlog']:,} | {s['refused']:,} | {h['offered']:,.0f} → {h['rate']:,.0f} | {h['p50']:.2f} / {h['p99']:.2f} |"
         )
+        cpu_rows.append(f"| {n} | {cpu_text(kv[n]['cpu'])} | {cpu_text(s['cpu'])} |")
+    exhausted = [n for n in counts if ours[n]["saturated"]["exhausted"]]
     text = f"""{SECTION}
 
-Measured {time.strftime("%Y-%m-%d")} on {os.cpu_count()} cores ({platform.machine()}, Python {platform.python_version()}, {engine_version(cometbft_binary())}), all in one run, with `.venv/bin/python benchmarks/bench_validators.py`. Every engine, application, signature worker and the load generator share these cores. Load goes to validator-1 only: for kvstore as JSON-RPC batches of 50 `broadcast_tx_sync` (16 concurrent); for pykoii as `POST /tx` batches of 100 signed transfers (16 concurrent), each answered after its block is committed and the next block built on it. Committed tx/s counts the `num_txs` of the blocks whose time lies in the {args.seconds:.0f} s load window; latency is send → committed receipt. "Half load" offers half the saturated acknowledged rate, open loop, in batches of 10.
+Measured {time.strftime("%Y-%m-%d")} on {os.cpu_count()} cores ({platform.machine()}, Python {platform.python_version()}, {engine_version(cometbft_binary())}), all in one run, with `.venv/bin/python benchmarks/bench_validators.py --seconds {args.seconds:g} --workers {args.workers}` ({args.workers} signature worker(s) per validator). Every engine, application, signature worker and the load generator share these cores.
 
-| validators | kvstore ceiling tx/s | pykoii committed tx/s | pykoii acked tx/s | pykoii / kvstore | p50 / p99 s (saturated) | half load: offered → acked tx/s | p50 / p99 s (half load) | blocks/s |
+**Throughput, kvstore and pykoii loaded the same way**: one Python client sends JSON-RPC batches of {LOAD_BATCH} `broadcast_tx_sync` to validator-1's engine RPC, {LOAD_CONCURRENCY} batches in flight, for {args.seconds:g} s (kvstore: unique `key=value`; pykoii: unique signed transfers, about 300 bytes, pre-signed); committed tx/s counts the `num_txs` of the blocks whose time lies in the load window, for both. "Backlog" is the engine's mempool at the end of the window (> 0: the client offered more than the chain committed, so the figure is the chain's, not the client's{"; the pre-signed transactions ran out for " + ", ".join(map(str, exhausted)) + " validator(s), so that figure is a lower bound" if exhausted else ""}). "Not accepted" counts sent transactions the ledger did not log (mempool full, or refused) once the backlog drained. **Latency** is pykoii's own path: `POST /tx` to validator-1 (batches of 10, open loop at half the saturated committed rate), each answered after its block is committed and the next block built on it; p50/p99 from send to committed receipt.
+
+| validators | kvstore ceiling tx/s | pykoii committed tx/s | pykoii / kvstore | pykoii blocks/s | backlog | not accepted | half load: offered → acked tx/s | p50 / p99 s (half load) |
 |---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
-Single sequencer (`pykoii ledger serve --workers 1`), same transfers, same client, same run: **{seq["rate"]:,.0f} tx/s** acknowledged (durable), p50 {seq["p50"]:.2f} s / p99 {seq["p99"]:.2f} s.
+CPU per committed transaction in the saturated window, µs, summed over all validators (engine = the `cometbft` processes, app = the pykoii application processes, verify = their signature workers; client = the load generator):
 
-What bounds it: with 4 validators every transaction is verified (ed25519, about 40-100 µs) by all four applications and applied by all four, and the four engines, four applications and the load generator share 2 cores; with 1 validator, the application's one event loop (JSON decode, CheckTx bookkeeping, apply, the SQLite commit per block) and the engine's mempool/RPC. Latency is at least two block intervals by design (the block, then the next block that confirms its app hash). {round_text(run)}
+| validators | kvstore | pykoii |
+|---:|---|---|
+{chr(10).join(cpu_rows)}
+
+Single sequencer (`pykoii ledger serve --workers 1`), `POST /tx` batches of 100 signed transfers, 16 in flight, same run: **{seq["rate"]:,.0f} tx/s** acknowledged (durable), p50 {seq["p50"]:.2f} s / p99 {seq["p99"]:.2f} s.
+
+{round_text(run)}
 """
     print(text)
     if not args.no_write:

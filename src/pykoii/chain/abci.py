@@ -173,9 +173,14 @@ class _Connection:
                 return pb.ResponseFlush()
             if kind == "echo":
                 return pb.ResponseEcho(message=message.message)
-            return getattr(self.app, kind)(message)
+            answer = getattr(self.app, kind)(message)
         except Exception as exc:
             return self._failed(kind, exc)
+        if asyncio.iscoroutine(answer):
+            # Started now, not when the writer reaches it: the CheckTxs of one read then wait for
+            # the signature workers together (one batch), instead of one worker round trip each.
+            return asyncio.ensure_future(answer)
+        return answer
 
     def _failed(self, kind: str, exc: BaseException) -> Any:
         if str(exc) != "the validator is shutting down":
