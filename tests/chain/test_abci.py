@@ -189,6 +189,25 @@ async def test_check_tx_refuses_with_a_code_never_an_exception(node: Node) -> No
 
 
 @with_node
+async def test_pipelined_check_txs_are_verified_in_shared_batches(node: Node) -> None:
+    # The engine writes many CheckTx before one Flush; they must wait for the signature workers
+    # together, not one worker round trip each (answers still in request order).
+    keys = [Keypair.generate() for _ in range(40)]
+    txs = [envelope(k, "airdrop", to=k.public_key, amount=i + 1) for i, k in enumerate(keys)]
+    txs[7] = bad_signature(txs[7])
+    before = node.store.verifier.batches
+    for tx in txs:
+        node.mempool.send("check_tx", tx=tx, type=pb.NEW)
+    node.mempool.send("flush")
+    for index in range(len(txs)):
+        kind, answer = await node.mempool.read()
+        assert kind == "check_tx"
+        assert (answer.codespace == "InvalidSignatureError") == (index == 7), (index, answer)
+    assert (await node.mempool.read())[0] == "flush"
+    assert node.store.verifier.batches - before < len(txs) // 4
+
+
+@with_node
 async def test_proposals_reject_a_block_with_a_bad_signature(node: Node) -> None:
     alice = Keypair.generate()
     good = envelope(alice, "airdrop", to=alice.public_key, amount=5)
