@@ -63,6 +63,9 @@ MAX_TX_BYTES = 1024 * 1024
 """The largest transaction the application accepts (the engine's mempool allows 4 MiB, so a bigger
 one reaches ``CheckTx`` and is refused with a code)."""
 
+BROADCAST_PARALLEL = 32
+"""A ``POST /tx`` batch goes to the engine as up to this many concurrent JSON-RPC batches."""
+
 CACHE_SIZE = 200_000
 """Verified transactions remembered between ``CheckTx`` and the block that holds them."""
 
@@ -531,30 +534,47 @@ class ChainStore(BlockCheckpoints, LedgerStore):
         return None if entry is None else with_height(orjson.loads(entry.receipt))
 
     async def _broadcast(self, txs: list[bytes]) -> list[Any]:
-        """``broadcast_tx_sync`` for each transaction, in one JSON-RPC batch."""
+        """``broadcast_tx_sync`` for each transaction, as up to ``BROADCAST_PARALLEL`` concurrent
+        JSON-RPC batches.
+
+        The engine answers the calls of one batch one after the other, each once the application
+        answered its ``CheckTx``, and its ABCI client sends ``CheckTx`` requests out on a 20 ms
+        flush timer: one batch of N costs about N flush periods, concurrent batches share them."""
+        if not txs:
+            return []
+        size = -(-len(txs) // BROADCAST_PARALLEL)
+        parts = await asyncio.gather(
+            *(self._broadcast_part(txs, start, start + size) for start in range(0, len(txs), size))
+        )
+        return [answer for part in parts for answer in part]
+
+    async def _broadcast_part(self, txs: list[bytes], start: int, end: int) -> list[Any]:
+        """``broadcast_tx_sync`` for ``txs[start:end]``, in one JSON-RPC batch."""
         assert self._session is not None, "ChainStore.start() was not called"
         calls = [
             {
                 "jsonrpc": "2.0",
                 "id": index,
                 "method": "broadcast_tx_sync",
-                "params": {"tx": base64.b64encode(tx).decode()},
+                "params": {"tx": base64.b64encode(txs[index]).decode()},
             }
-            for index, tx in enumerate(txs)
+            for index in range(start, end)
         ]
         try:
             async with self._session.post(self.rpc_url, data=orjson.dumps(calls)) as response:
                 body = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise LedgerUnavailableError(
-                f"this validator's engine RPC at {self.rpc_url} cannot be reached ({exc!r}); nothing was sent"
+                f"this validator's engine RPC at {self.rpc_url} cannot be reached ({exc!r}); nothing was "
+                "acknowledged, sending again is safe"
             ) from None
         answers = orjson.loads(body)
         if isinstance(answers, dict):
             answers = [answers]
         by_id = {answer.get("id"): answer for answer in answers}
         return [
-            by_id.get(index, {"error": {"message": "no answer from the engine"}}) for index in range(len(txs))
+            by_id.get(index, {"error": {"message": "no answer from the engine"}})
+            for index in range(start, end)
         ]
 
 
