@@ -121,7 +121,15 @@ def init_home(
                 "addr_book_strict": False,
                 "allow_duplicate_ip": True,
             },
-            "mempool": {"size": 50_000, "cache_size": 100_000, "max_tx_bytes": 4 * 1024 * 1024},
+            # recheck off: after every block v0.38 re-sends each waiting transaction to CheckTx,
+            # inside Commit (one ABCI round trip each, with the mempool locked); FinalizeBlock
+            # checks every transaction anyway, so one that went stale is refused there with a code.
+            "mempool": {
+                "size": 50_000,
+                "cache_size": 100_000,
+                "max_tx_bytes": 4 * 1024 * 1024,
+                "recheck": False,
+            },
             "consensus": BLOCK_TIMEOUTS,
             "tx_index": {"indexer": "kv"},
         },
