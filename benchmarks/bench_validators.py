@@ -447,11 +447,13 @@ def round_text(run: Any) -> str:
     if run is None:
         return ""
     phases = ", ".join(
-        f"{name} {phase.seconds:.1f} s ({phase.transactions:,} tx)" for name, phase in run.phases.items()
+        f"{name} {phase.seconds:.1f} s ({phase.transactions:,} tx"
+        + (f", **{phase.refused_count:,} refused**)" if getattr(phase, "refused_count", 0) else ")")
+        for name, phase in run.phases.items()
     )
     return (
         f"A {run.nodes:,}-node round on 4 validators (`bench_round`'s round through validator-1's HTTP API; {run.windows}, "
-        f"a slot being a block): {'**paid**' if run.paid else '**not paid**'}; {phases}; {run.log_entries:,} log entries."
+        f"a slot being a block): {'**paid**' if run.paid else '**not paid**'}; ledger time {sum(p.seconds for p in run.phases.values()):.1f} s in all: {phases}; {run.log_entries:,} log entries."
     )
 
 
