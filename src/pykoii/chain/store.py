@@ -535,11 +535,8 @@ class ChainStore(BlockCheckpoints, LedgerStore):
 
     async def _broadcast(self, txs: list[bytes]) -> list[Any]:
         """``broadcast_tx_sync`` for each transaction, as up to ``BROADCAST_PARALLEL`` concurrent
-        JSON-RPC batches.
-
-        The engine answers the calls of one batch one after the other, each once the application
-        answered its ``CheckTx``, and its ABCI client sends ``CheckTx`` requests out on a 20 ms
-        flush timer: one batch of N costs about N flush periods, concurrent batches share them."""
+        JSON-RPC batches: the engine answers one batch's calls one after the other, each after its
+        ``CheckTx``, which its ABCI client flushes on a 20 ms timer (a batch of N: ~N periods)."""
         if not txs:
             return []
         size = -(-len(txs) // BROADCAST_PARALLEL)
@@ -549,7 +546,6 @@ class ChainStore(BlockCheckpoints, LedgerStore):
         return [answer for part in parts for answer in part]
 
     async def _broadcast_part(self, txs: list[bytes], start: int, end: int) -> list[Any]:
-        """``broadcast_tx_sync`` for ``txs[start:end]``, in one JSON-RPC batch."""
         assert self._session is not None, "ChainStore.start() was not called"
         calls = [
             {
