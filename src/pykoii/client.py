@@ -26,8 +26,17 @@ import orjson
 
 from . import errors
 from .clock import SystemClock, WallClock
-from .errors import BlobCorruptionError, LedgerHTTPError, LedgerUnavailableError, PykoiiError
+from .errors import (
+    BlobCorruptionError,
+    LedgerHTTPError,
+    LedgerUnavailableError,
+    PayloadTooLargeError,
+    PykoiiError,
+)
 from .keys import Keypair
+
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+"""Headers of a streamed answer that no longer describe its (decoded, read) body."""
 
 
 class ReceiptDict(TypedDict):
@@ -101,11 +110,16 @@ class LedgerClient:
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, limit: int | None = None, **kwargs: Any) -> httpx.Response:
+        """``method path``, retried on connection errors; an error answer raises its pykoii error.
+        ``limit``: read at most that many bytes of the answer (``PayloadTooLargeError`` past it)."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
-                response = self._http.request(method, path, **kwargs)
+                if limit is None:
+                    response = self._http.request(method, path, **kwargs)
+                else:
+                    response = self._send_limited(method, path, limit, **kwargs)
                 break
             except httpx.TransportError as exc:
                 if attempt == self.retries:
@@ -123,6 +137,20 @@ class LedgerClient:
                 body = response.text
             raise error_from_body(response.status_code, body)
         return response
+
+    def _send_limited(self, method: str, path: str, limit: int, **kwargs: Any) -> httpx.Response:
+        with self._http.stream(method, path, **kwargs) as streamed:
+            body = bytearray()
+            for chunk in streamed.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise PayloadTooLargeError(
+                        f"{self.base_url}{path} answered more than {limit} bytes; refused", limit=limit
+                    )
+        kept = {k: v for k, v in streamed.headers.items() if k.lower() not in _BODY_HEADERS}
+        return httpx.Response(
+            streamed.status_code, headers=kept, content=bytes(body), request=streamed.request
+        )
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return orjson.loads(self._request(method, path, **kwargs).content)
@@ -294,11 +322,12 @@ class LedgerClient:
         )["cid"]
         return cid
 
-    def get_blob(self, cid: str, *, local: bool = False) -> bytes:
+    def get_blob(self, cid: str, *, local: bool = False, max_bytes: int | None = None) -> bytes:
         """A blob's bytes, checked against its CID here as well; ``local``: only if that ledger
-        holds it itself (it does not ask its primary or the other validators)."""
+        holds it itself (it does not ask its primary or the other validators); ``max_bytes``: an
+        answer longer than that is refused (``PayloadTooLargeError``) before it is all read."""
         params = {"local": "true"} if local else {}
-        data = self._request("GET", f"/blobs/{cid}", params=params).content
+        data = self._request("GET", f"/blobs/{cid}", params=params, limit=max_bytes).content
         digest = hashlib.sha256(data).digest()
         body = cid[1:].upper()
         expected = base64.b32decode(body + "=" * (-len(body) % 8))[4:]

@@ -162,9 +162,9 @@ def test_a_replica_behind_a_front_answering_html_errors_recovers_and_reports_its
 
 
 class WrongBytes(threading.Thread):
-    """A hostile ledger: every ``GET /blobs/...`` answers 200 with bytes that are not the blob."""
+    """A hostile ledger: every ``GET /blobs/...`` answers 200 with ``body``, which is not the blob."""
 
-    def __init__(self) -> None:
+    def __init__(self, body: bytes = b"not it!!!") -> None:
         super().__init__(daemon=True)
         import http.server
 
@@ -172,9 +172,9 @@ class WrongBytes(threading.Thread):
             def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "application/octet-stream")
-                self.send_header("content-length", "9")
+                self.send_header("content-length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"not it!!!")
+                self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -192,16 +192,20 @@ def test_blobs_are_found_on_other_ledgers_checked_against_their_cid(primary: str
     from pykoii.service.follow import blob_source
 
     cid = LedgerClient(primary).put_blob(b"task code on one ledger only")
-    hostile = WrongBytes()
+    hostile, huge = WrongBytes(), WrongBytes(b"x" * 5_000_000)
     hostile.start()
+    huge.start()
     down = f"http://127.0.0.1:{free_port()}"
     try:
-        # Down, then lying (refused: not the CID's bytes), then the real copy.
-        assert blob_source([down, hostile.url, primary], local=True)(cid) == b"task code on one ledger only"
+        # Down, lying (refused: not the CID's bytes), endless (refused past max_bytes), the real copy.
+        fetch = blob_source([down, hostile.url, huge.url, primary], local=True, max_bytes=1000)
+        assert fetch(cid) == b"task code on one ledger only"
         with pytest.raises(LedgerUnavailableError) as unavailable:
-            blob_source([down, hostile.url], local=True)(cid)
-        assert "BlobCorruptionError" in unavailable.value.message and down in unavailable.value.message
+            blob_source([down, hostile.url, huge.url], local=True, max_bytes=1000)(cid)
+        said = unavailable.value.message
+        assert "BlobCorruptionError" in said and down in said and "more than 1000 bytes" in said, said
         with pytest.raises(NotFoundError, match="no blob has id"):
             blob_source([primary], local=True)(cid_of(b"stored nowhere"))
     finally:
         hostile.server.shutdown()
+        huge.server.shutdown()

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..client import LedgerClient
 from ..errors import LedgerUnavailableError, LogCorruptionError, NotFoundError, PykoiiError
+from .blobs import MAX_BLOB_BYTES
 from .store import Genesis, LedgerStore
 
 LOG = logging.getLogger("pykoii.ledger.follow")
@@ -40,12 +41,15 @@ def primary_genesis(client: LedgerClient) -> Genesis:
     return genesis
 
 
-def blob_source(urls: Sequence[str], *, local: bool = False, timeout: float = 10.0) -> Callable[[str], bytes]:
+def blob_source(
+    urls: Sequence[str], *, local: bool = False, timeout: float = 10.0, max_bytes: int = MAX_BLOB_BYTES
+) -> Callable[[str], bytes]:
     """How a ledger fetches a blob it does not hold: ``GET /blobs/{cid}`` of each ledger at ``urls``
     in turn (a replica: its primary; a validator: the other validators, asked with ``local`` so that
     they do not ask on in turn); the first copy that matches the CID wins (``LedgerClient.get_blob``
-    checks it). None has it: ``NotFoundError``, or ``LedgerUnavailableError`` if one that could
-    hold it did not answer; each names what every ledger said."""
+    checks it; an answer over ``max_bytes`` is refused before it is all read). None has it:
+    ``NotFoundError``, or ``LedgerUnavailableError`` if one that could hold it did not answer or
+    answered wrong bytes; each names what every ledger said."""
     clients = [LedgerClient(url, retries=0, timeout=timeout) for url in urls]
 
     def fetch(cid: str) -> bytes:
@@ -53,7 +57,7 @@ def blob_source(urls: Sequence[str], *, local: bool = False, timeout: float = 10
         unreachable = False
         for client in clients:
             try:
-                return client.get_blob(cid, local=local)
+                return client.get_blob(cid, local=local, max_bytes=max_bytes)
             except PykoiiError as exc:
                 unreachable = unreachable or not isinstance(exc, NotFoundError)
                 said.append(f"{client.base_url}: {exc.name}: {exc.message[:160]}")
