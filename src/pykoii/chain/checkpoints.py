@@ -34,7 +34,7 @@ from ..service.log import Checkpoint
 from ..service.records import state_bytes
 
 if TYPE_CHECKING:
-    from .store import ChainLog
+    from .log import ChainLog
 
 REPLAY_HINT = (
     "start it once with `pykoii validator run --replay-log` to drop the checkpoints and replay the whole log"

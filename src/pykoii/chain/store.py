@@ -52,12 +52,13 @@ from ..ledger.codec import sha256_hex
 from ..ledger.transition import check_recency
 from ..ledger.types import Roe
 from ..service.blobs import DEFAULT_QUOTA_BYTES, BlobStore
-from ..service.log import LogEntry, SQLiteLog, entry_hash_of
+from ..service.log import LogEntry, entry_hash_of
 from ..service.records import Genesis, receipt_plain
 from ..service.space import DEFAULT_RESERVE_BYTES
 from ..service.store import LedgerStore
 from ..service.verify import Verified, Verifier
 from .checkpoints import BlockCheckpoints
+from .log import BlockRecord, ChainLog
 
 MAX_TX_BYTES = 1024 * 1024
 """The largest transaction the application accepts (the engine's mempool allows 4 MiB, so a bigger
@@ -68,63 +69,6 @@ BROADCAST_PARALLEL = 32
 
 CACHE_SIZE = 200_000
 """Verified transactions remembered between ``CheckTx`` and the block that holds them."""
-
-
-@dataclass(frozen=True, slots=True)
-class BlockRecord:
-    """One committed block, as the ``blocks`` table keeps it."""
-
-    height: int
-    app_hash: str
-    seq: int
-    txs: int
-
-
-class ChainLog(SQLiteLog):
-    """``SQLiteLog`` plus a ``blocks`` table written in the same commit as the block's entries."""
-
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path)
-        self._writer.execute(
-            "CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, app_hash TEXT NOT NULL, "
-            "seq INTEGER NOT NULL, txs INTEGER NOT NULL)"
-        )
-        self._writer.execute("CREATE INDEX IF NOT EXISTS blocks_seq ON blocks (seq)")
-        self.next_block: BlockRecord | None = None
-        """The block row ``stage`` writes with the next entries."""
-
-    def stage(self, entries: Sequence[LogEntry]) -> None:
-        super().stage(entries)
-        block, self.next_block = self.next_block, None
-        if block is not None:
-            try:
-                self._writer.execute(
-                    "INSERT INTO blocks (height, app_hash, seq, txs) VALUES (?, ?, ?, ?)",
-                    (block.height, block.app_hash, block.seq, block.txs),
-                )
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-
-    def last_block(self) -> BlockRecord | None:
-        return self._block("SELECT height, app_hash, seq, txs FROM blocks ORDER BY height DESC LIMIT 1")
-
-    def block_ending_at(self, seq: int) -> BlockRecord | None:
-        """The first block after which the log ends at ``seq`` (the one that wrote entry ``seq``)."""
-        return self._block(
-            "SELECT height, app_hash, seq, txs FROM blocks WHERE seq = ? ORDER BY height LIMIT 1", (seq,)
-        )
-
-    def _block(self, sql: str, params: tuple[object, ...] = ()) -> BlockRecord | None:
-        rows = self._read(sql, params)
-        if not rows:
-            return None
-        height, app_hash, seq, txs = rows[0]
-        return BlockRecord(cast(int, height), cast(str, app_hash), cast(int, seq), cast(int, txs))
-
-    def drop_checkpoints(self) -> None:
-        """Delete every checkpoint (start-up then replays the whole log)."""
-        self._writer.execute("DELETE FROM checkpoints")
 
 
 @dataclass(slots=True)
