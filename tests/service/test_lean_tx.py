@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import orjson
@@ -153,3 +155,28 @@ def test_expect_100_continue(url: str) -> None:
         sock.sendall(body)
         status, _, answer = read_answer(sock, bytearray())
         assert status == 200 and orjson.loads(answer)["tx_id"] == verify_envelope(orjson.loads(body)).tx_id
+
+
+def test_the_header_timeout_runs_from_each_answer(tmp_path: Path) -> None:
+    """One lazily moved timer per connection: a connection that keeps sending requests stays open
+    past the header timeout; one that stops inside a request's headers is closed."""
+    port = free_port()
+    server = start_server(
+        "serve", "--data", str(tmp_path / "ledger"), "--devnet", "--workers", "0",
+        "--header-timeout", "2", "--idle-timeout", "60", port=port, log=tmp_path / "log",
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with connect(url) as busy:
+            buffer = bytearray()
+            for _ in range(12):  # about 3.6 s in all, more than the 2 s timeout
+                busy.sendall(request(b"{}"))
+                assert read_answer(busy, buffer)[0] == 400
+                time.sleep(0.3)
+            with connect(url) as stalled:
+                stalled.sendall(request(b"{}"))
+                assert read_answer(stalled, bytearray())[0] == 400
+                stalled.sendall(b"POST /tx HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+                assert stalled.recv(100) == b""  # closed by the server (the socket waits up to 30 s)
+    finally:
+        stop(server)

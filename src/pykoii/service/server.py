@@ -63,6 +63,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     header_timeout = 10.0
     _header_timer: asyncio.TimerHandle | None = None
+    _header_deadline: float | None = None
+    """When the headers of the next request must be complete (``None``: none is awaited)."""
     ingest: TxIngest | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -71,17 +73,38 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm_header_timer()
 
     def _arm_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-        self._header_timer = self.loop.call_later(self.header_timeout, self.timeout_keep_alive_handler)
+        # One timer per connection, moved lazily: a request only sets the deadline (no new timer
+        # and no cancel per request); the timer re-arms itself for what is left when it fires early.
+        self._header_deadline = self.loop.time() + self.header_timeout
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout, self._check_header_deadline)
+
+    def _check_header_deadline(self) -> None:
+        self._header_timer = None
+        if self._header_deadline is None:
+            return  # the headers came in time; the next answer arms the timer again
+        left = self._header_deadline - self.loop.time()
+        if left > 0:
+            self._header_timer = self.loop.call_later(left, self._check_header_deadline)
+        else:
+            self.timeout_keep_alive_handler()
+
+    def on_message_begin(self) -> None:
+        # uvicorn builds its ASGI scope here (a dict and a copy of the app state per request); it is
+        # built in on_headers_complete instead, and only for requests that go the ASGI way.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
 
     def on_headers_complete(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self._header_deadline = None
         if self.url == b"/tx" and self._lean():
             self._begin_tx()
             return
+        url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()  # the scope, exactly as uvicorn makes it
+        self.url, self.headers, self.expect_100_continue = url, headers, expect_100_continue
+        self.scope["headers"] = headers
         if self.url.startswith(b"/events"):
             # A stream to a client that stops reading must block after a few events, not after
             # megabytes of kernel buffer: small buffers bound what a non-reader costs.
