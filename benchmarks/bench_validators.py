@@ -462,6 +462,13 @@ def cpu_text(cpu: dict[str, float]) -> str:
     return " / ".join(parts) + f" (client {cpu['client']:,.0f})"
 
 
+def backlog_text(ours: dict[int, Any], counts: list[int]) -> str:
+    idle = [n for n in counts if not ours[n]["saturated"]["backlog"]]
+    if not idle:
+        return "pykoii's windows ended with transactions waiting in the mempool (backlog > 0): the chain, not the client, set the rate."
+    return f"With {', '.join(map(str, idle))} validator(s) the mempool was empty at the end of the window, so that rate may be the client's."
+
+
 def bound_text(kv: dict[int, Any], ours: dict[int, Any], counts: list[int]) -> str:
     """What bounds each figure, from the CPU each transaction cost (the machine's cores are the
     budget: ``cores`` CPU-seconds per second, shared by every process of the run)."""
@@ -530,7 +537,7 @@ CPU per committed transaction in the saturated window, µs, summed over all vali
 
 Single sequencer (`pykoii ledger serve --workers 1`), `POST /tx` batches of 100 signed transfers, 16 in flight, same run: **{seq["rate"]:,.0f} tx/s** acknowledged (durable), p50 {seq["p50"]:.2f} s / p99 {seq["p99"]:.2f} s.
 
-What bounds it: CPU. Every figure above was taken with both cores busy (backlog > 0), so each rate is the cores divided by the CPU one committed transaction costs across every process:
+What bounds it: CPU. {backlog_text(ours, counts)} Each rate is then the cores divided by the CPU one committed transaction costs across every process:
 
 {bound_text(kv, ours, counts)}
 
