@@ -405,7 +405,8 @@ def main() -> int:
 
 `benchmarks/bench_ingest.py` — signed transfers from 1,000 signer keys, every one a distinct transaction, sent
 over HTTP by a load generator (this process) to `pykoii ledger serve` (a separate process: uvicorn + uvloop +
-httptools, {args.workers} signature-worker processes, SQLite WAL with `synchronous=FULL`) on the same machine
+httptools, `POST /tx` answered by the HTTP protocol itself without an ASGI cycle, {args.workers} signature-worker
+processes, SQLite WAL with `synchronous=FULL`) on the same machine
 ({cores} cores, {platform.python_implementation()} {platform.python_version()}). Time to durable acknowledgement is
 measured by the client, from sending a request to receiving its answer, which the ledger sends only after the
 log commit returned. The load generator is aiohttp, except in the row marked raw: a minimal HTTP/1.1 keep-alive
