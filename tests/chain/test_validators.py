@@ -22,7 +22,7 @@ from pykoii import errors
 from pykoii.chain.abci import encode_uvarint
 from pykoii.chain.engine import set_config
 from pykoii.chain.network import Validator, ValidatorNetwork
-from pykoii.chain.store import MAX_TX_BYTES
+from pykoii.chain.store import BROADCAST_PARALLEL, MAX_TX_BYTES
 from pykoii.client import LedgerClient
 from pykoii.demo import HELLO_WORLD, STAKE, VALIDATOR_WINDOWS, run_demo
 from pykoii.devnet import Devnet
@@ -380,20 +380,22 @@ def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
         with pytest.raises(errors.InvalidSignatureError):
             client.send(forged)
 
-        # A POST /tx batch (one JSON-RPC batch to the engine, more than its default limit of 10).
+        # A POST /tx batch (JSON-RPC batches to the engine, more than its default limit of 10), of a
+        # size the validator's split into BROADCAST_PARALLEL parts does not divide evenly.
         slot = client.slot()["slot"]
+        assert 33 % -(-33 // BROADCAST_PARALLEL) != 0
         batch = [
             alice.sign_transaction(
                 {"type": "airdrop", "to": Keypair.generate().public_key, "amount": 1, "recent_slot": slot}
             )
-            for _ in range(25)
+            for _ in range(33)
         ]
         results = client.send_batch(batch)
         assert all(isinstance(r, dict) and r["height"] >= slot for r in results), results[:2]
 
         # Engine and application keep running and committing.
         receipt = client.send_transaction(alice, {"type": "transfer", "to": alice.public_key, "amount": 1})
-        assert receipt["seq"] == 27 and process.poll() is None
+        assert receipt["seq"] == 35 and process.poll() is None
         stored = client.transaction(receipt["tx_id"])
         assert (
             stored == {k: v for k, v in receipt.items() if k != "height"}
@@ -407,7 +409,7 @@ def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
         found = httpx.get(
             rpc + "/tx_search", params={"query": f"\"pykoii.tx.signer='{alice.public_key}'\""}, timeout=10
         ).json()
-        assert int(found["result"]["total_count"]) == 27
+        assert int(found["result"]["total_count"]) == 35
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)

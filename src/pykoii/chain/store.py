@@ -485,7 +485,10 @@ class ChainStore(BlockCheckpoints, LedgerStore):
             return []
         size = -(-len(txs) // BROADCAST_PARALLEL)
         parts = await asyncio.gather(
-            *(self._broadcast_part(txs, start, start + size) for start in range(0, len(txs), size))
+            *(
+                self._broadcast_part(txs, start, min(start + size, len(txs)))
+                for start in range(0, len(txs), size)
+            )
         )
         return [answer for part in parts for answer in part]
 
