@@ -105,6 +105,23 @@ class Process:
         except OSError:
             return ""
 
+    def wait_http(self, path: str, timeout: float) -> None:
+        """Return once ``url + path`` answers HTTP; ``SandboxError`` with the log's tail if the
+        process exits first, or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise SandboxError(
+                    f"{self.name} exited before it answered; its log ({self.log_path}) ends with:\n"
+                    f"{self.log_tail()}"
+                )
+            try:
+                httpx.get(self.url + path, timeout=1.0)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise SandboxError(f"{self.name} did not answer on {self.url} within {timeout:.0f} s")
+
 
 @dataclass
 class DevnetNode:
@@ -189,7 +206,7 @@ class Devnet:
         for index in range(1, self.nodes_count + 1):
             self.nodes.append(self._start_node(index))
         for node in self.nodes:
-            self._wait_http(node.process, "/", timeout)
+            node.process.wait_http("/", timeout)
 
     def _start_validators(self, timeout: float) -> None:
         from .chain.network import ValidatorNetwork
@@ -224,7 +241,7 @@ class Devnet:
             f"http://127.0.0.1:{port}",
         )
         self.ledger.start()
-        self._wait_http(self.ledger, "/health", timeout)
+        self.ledger.wait_http("/health", timeout)
 
     def _start_node(self, index: int) -> DevnetNode:
         data_dir = self.folder / f"node-{index}"
@@ -257,21 +274,6 @@ class Devnet:
         )
         process.start()
         return DevnetNode(index=index, process=process, data_dir=data_dir, wallet=wallet)
-
-    def _wait_http(self, process: Process, path: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not process.running():
-                raise SandboxError(
-                    f"{process.name} exited before it answered; its log ({process.log_path}) ends with:\n"
-                    f"{process.log_tail()}"
-                )
-            try:
-                httpx.get(process.url + path, timeout=1.0)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SandboxError(f"{process.name} did not answer on {process.url} within {timeout:.0f} s")
 
     def stop(self) -> None:
         """Stop every node, then the ledger. Safe to call twice."""

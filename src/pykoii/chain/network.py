@@ -140,19 +140,8 @@ class ValidatorNetwork:
             self.wait_ready(validator, timeout)
 
     def wait_ready(self, validator: Validator, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not validator.running():
-                raise SandboxError(
-                    f"{validator.info.name} exited before it answered; its log ends with:\n"
-                    f"{validator.process.log_tail()}"
-                )
-            try:
-                httpx.get(validator.url + "/health", timeout=2.0)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise SandboxError(f"{validator.info.name} did not answer on {validator.url} within {timeout:.0f} s")
+        assert validator.process is not None, f"{validator.info.name} was not started"
+        validator.process.wait_http("/health", timeout)
 
     def stop(self) -> None:
         for validator in self.validators:
