@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test check bench system-packages clean cometbft proto
+.PHONY: setup demo test check bench system-packages clean cometbft abci-cli proto
 
 # The validator network's engine (docs/validators.md), built from source into .bin/ where Go is present.
 COMETBFT_VERSION := v0.38.25
@@ -25,6 +25,17 @@ $(COMETBFT_STAMP):
 	  mkdir -p .bin && GOBIN=$(CURDIR)/.bin $(GO) install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION) \
 	    && touch $@; \
 	fi
+
+# The engine's kvstore as an out-of-process socket application: the fair ceiling of
+# benchmarks/bench_validators.py (built by `make bench` or by the benchmark itself, not by setup/test).
+ABCI_CLI_STAMP := .bin/.abci-cli-$(COMETBFT_VERSION)
+
+abci-cli: $(ABCI_CLI_STAMP)
+
+$(ABCI_CLI_STAMP):
+	@test -n "$(GO)" || { echo "make abci-cli: Go (>= 1.22) is missing" >&2; exit 1; }
+	mkdir -p .bin && GOBIN=$(CURDIR)/.bin $(GO) install github.com/cometbft/cometbft/abci/cmd/abci-cli@$(COMETBFT_VERSION) \
+	  && touch $@
 
 # Regenerates src/pykoii/chain/abci_pb2.py from abci.proto (committed; needs only a throwaway protoc).
 proto:
@@ -53,7 +64,7 @@ check: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-bench: setup
+bench: setup abci-cli
 	$(BIN)/python -m pytest -q -m slow
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

@@ -1,7 +1,9 @@
 # ruff: noqa: E501  (the Markdown table of the report is one f-string)
 """The validator network's throughput, against the engine's own ceiling, all in one run.
 
-1. CometBFT v0.38.25 with its built-in Go ``kvstore`` application, 1 and 4 validators: unique
+1. CometBFT v0.38.25 with its Go ``kvstore`` application, 1 and 4 validators, twice: built into the
+   engine's process (the issue's ceiling), and as its own process per validator over the ABCI socket
+   (``abci-cli kvstore``, the fair ceiling for an out-of-process application): unique
    transactions broadcast to one validator's RPC (``broadcast_tx_sync``, JSON-RPC batches) from this
    Python process; committed tx/s counted from the blocks' ``num_txs`` in the load window.
 2. pykoii on 1 and 4 validators: signed transfers posted to one validator's ``POST /tx`` (batches),
@@ -327,33 +329,69 @@ def saturate(
     }
 
 
-def kvstore_ceiling(count: int, seconds: float, folder: Path) -> dict[str, Any]:
-    network = ValidatorNetwork(folder / f"kv{count}", count=count)
+ABCI_CLI = str(ROOT / ".bin" / "abci-cli")
+
+
+def abci_cli_binary() -> str:
+    """CometBFT's ``abci-cli`` (same version as the engine), built into ``.bin/`` on first use
+    (``make abci-cli``; ``make setup`` and ``make test`` do not build it)."""
+    if not os.access(ABCI_CLI, os.X_OK):
+        subprocess.run(["make", "-C", str(ROOT), "abci-cli"], check=True)
+    return ABCI_CLI
+
+
+def kvstore_ceiling(count: int, seconds: float, folder: Path, *, socket: bool = False) -> dict[str, Any]:
+    """The engine's kvstore on ``count`` validators, saturated by ``saturate``: built into the
+    engine's process (``--proxy_app=kvstore``, no ABCI socket), or with ``socket`` as its own
+    process per validator (``abci-cli kvstore``, persisted in goleveldb) reached over the same
+    ABCI unix socket as pykoii's application."""
+    network = ValidatorNetwork(folder / f"kv{'socket' if socket else ''}{count}", count=count)
     network.create()
-    engines = []
+    processes = []
     try:
         for validator in network.validators:
             log = open(validator.home / "engine.log", "ab")
-            engines.append(
+            if socket:
+                sock = validator.home / "app.sock"  # the engine's proxy_app (init_home)
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            abci_cli_binary(),
+                            "kvstore",
+                            "--address",
+                            f"unix://{sock.resolve()}",
+                            "--persist",
+                            str(validator.home / "kvstore"),
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+                deadline = time.time() + 30
+                while not sock.exists():
+                    assert time.time() < deadline, f"abci-cli kvstore did not open {sock}"
+                    time.sleep(0.05)
+            engine = [cometbft_binary(), "node", "--home", str(validator.home / "engine")]
+            processes.append(
                 subprocess.Popen(
-                    [
-                        cometbft_binary(),
-                        "node",
-                        "--home",
-                        str(validator.home / "engine"),
-                        "--proxy_app=kvstore",
-                    ],
+                    engine if socket else [*engine, "--proxy_app=kvstore"],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
             )
         network.wait_height(3, timeout=120)
-        return saturate(network.validators[0].rpc, [e.pid for e in engines], kv_txs(), seconds)
-    finally:
-        for engine in engines:
-            engine.terminate()
-        for engine in engines:
-            engine.wait(30)
+        return saturate(network.validators[0].rpc, [p.pid for p in processes], kv_txs(), seconds)
+    finally:  # the engines first: one whose application went away first may not stop
+        engines = [p for p in processes if p.args[0] != ABCI_CLI]
+        for group in (engines, [p for p in processes if p not in engines]):
+            for process in group:
+                process.terminate()
+            for process in group:
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(30)
 
 
 def accepted_total(url: str) -> int:
@@ -469,21 +507,24 @@ def backlog_text(ours: dict[int, Any], counts: list[int]) -> str:
     return f"With {', '.join(map(str, idle))} validator(s) the mempool was empty at the end of the window, so that rate may be the client's."
 
 
-def bound_text(kv: dict[int, Any], ours: dict[int, Any], counts: list[int]) -> str:
+def bound_text(kv: dict[int, Any], kv_socket: dict[int, Any], ours: dict[int, Any], counts: list[int]) -> str:
     """What bounds each figure, from the CPU each transaction cost (the machine's cores are the
     budget: ``cores`` CPU-seconds per second, shared by every process of the run)."""
     cores = os.cpu_count() or 1
     lines = []
     for n in counts:
-        k, s = kv[n], ours[n]["saturated"]
+        k, ks, s = kv[n], kv_socket[n], ours[n]["saturated"]
         ours_total = sum(s["cpu"].values())
         kv_total = sum(k["cpu"].values())
+        socket_total = sum(ks["cpu"].values())
         need = cores * 1e6 / (0.5 * k["rate"])
         lines.append(
             f"- {n} validator(s): a committed pykoii transaction cost {ours_total:,.0f} µs of CPU in all "
-            f"(kvstore: {kv_total:,.0f} µs), so {cores} cores allow at most {cores * 1e6 / ours_total:,.0f} tx/s "
-            f"(measured {s['rate']:,.0f}; kvstore at most {cores * 1e6 / kv_total:,.0f}, measured {k['rate']:,.0f}). "
-            f"0.5× the kvstore ceiling would need ≤ {need:,.0f} µs per transaction in all, of which the "
+            f"(built-in kvstore: {kv_total:,.0f} µs; kvstore over the socket: {socket_total:,.0f} µs, of which its engines "
+            f"{ks['cpu']['engine']:,.0f}), so {cores} cores allow at most {cores * 1e6 / ours_total:,.0f} tx/s "
+            f"(measured {s['rate']:,.0f}; built-in kvstore at most {cores * 1e6 / kv_total:,.0f}, measured {k['rate']:,.0f}; "
+            f"socket kvstore at most {cores * 1e6 / socket_total:,.0f}, measured {ks['rate']:,.0f}). "
+            f"0.5× the built-in ceiling would need ≤ {need:,.0f} µs per transaction in all, of which the "
             f"signature workers alone take {s['cpu']['verify']:,.0f} µs and the engines {s['cpu']['engine']:,.0f} µs."
         )
     return "\n".join(lines)
@@ -505,6 +546,7 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="pykoii-bench-validators-"))
     try:
         kv = {n: kvstore_ceiling(n, args.seconds, folder) for n in counts}
+        kv_socket = {n: kvstore_ceiling(n, args.seconds, folder, socket=True) for n in counts}
         ours = {n: pykoii_network(n, args.seconds, folder, args.workers) for n in counts}
         seq = sequencer(args.seconds, folder, int(args.seconds * 8000))
         run = round_on_validators(args.round_nodes, folder) if args.round_nodes else None
@@ -514,32 +556,34 @@ def main() -> int:
     for n in counts:
         s, h = ours[n]["saturated"], ours[n]["half"]
         rows.append(
-            f"| {n} | {kv[n]['rate']:,.0f} | {s['rate']:,.0f} | {s['rate'] / kv[n]['rate']:.2f}× | {s['blocks']:.1f} "
+            f"| {n} | {kv[n]['rate']:,.0f} | {kv_socket[n]['rate']:,.0f} | {s['rate']:,.0f} | **{s['rate'] / kv[n]['rate']:.2f}×** | {s['rate'] / kv_socket[n]['rate']:.2f}× | {s['blocks']:.1f} "
             f"| {s['backlog']:,} | {s['refused']:,} | {h['offered']:,.0f} → {h['rate']:,.0f} | {h['p50']:.2f} / {h['p99']:.2f} |"
         )
-        cpu_rows.append(f"| {n} | {cpu_text(kv[n]['cpu'])} | {cpu_text(s['cpu'])} |")
+        cpu_rows.append(
+            f"| {n} | {cpu_text(kv[n]['cpu'])} | {cpu_text(kv_socket[n]['cpu'])} | {cpu_text(s['cpu'])} |"
+        )
     exhausted = [n for n in counts if ours[n]["saturated"]["exhausted"]]
     text = f"""{SECTION}
 
 Measured {time.strftime("%Y-%m-%d")} on {os.cpu_count()} cores ({platform.machine()}, Python {platform.python_version()}, {engine_version(cometbft_binary())}), all in one run, with `.venv/bin/python benchmarks/bench_validators.py --seconds {args.seconds:g} --workers {args.workers}` ({args.workers} signature worker(s) per validator). Every engine, application, signature worker and the load generator share these cores.
 
-**Throughput, kvstore and pykoii loaded the same way**: one Python client sends JSON-RPC batches of {LOAD_BATCH} `broadcast_tx_sync` to validator-1's engine RPC, {LOAD_CONCURRENCY} batches in flight, for {args.seconds:g} s (kvstore: unique `key=value`; pykoii: unique signed transfers, about 300 bytes, pre-signed); committed tx/s counts the `num_txs` of the blocks whose time lies in the load window, for both. "Backlog" is the engine's mempool at the end of the window (> 0: the client offered more than the chain committed, so the figure is the chain's, not the client's{"; the pre-signed transactions ran out for " + ", ".join(map(str, exhausted)) + " validator(s), so that figure is a lower bound" if exhausted else ""}). "Not accepted" counts sent transactions the ledger did not log (mempool full, or refused) once the backlog drained. **Latency** is pykoii's own path: `POST /tx` to validator-1 (batches of 10, open loop at half the saturated committed rate), each answered after its block is committed and the next block built on it; p50/p99 from send to committed receipt.
+**Two ceilings.** The **built-in** kvstore (`cometbft node --proxy_app=kvstore`) is the one the issue's target names: CometBFT's Go kvstore inside the engine's process, called directly (no ABCI socket), in memory. The **socket** kvstore is the same Go application as its own process per validator (`abci-cli kvstore --address unix://… --persist DIR`, v0.38.25, built into `.bin/` by `make bench` or by this script on first use), reached over the same ABCI unix socket as pykoii's application and persisting its state in goleveldb: what the engine allows an out-of-process application that does no work of its own (no signature, tiny transactions). **Throughput, all three loaded the same way**: one Python client sends JSON-RPC batches of {LOAD_BATCH} `broadcast_tx_sync` to validator-1's engine RPC, {LOAD_CONCURRENCY} batches in flight, for {args.seconds:g} s (kvstore: unique `key=value`; pykoii: unique signed transfers, about 300 bytes, pre-signed); committed tx/s counts the `num_txs` of the blocks whose time lies in the load window, for both. "Backlog" is the engine's mempool at the end of the window (> 0: the client offered more than the chain committed, so the figure is the chain's, not the client's{"; the pre-signed transactions ran out for " + ", ".join(map(str, exhausted)) + " validator(s), so that figure is a lower bound" if exhausted else ""}). "Not accepted" counts sent transactions the ledger did not log (mempool full, or refused) once the backlog drained. **Latency** is pykoii's own path: `POST /tx` to validator-1 (batches of 10, open loop at half the saturated committed rate), each answered after its block is committed and the next block built on it; p50/p99 from send to committed receipt.
 
-| validators | kvstore ceiling tx/s | pykoii committed tx/s | pykoii / kvstore | pykoii blocks/s | backlog | not accepted | half load: offered → acked tx/s | p50 / p99 s (half load) |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| validators | built-in kvstore tx/s | socket kvstore tx/s | pykoii committed tx/s | pykoii / built-in (the issue's target: ≥ 0.5×) | pykoii / socket kvstore | pykoii blocks/s | backlog | not accepted | half load: offered → acked tx/s | p50 / p99 s (half load) |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
 CPU per committed transaction in the saturated window, µs, summed over all validators (engine = the `cometbft` processes, app = the pykoii application processes, verify = their signature workers; client = the load generator):
 
-| validators | kvstore | pykoii |
-|---:|---|---|
+| validators | built-in kvstore | socket kvstore | pykoii |
+|---:|---|---|---|
 {chr(10).join(cpu_rows)}
 
 Single sequencer (`pykoii ledger serve --workers 1`), `POST /tx` batches of 100 signed transfers, 16 in flight, same run: **{seq["rate"]:,.0f} tx/s** acknowledged (durable), p50 {seq["p50"]:.2f} s / p99 {seq["p99"]:.2f} s.
 
 What bounds it: CPU. {backlog_text(ours, counts)} Each rate is then the cores divided by the CPU one committed transaction costs across every process:
 
-{bound_text(kv, ours, counts)}
+{bound_text(kv, kv_socket, ours, counts)}
 
 Every validator verifies (ed25519 in PyNaCl, in its worker processes) and applies every transaction, so on one machine the 4-validator cost is about four times the 1-validator cost, while kvstore's engine-only cost grows less. The engines' share is larger than with kvstore because an out-of-process application is reached over the ABCI socket (one `CheckTx` request and answer per transaction, the client's 20 ms flush timer) and pykoii's larger transactions and indexed events are stored and indexed. Latency is at least two block intervals by design (the block, then the next block that confirms its app hash).
 
