@@ -15,10 +15,12 @@ then drives one round as the nodes would, 1 % of them faulty:
 4. ``list``: the selected node sends the round's distribution list (the default rule);
 5. ``payout``: one ``payout`` transaction pays and slashes every key of the list.
 
-Every envelope is signed before its phase's clock starts; a phase's *ledger time* is the wall time
-from sending its first request to the durable acknowledgement of its last (batches of 500
-envelopes over 4 connections), and the service's CPU time over the same span is reported beside it
-(the machine is shared, so CPU time is the steadier figure). Also reported: tx/s per phase, the
+Every envelope is signed before its phase's clock starts (the proofs and reveals by ``Signers``,
+processes on every core, just before their window opens, with a ``recent_slot`` read from the
+ledger then: ``presign``); a phase's *ledger time* is the wall time from sending its first request
+to the durable acknowledgement of its last (batches of 500 envelopes over 4 keep-alive connections,
+requests pre-encoded), and the service's CPU time over the same span is reported beside it, and
+this process's. What else ran on the machine meanwhile is measured (``Machine``) and said. Also reported: tx/s per phase, the
 growth ratio of each phase between consecutive sizes (1.0 = linear), the service's RSS and its
 growth per staked node, and the log's growth over the round (bytes of log rows written).
 
@@ -31,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
+import multiprocessing
 import os
 import platform
 import shutil
@@ -41,15 +45,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import orjson
-from bench_ingest import free_port, tree_cpu, write_section
+from bench_ingest import RawHTTP, _proc_stat, free_port, tree_cpu, write_section
 
+from pykoii.cli.ledger import settle_heap
 from pykoii.keys import Keypair
 from pykoii.ledger import (
     LedgerParams,
@@ -73,6 +78,7 @@ from pykoii.ledger.rounds import (
     settle_slot,
     submission_window,
 )
+from pykoii.ledger.types import REPLAY_HORIZON_SLOTS
 
 ROOT = Path(__file__).resolve().parents[1]
 KOII = 1_000_000_000
@@ -81,7 +87,11 @@ SLOT_MS = 100
 BATCH = 500
 CONNECTIONS = 4
 SLICE = 16_000
-"""Envelopes signed at a time (each with a fresh ``recent_slot``) and sent before the next are signed."""
+"""Setup only (funding, staking): envelopes signed at a time (each slice with a fresh ``recent_slot``)
+and sent before the next are signed."""
+SIGNERS = 2
+"""Signing processes: the proofs and reveals are signed in them before their window opens (in a real
+network each node signs on its own machine), on every core while the ledger waits."""
 FAULTY_SHARE = 100
 """One node in this many is faulty (1 %)."""
 PHASES = ("submit", "reveal", "first vote", "audit", "list", "payout")
@@ -99,6 +109,16 @@ class Phase:
     refused: str = ""
     refused_count: int = 0
     """Envelopes refused (each one's error, counted; ``refused`` is the first)."""
+    client_cpu: float = 0.0
+    """This process's CPU over the same span (sending, reading the answers)."""
+    signed_slot: int = -1
+    """Pre-signed phases (``presign``): the ``recent_slot`` of their first slice (the oldest)."""
+    newest_slot: int = -1
+    """... and of their last slice."""
+    horizon_at_open: int = 0
+    """Slots of the first slice's replay horizon left when sending began."""
+    last_slot: int = 0
+    """The slot once the last envelope was acknowledged."""
 
     @property
     def tx_per_s(self) -> float:
@@ -118,6 +138,7 @@ class Run:
     windows: str = ""
     baseline_tx_per_s: float = 0.0
     """Same-run baseline: airdrops (the simplest transaction) acknowledged per second while funding."""
+    machine: Machine = field(default_factory=lambda: Machine())
 
     @property
     def ledger_seconds(self) -> float:
@@ -211,65 +232,83 @@ class Ledger:
             self.process.kill()
 
 
-async def _post_all(url: str, bodies: list[bytes]) -> tuple[int, int, list[Any]]:
-    """Post the bodies over ``CONNECTIONS`` connections: ``(accepted, answer bytes, errors)``."""
+def requests_for(url: str, bodies: list[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+    """Whole HTTP/1.1 ``POST /tx`` requests, encoded before a phase's clock starts, each with its
+    number of envelopes."""
+    host, port = url.removeprefix("http://").split(":")
+    head = f"POST /tx HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
+    return [(head + b"Content-Length: %d\r\n\r\n" % len(body) + body, count) for body, count in bodies]
+
+
+async def _post_all(url: str, requests: list[tuple[bytes, int]]) -> tuple[int, int, list[Any]]:
+    """Send the requests over ``CONNECTIONS`` keep-alive connections (``bench_ingest.RawHTTP``: one
+    request in flight per connection, answers read by ``Content-Length``): ``(accepted, answer
+    bytes, errors)``. An answer is parsed only if its text holds ``"error"`` (every refusal does);
+    a 200 answer without it is all receipts."""
+    host, port = url.removeprefix("http://").split(":")
+    loop = asyncio.get_running_loop()
     accepted, answer_bytes, errors = 0, 0, []
     position = 0
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker() -> None:
         nonlocal accepted, answer_bytes, position
-        while position < len(bodies):
-            body = bodies[position]
-            position += 1
-            async with session.post(url + "/tx", data=body) as response:
-                raw = await response.read()
-            answer_bytes += len(raw)
-            answer = orjson.loads(raw)
-            for item in answer if isinstance(answer, list) else [answer]:
-                if "error" in item:
-                    errors.append(item)
-                else:
-                    accepted += 1
+        transport, connection = await loop.create_connection(RawHTTP, host, int(port))
+        try:
+            while position < len(requests):
+                raw, count = requests[position]
+                position += 1
+                status, answer = await connection.request(raw)
+                answer_bytes += len(answer)
+                if status == 200 and b'"error"' not in answer:
+                    accepted += count
+                    continue
+                parsed = orjson.loads(answer)
+                for item in parsed if isinstance(parsed, list) else [parsed]:
+                    if "error" in item:
+                        errors.append(item)
+                    else:
+                        accepted += 1
+        finally:
+            transport.close()
 
-    timeout = aiohttp.ClientTimeout(total=None)
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=CONNECTIONS), timeout=timeout
-    ) as session:
-        await asyncio.gather(*(worker(session) for _ in range(CONNECTIONS)))
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
     return accepted, answer_bytes, errors
 
 
-def batches(envelopes: list[dict[str, Any]], max_bytes: int = 1 << 20) -> list[bytes]:
-    """Request bodies of at most ``BATCH`` envelopes and about ``max_bytes`` (the service takes 4 MiB)."""
-    bodies, part, size = [], [], 0
-    for envelope in envelopes:
-        encoded = orjson.dumps(envelope)
+def batches(envelopes: list[bytes], max_bytes: int = 1 << 20) -> list[tuple[bytes, int]]:
+    """Request bodies of at most ``BATCH`` encoded envelopes and about ``max_bytes`` (the service
+    takes 4 MiB), each with its number of envelopes."""
+    bodies: list[tuple[bytes, int]] = []
+    part: list[bytes] = []
+    size = 0
+    for encoded in envelopes:
         if part and (len(part) >= BATCH or size + len(encoded) > max_bytes):
-            bodies.append(b"[" + b",".join(part) + b"]")
+            bodies.append((b"[" + b",".join(part) + b"]", len(part)))
             part, size = [], 0
         part.append(encoded)
         size += len(encoded) + 1
     if part:
-        bodies.append(b"[" + b",".join(part) + b"]")
+        bodies.append((b"[" + b",".join(part) + b"]", len(part)))
     return bodies
 
 
 def send(
-    ledger: Ledger, envelopes: list[dict[str, Any]], phase: Phase | None = None, may_refuse: bool = False
+    ledger: Ledger, bodies: list[tuple[bytes, int]], phase: Phase | None = None, may_refuse: bool = False
 ) -> None:
-    """Post pre-signed envelopes in batches; add the time, CPU and bytes to ``phase``; every one must
-    be accepted, unless ``may_refuse``: then the first refusal is recorded in ``phase.refused`` (a
-    list too big for one request, before lists were chunked)."""
-    bodies = batches(envelopes)
-    cpu = tree_cpu(ledger.process.pid)
+    """Post request bodies of pre-signed envelopes; add the time, CPU (the service's and this
+    process's) and bytes to ``phase``; every one must be accepted, unless ``may_refuse``: then each
+    refusal is counted and the first recorded in ``phase.refused``."""
+    requests = requests_for(ledger.url, bodies)
+    cpu, client = tree_cpu(ledger.process.pid), time.process_time()
     started = time.perf_counter()
-    accepted, answer_bytes, errors = asyncio.run(_post_all(ledger.url, bodies))
+    accepted, answer_bytes, errors = asyncio.run(_post_all(ledger.url, requests))
     elapsed = time.perf_counter() - started
     if phase is not None:
         phase.seconds += elapsed
         phase.server_cpu += tree_cpu(ledger.process.pid) - cpu
+        phase.client_cpu += time.process_time() - client
         phase.transactions += accepted
-        phase.body_bytes += sum(len(b) for b in bodies)
+        phase.body_bytes += sum(len(body) for body, _ in bodies)
         phase.answer_bytes += answer_bytes
         if errors and may_refuse:
             phase.refused_count += len(errors)
@@ -279,41 +318,129 @@ def send(
         raise SystemExit(f"{len(errors)} refused, first: {errors[0]}")
 
 
-def signed(ledger: Ledger, keys: list[Keypair], bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    slot = ledger.slot()
-    return [
-        key.sign_transaction({**body, "recent_slot": slot}) for key, body in zip(keys, bodies, strict=True)
+def bench_keys(nodes: int) -> list[Keypair]:
+    """Index 0: the task manager; index ``i`` (1 to ``nodes``): node ``i``'s staking key."""
+    return [Keypair.from_seed(b"\xff" * 32)] + [
+        Keypair.from_seed(i.to_bytes(32, "big")) for i in range(1, nodes + 1)
     ]
 
 
-def send_signed(
-    ledger: Ledger,
-    pairs: list[tuple[Keypair, dict[str, Any]]],
-    phase: Phase | None,
-    slice_size: int = SLICE,
-    may_refuse: bool = False,
-    keep_going: bool = False,
+_KEYS: list[Keypair] = []
+"""In a signing process: every key of the run (``bench_keys``)."""
+PART = 2_000
+"""Envelopes per job of a signing process."""
+
+
+def _hold_keys(nodes: int) -> None:
+    _KEYS[:] = bench_keys(nodes)
+
+
+def _sign_part(recent_slot: int, pairs: list[tuple[int, dict[str, Any]]]) -> list[bytes]:
+    return [
+        orjson.dumps(_KEYS[index].sign_transaction({**body, "recent_slot": recent_slot}))
+        for index, body in pairs
+    ]
+
+
+def _beacon_part(task_id: str, round_number: int, indices: list[int]) -> list[tuple[str, str]]:
+    out = []
+    for index in indices:
+        key = _KEYS[index]
+        secret = key.beacon_secret(task_id, round_number)
+        out.append((secret, beacon_commitment(task_id, round_number, key.public_key, secret)))
+    return out
+
+
+class Signers:
+    """``SIGNERS`` processes that hold every key of the run and sign envelopes for this process (as
+    the nodes would, each on its own machine): the big phases are signed before their window
+    opens, and the window then measures the ledger."""
+
+    def __init__(self, nodes: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(
+            SIGNERS, mp_context=context, initializer=_hold_keys, initargs=(nodes,)
+        )
+        self.signed = 0
+        self.seconds = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Envelopes signed per second so far (wall time, every signing process together)."""
+        return self.signed / self.seconds if self.seconds else float("nan")
+
+    def sign(self, recent_slot: int, pairs: list[tuple[int, dict[str, Any]]]) -> list[bytes]:
+        """The encoded envelopes of ``(key index, body)`` pairs, in order, with ``recent_slot``."""
+        started = time.perf_counter()
+        parts = [pairs[i : i + PART] for i in range(0, len(pairs), PART)]
+        out = [e for part in self.pool.map(_sign_part, [recent_slot] * len(parts), parts) for e in part]
+        self.seconds += time.perf_counter() - started
+        self.signed += len(pairs)
+        return out
+
+    def beacons(self, task_id: str, round_number: int, indices: list[int]) -> list[tuple[str, str]]:
+        """``(beacon secret, proof commitment)`` of each key (they depend on no slot)."""
+        parts = [indices[i : i + PART] for i in range(0, len(indices), PART)]
+        jobs = self.pool.map(_beacon_part, [task_id] * len(parts), [round_number] * len(parts), parts)
+        return [pair for part in jobs for pair in part]
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def send_in_slices(
+    ledger: Ledger, signers: Signers, pairs: list[tuple[int, dict[str, Any]]], phase: Phase | None
 ) -> None:
-    """Sign and send in slices, so that every envelope's ``recent_slot`` is fresh when it arrives
-    (the replay horizon is 150 slots = 15 s: a slice is signed in about a second and sent in two,
-    even on a crowded machine); only the sending is timed. Between slices the ledger idles (its
-    pipeline drains), which counts in the phase: slices are big so that this stays small."""
-    for start in range(0, len(pairs), slice_size):
-        part = pairs[start : start + slice_size]
-        send(ledger, signed(ledger, [k for k, _ in part], [b for _, b in part]), phase, may_refuse)
-        if phase is not None and phase.refused and not keep_going:
-            return
+    """Setup (funding, staking): sign a slice of ``SLICE`` with the slot just read, send it, and
+    so on; only the sending is timed."""
+    for start in range(0, len(pairs), SLICE):
+        send(ledger, batches(signers.sign(ledger.slot(), pairs[start : start + SLICE])), phase)
+
+
+def signed(ledger: Ledger, keys: list[Keypair], bodies: list[dict[str, Any]]) -> list[bytes]:
+    """Envelopes signed in this process with the slot just read (the small phases), encoded."""
+    slot = ledger.slot()
+    return [
+        orjson.dumps(key.sign_transaction({**body, "recent_slot": slot}))
+        for key, body in zip(keys, bodies, strict=True)
+    ]
+
+
+def presign(
+    ledger: Ledger, signers: Signers, pairs: list[tuple[int, dict[str, Any]]], opens: int, phase: Phase
+) -> list[tuple[bytes, int]]:
+    """The request bodies of ``pairs``, signed just before slot ``opens`` (a window's first slot).
+
+    Signing starts once the slot reaches ``opens - lead``, ``lead`` being how long the signers took
+    for as many envelopes so far, plus a tenth and 3 slots. It goes in slices of ``SLICE``, in the
+    order they will be sent; each slice's ``recent_slot`` is the slot read just before it is signed,
+    as a node does (``GET /slot``, then sign), never a slot still to come. An envelope is valid up
+    to its ``recent_slot + 150`` (``REPLAY_HORIZON_SLOTS``), so the slices signed last, which are
+    sent last, have the most room; a late one is refused by the ledger, counted and reported.
+    Recorded in ``phase``: the first and the last slice's slot, and the slots of the first slice's
+    horizon left when sending began."""
+    lead = math.ceil(1.1 * len(pairs) / signers.rate * 1000 / SLOT_MS) + 3
+    ledger.wait_for_slot(opens - lead)
+    envelopes: list[bytes] = []
+    for start in range(0, len(pairs), SLICE):
+        phase.newest_slot = ledger.slot()
+        phase.signed_slot = phase.newest_slot if start == 0 else phase.signed_slot
+        envelopes += signers.sign(phase.newest_slot, pairs[start : start + SLICE])
+    bodies = batches(envelopes)
+    ledger.wait_for_slot(opens)
+    phase.horizon_at_open = phase.signed_slot + REPLAY_HORIZON_SLOTS - ledger.slot()
+    return bodies
 
 
 MARGIN = 4
-"""The submission and reveal windows each give N envelopes ``MARGIN`` times the time the funding
-took just before, signing and sending (this process signs each slice inside the window; a proof or a
-reveal costs the ledger up to about 1.5 times an airdrop): a healthy ledger is never shown late, even
-if the machine gets busier in the meantime."""
+"""The submission and reveal windows each give N envelopes ``MARGIN`` times the time the service
+took to acknowledge N pre-signed airdrops just before (a proof or a reveal costs the ledger up to
+about 1.5 times an airdrop): a healthy ledger is never shown late, even if the machine gets busier
+in the meantime. (Sending must end within the replay horizon anyway, ``presign``.)"""
 
 
 def windows_for(nodes: int, rate: float) -> tuple[int, int]:
-    """``(submission_window, audit_window)`` in slots for ``nodes`` signed and sent at ``rate`` per
+    """``(submission_window, audit_window)`` in slots for ``nodes`` acknowledged at ``rate`` per
     second. Reveals get the first half of the audit window (``reveal_slots``), so the audit window is
     twice the reveals' time and at least 150 slots: after its reveals, 7.5 s or more to read the
     round, recompute the ring and sign the votes."""
@@ -324,7 +451,14 @@ def windows_for(nodes: int, rate: float) -> tuple[int, int]:
 def in_process(nodes: int) -> dict[str, float]:
     """The same round applied straight to a ``LedgerState`` in this process (no HTTP, no signatures,
     no log): CPU seconds (``time.process_time``) of each phase's ``apply_transaction`` calls. Steadier
-    than wall time on a shared machine; it measures the ledger's own per-round work."""
+    than wall time on a shared machine; it measures the ledger's own per-round work.
+
+    Before each phase the heap is settled as ``ledger serve`` settles its own after start-up
+    (``cli.ledger.settle_heap``: collect, freeze, young generation every 50,000 allocations). Without
+    that, a full collection of this process's whole heap (every state object and transaction built
+    so far, which the service's collector never scans) fell inside whichever phase happened to pass
+    the allocation count: at 100,000 nodes it took 58 of the payout's 204 ms, against 27 of 54 at
+    30,000, so a one-transaction phase grew about twice as fast as its work."""
     state = LedgerState(
         params=LedgerParams(devnet=True, airdrop_limit=10**6 * KOII, airdrop_cooldown_slots=0)
     )
@@ -338,6 +472,7 @@ def in_process(nodes: int) -> dict[str, float]:
             decode_transaction({"signer": signer or b.pop("signer"), "recent_slot": slot, **b})
             for b in bodies
         ]
+        settle_heap()
         started = time.process_time()
         for tx in txs:
             apply_transaction(state, tx, slot)
@@ -399,13 +534,17 @@ def in_process(nodes: int) -> dict[str, float]:
     slot = settle_slot(task, 0, 0)
     took["payout"] = run([{"type": "payout", **head}], slot, manager)
     assert task.distributions_audit_record.get(0) == "PayoutSuccessful"  # type: ignore[call-overload]
+    gc.unfreeze()  # what this run froze can be collected again
     return took
 
 
 IN_PROCESS_NOTE = (
     "The same round applied in this process straight to a `LedgerState` (`apply_transaction` only: no HTTP, "
     "signatures, log or receipts), CPU time by `time.process_time`, best of 2 runs per size: the ledger's "
-    "own per-round work, steadier than wall time on a shared machine. Growth as above (1.00 = linear)."
+    "own per-round work, steadier than wall time on a shared machine. The heap is settled before each phase "
+    "as `ledger serve` settles its own after start-up (`gc.freeze()`, young generation every 50,000 "
+    "allocations), so no full collection of the benchmark's own heap falls inside a phase. Growth as above "
+    "(1.00 = linear)."
 )
 
 
@@ -427,36 +566,127 @@ def in_process_report(sizes: list[int], took: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_by_process() -> dict[int, tuple[float, int]]:
+    """``{pid: (CPU seconds, parent pid)}`` of every process (Linux ``/proc``)."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            cpu, parent = _proc_stat(int(name))
+            out[int(name)] = (cpu, parent)
+    return out
+
+
+def _ours(root: int) -> float:
+    """CPU seconds of ``root`` and every process below it (this benchmark, its signing processes,
+    the ledger service and its signature workers)."""
+    table = _cpu_by_process()
+    children: dict[int, list[int]] = {}
+    for pid, (_, parent) in table.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += table.get(pid, (0.0, 0))[0]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy since boot (``/proc/stat``, all cores)."""
+    with open("/proc/stat") as file:
+        values = [int(v) for v in file.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Machine:
+    """What else ran on the machine during one size's run, measured, not assumed: the load average
+    (1 min) before and after, and the CPU that every process outside this benchmark used (the
+    machine's busy time minus this process tree's), as cores on average over the run."""
+
+    load_before: float = 0.0
+    load_after: float = 0.0
+    other_cores: float = 0.0
+    _busy: float = 0.0
+    _ours: float = 0.0
+    _started: float = 0.0
+
+    def start(self) -> None:
+        self.load_before = os.getloadavg()[0]
+        self._busy, self._ours, self._started = _busy_seconds(), _ours(os.getpid()), time.perf_counter()
+
+    def stop(self) -> None:
+        elapsed = time.perf_counter() - self._started
+        others = (_busy_seconds() - self._busy) - (_ours(os.getpid()) - self._ours)
+        self.other_cores = max(0.0, others / elapsed) if elapsed else 0.0
+        self.load_after = os.getloadavg()[0]
+
+
+QUIET_CORES = 0.15
+"""Below this many cores of CPU used by other processes on average, a run counts as on a quiet machine."""
+
+
+def machine_text(runs: list[Run]) -> str:
+    """What the report says about the machine, from ``Run.machine`` of every size."""
+    worst = max(r.machine.other_cores for r in runs)
+    each = "; ".join(
+        f"{r.nodes:,}: load {r.machine.load_before:.1f} before, {r.machine.load_after:.1f} after, "
+        f"other processes {r.machine.other_cores:.2f} cores"
+        for r in runs
+    )
+    if worst < QUIET_CORES:
+        verdict = f"The machine was quiet: other processes used at most {worst:.2f} cores on average during a size's run"
+    else:
+        verdict = (
+            f"**The machine was shared**: other processes used up to {worst:.2f} of the {os.cpu_count()} cores on "
+            "average during a size's run, so wall times are noisy; CPU times are the steadier figure"
+        )
+    return f"{verdict} (measured from `/proc/stat` minus this benchmark's own processes, and the 1-minute load average: {each})."
+
+
 def run_size(nodes: int, folder: Path) -> Run:
     run = Run(nodes)
+    signers = Signers(nodes)
     ledger = Ledger(folder)
+    run.machine.start()
     try:
-        return _round(ledger, run)
+        return _round(ledger, signers, run)
     finally:
+        run.machine.stop()
         ledger.stop()
+        signers.close()
 
 
-def _round(ledger: Ledger, run: Run) -> Run:
+def _round(ledger: Ledger, signers: Signers, run: Run) -> Run:
     nodes = run.nodes
     pid = ledger.process.pid
     run.rss_start_mb = rss_mb(pid)
     print(f"[{nodes}] keys…", flush=True)
-    manager = Keypair.from_seed(b"\xff" * 32)
-    keys = [Keypair.from_seed(i.to_bytes(32, "big")) for i in range(1, nodes + 1)]
-    by_key = {k.public_key: k for k in keys}
+    everyone = bench_keys(nodes)
+    manager, keys = everyone[0], everyone[1:]
+    index_of = {key.public_key: index for index, key in enumerate(everyone)}
+    nodes_at = range(1, nodes + 1)
     setup = Phase()
     started = time.perf_counter()
-    send_signed(
+    send_in_slices(
         ledger,
-        [(manager, {"type": "airdrop", "to": manager.public_key, "amount": 1000 * KOII})]
-        + [(k, {"type": "airdrop", "to": k.public_key, "amount": 3 * KOII}) for k in keys],
+        signers,
+        [(0, {"type": "airdrop", "to": manager.public_key, "amount": 1000 * KOII})]
+        + [
+            (index_of[k.public_key], {"type": "airdrop", "to": k.public_key, "amount": 3 * KOII})
+            for k in keys
+        ],
         setup,
     )
     run.baseline_tx_per_s = setup.tx_per_s
     funding = time.perf_counter() - started
-    print(f"[{nodes}] funded in {funding:.1f} s ({setup.tx_per_s:,.0f} tx/s sent)", flush=True)
-    # This process signs the envelopes inside the windows too: size them from signing and sending.
-    sw, aw = windows_for(nodes, (nodes + 1) / funding)
+    print(
+        f"[{nodes}] funded in {funding:.1f} s ({setup.tx_per_s:,.0f} tx/s sent pre-signed, "
+        f"{signers.rate:,.0f} envelopes/s signed)",
+        flush=True,
+    )
+    sw, aw = windows_for(nodes, setup.tx_per_s)
     round_time = sw + aw + 30
     run.windows = f"round_time {round_time}, submission_window {sw}, audit_window {aw} slots"
     receipt = ledger.http.post(
@@ -480,7 +710,12 @@ def _round(ledger: Ledger, run: Run) -> Run:
         ),
     ).json()
     task_id = receipt["events"][0]["task_id"]
-    send_signed(ledger, [(k, {"type": "stake", "task_id": task_id, "amount": 2 * KOII}) for k in keys], None)
+    send_in_slices(
+        ledger,
+        signers,
+        [(i, {"type": "stake", "task_id": task_id, "amount": 2 * KOII}) for i in nodes_at],
+        None,
+    )
     run.rss_staked_mb = rss_mb(pid)
     task = ledger.task(task_id)
     print(f"[{nodes}] staked; {run.windows}; now slot {ledger.slot()}", flush=True)
@@ -489,65 +724,53 @@ def _round(ledger: Ledger, run: Run) -> Run:
     window = submission_window(task, 0)
     if ledger.slot() >= window.start:
         raise SystemExit(f"staking {nodes} nodes took longer than round 0; raise the windows")
-    ledger.wait_for_slot(window.start)
-    seq_before = ledger.seq()
+    beacons = signers.beacons(task_id, 0, list(nodes_at))  # depend on no slot: any time before
     phases = {name: Phase() for name in PHASES}
     run.phases = phases
-    send_signed(
-        ledger,
-        [
-            (
-                k,
-                {
-                    "type": "submit",
-                    "task_id": task_id,
-                    "round": 0,
-                    "submission_value": "garbage" if k.public_key in faulty else "bafy" + k.public_key,
-                    "commitment": beacon_commitment(task_id, 0, k.public_key, k.beacon_secret(task_id, 0)),
-                },
-            )
-            for k in keys
-        ],
-        phases["submit"],
-        may_refuse=True,
-        keep_going=True,
-    )
-    print(
-        f"[{nodes}] submit: {phases['submit'].seconds:.2f} s, {phases['submit'].refused_count} refused",
-        flush=True,
-    )
-    reveals = [
-        (k, {"type": "reveal", "task_id": task_id, "round": 0, "secret": k.beacon_secret(task_id, 0)})
-        for k in keys
+    head = {"task_id": task_id, "round": 0}
+    proofs = [
+        (
+            index_of[k.public_key],
+            {
+                "type": "submit",
+                **head,
+                "submission_value": "garbage" if k.public_key in faulty else "bafy" + k.public_key,
+                "commitment": commitment,
+            },
+        )
+        for k, (_, commitment) in zip(keys, beacons, strict=True)
     ]
-    ledger.wait_for_slot(reveal_window(task, 0).start)
-    send_signed(ledger, reveals, phases["reveal"], may_refuse=True, keep_going=True)
-    late = phases["reveal"].refused_count
-    print(
-        f"[{nodes}] reveal: {phases['reveal'].seconds:.2f} s, {late} refused {phases['reveal'].refused}",
-        flush=True,
-    )
+    seq_before = ledger.seq()
+    timed_window(ledger, presign(ledger, signers, proofs, window.start, phases["submit"]), phases["submit"])
+    reveals = [
+        (index_of[k.public_key], {"type": "reveal", **head, "secret": secret})
+        for k, (secret, _) in zip(keys, beacons, strict=True)
+    ]
+    opens = reveal_window(task, 0).start
+    timed_window(ledger, presign(ledger, signers, reveals, opens, phases["reveal"]), phases["reveal"])
+    for name in ("submit", "reveal"):
+        p = phases[name]
+        print(
+            f"[{nodes}] {name}: {p.seconds:.2f} s (client CPU {p.client_cpu:.2f} s), signed at slots "
+            f"{p.signed_slot}–{p.newest_slot}, {p.horizon_at_open} horizon slots left at the start, acknowledged by slot "
+            f"{p.last_slot}; {p.refused_count} refused {p.refused}",
+            flush=True,
+        )
 
     ledger.wait_for_slot(audit_window(task, 0).start)
     task = ledger.task(task_id)
     ring = audit_ring(None, task, 0)
     votes = [
         (
-            by_key[auditor],
-            {
-                "type": "audit_submission",
-                "task_id": task_id,
-                "round": 0,
-                "candidate": candidate,
-                "is_valid": False,
-            },
+            everyone[index_of[auditor]],
+            {"type": "audit_submission", **head, "candidate": candidate, "is_valid": False},
         )
         for candidate in sorted(faulty & set(ring.position))  # an unrevealed proof is not audited
         for auditor in ring.auditors_of(candidate)
     ]
     envelopes = signed(ledger, [k for k, _ in votes], [b for _, b in votes])
-    send(ledger, envelopes[:1], phases["first vote"])
-    send(ledger, envelopes[1:], phases["audit"])
+    send(ledger, batches(envelopes[:1]), phases["first vote"])
+    send(ledger, batches(envelopes[1:]), phases["audit"])
     print(
         f"[{nodes}] votes: first {phases['first vote'].seconds * 1000:.0f} ms, "
         f"{len(votes) - 1} more {phases['audit'].seconds:.2f} s",
@@ -563,8 +786,9 @@ def _round(ledger: Ledger, run: Run) -> Run:
     bodies = distribution_transactions(task_id, 0, dist["rewards"], dist["slashes"])
     ledger.wait_for_slot(list_window.start)
     # The commitment first, then the chunks (in any order, over several connections).
-    send_signed(ledger, [(by_key[chosen], bodies[0])], phases["list"], may_refuse=True)
-    send_signed(ledger, [(by_key[chosen], body) for body in bodies[1:]], phases["list"], may_refuse=True)
+    selected = everyone[index_of[chosen]]
+    for part in (bodies[:1], bodies[1:]):
+        send(ledger, batches(signed(ledger, [selected] * len(part), part)), phases["list"], may_refuse=True)
     print(
         f"[{nodes}] list: {len(bodies)} tx, {phases['list'].seconds:.2f} s {phases['list'].refused}",
         flush=True,
@@ -572,13 +796,20 @@ def _round(ledger: Ledger, run: Run) -> Run:
 
     if not phases["list"].refused:
         ledger.wait_for_slot(settle_slot(task, 0, 0))
-        send_signed(ledger, [(manager, {"type": "payout", "task_id": task_id, "round": 0})], phases["payout"])
+        payout = {"type": "payout", **head}
+        send(ledger, batches(signed(ledger, [manager], [payout])), phases["payout"])
         paid = ledger.http.get(f"/tasks/{task_id}", params={"is_distribution_required": "true"}).json()
         run.paid = paid["distributions_audit_record"].get("0") == "PayoutSuccessful"
         print(f"[{nodes}] payout: {phases['payout'].seconds * 1000:.0f} ms, paid={run.paid}", flush=True)
     run.log_entries, run.log_bytes = ledger.log_rows(seq_before)
     run.rss_end_mb = rss_mb(pid)
     return run
+
+
+def timed_window(ledger: Ledger, bodies: list[tuple[bytes, int]], phase: Phase) -> None:
+    """Send a pre-signed phase (a late envelope is counted, not fatal) and note the slot it ended at."""
+    send(ledger, bodies, phase, may_refuse=True)
+    phase.last_slot = ledger.slot()
 
 
 def ratio(runs: list[Run], name: str | None, index: int) -> str:
@@ -663,6 +894,18 @@ def report(runs: list[Run], command: str) -> str:
         + " | ".join(f"{(r.rss_end_mb - r.rss_start_mb) * 1e6 / r.nodes:,.0f} B" for r in runs)
         + " |"
     )
+    lines.append(
+        "| pre-signed submit / reveal: `recent_slot` of the first and last slice; slots of the first slice's horizon left when sending began; slots from the first slice's to the last acknowledgement; this process's CPU inside the window | "
+        + " | ".join(
+            " / ".join(
+                f"{p.signed_slot}–{p.newest_slot}; {p.horizon_at_open} left; {p.last_slot - p.signed_slot} of {REPLAY_HORIZON_SLOTS}; "
+                f"{p.client_cpu:.2f} s"
+                for p in (r.phases["submit"], r.phases["reveal"])
+            )
+            for r in runs
+        )
+        + " |"
+    )
     windows = "; ".join(f"{r.nodes:,}: {r.windows}" for r in runs)
     late = [
         f"{r.phases[name].refused_count:,} {name}s at {r.nodes:,} nodes"
@@ -671,7 +914,8 @@ def report(runs: list[Run], command: str) -> str:
         if r.phases[name].refused_count
     ]
     targets = [
-        "- Refused (a proof or a reveal after its window, `WrongPhaseError`): "
+        "- Refused (a proof or a reveal after its window, `WrongPhaseError`, or past the replay horizon of its "
+        "`recent_slot`, `StaleTransactionError`): "
         + (
             "none, at every size: every proof and every reveal arrived in its window."
             if not late
@@ -707,17 +951,37 @@ def report(runs: list[Run], command: str) -> str:
 
 `benchmarks/bench_round.py` — one whole round of an N-node task through a real `pykoii ledger serve` (its own
 process: 100 ms slots, 2 signature workers, SQLite WAL with `synchronous=FULL`), 1 % of the nodes faulty, driven
-from this process over HTTP (pre-signed in slices of {SLICE:,}, sent in batches of {BATCH} envelopes over {CONNECTIONS}
-connections). A phase's time is from sending its first request to the durable acknowledgement of its last; CPU is
-the service's (main process and signature workers) over the same span. Growth = (time ratio) / (node ratio) from the previous size: 1.00 is
-linear. Run {time.strftime("%Y-%m-%d %H:%M")} UTC on {os.cpu_count()} cores ({platform.machine()},
-{platform.python_implementation()} {platform.python_version()}) with `{command}`. **The machine was shared with
-other engineers' test runs**, so wall times are noisy; CPU times are the steadier figure.
+from this process over HTTP. Run {time.strftime("%Y-%m-%d %H:%M")} UTC on {os.cpu_count()} cores ({platform.machine()},
+{platform.python_implementation()} {platform.python_version()}) with `{command}`. {machine_text(runs)}
+
+**What the load generator does, and when.** In a real network each node signs on its own machine; here one
+machine plays every node, so the signing is done *before* a phase's window opens, and inside the window this
+process only sends:
+- *Before the window* ({SIGNERS} signing processes, both cores, while the ledger waits): the N proof commitments
+  and beacon secrets (they depend on no slot) any time before; then, once the slot reaches the window's first slot
+  minus the time signing N envelopes took so far (plus a tenth and 3 slots), the proofs (or reveals) are signed in
+  slices of {SLICE:,}, in the order they will be sent: for each slice this process reads `GET /slot` and the signing
+  processes sign it with that slot as `recent_slot`, as a node does, never a slot still to come. They come back
+  encoded; this process joins them into request bodies of {BATCH} envelopes and encodes the HTTP requests. Nothing
+  of the ledger's rules changes: an envelope is accepted only while `slot − {REPLAY_HORIZON_SLOTS} ≤ recent_slot ≤ slot`, so each slice
+  must be acknowledged within {REPLAY_HORIZON_SLOTS} slots of its signing slot (the row below shows how much of that horizon each
+  phase used); a late one is refused, counted and reported.
+- *Inside the window*: write the pre-encoded requests over {CONNECTIONS} keep-alive connections, one request in
+  flight on each (`bench_ingest.RawHTTP`), read each answer by its `Content-Length`, and count it as accepted
+  unless its text holds `"error"` (then it is parsed and each refusal counted). This process's CPU over the window
+  is reported beside the service's.
+- The votes (5 % of N), the list and the payout are signed in this process before their phase's clock starts;
+  funding and staking (setup) are signed in slices of {SLICE:,} by the signing processes, each slice sent before
+  the next is signed.
+
+A phase's time is from sending its first request to the durable acknowledgement of its last; CPU is the service's
+(main process and signature workers) over the same span. Growth = (time ratio) / (node ratio) from the previous
+size: 1.00 is linear.
 
 {chr(10).join(lines)}
 
 Windows per size (the submission window and the audit window's first half, the reveals', each {MARGIN} times what
-signing and sending N airdrops took just before): {windows}.
+the service took to acknowledge N pre-signed airdrops just before): {windows}.
 
 {target_text}
 """
