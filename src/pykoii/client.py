@@ -240,6 +240,13 @@ class LedgerClient:
         result: dict[str, Any] = self._json("GET", f"/tasks/{task_id}/stakers", params=params)
         return result
 
+    def node(self, task_id: str, key: str) -> dict[str, Any]:
+        """What node ``key`` reads of a task each tick (``GET /tasks/{id}/nodes/{key}``): the task's
+        settings, ``key``'s own entries, the proofs it audits and ``key_rounds``; bounded by what
+        one node needs, whatever the task's size."""
+        result: dict[str, Any] = self._json("GET", f"/tasks/{task_id}/nodes/{key}")
+        return result
+
     def distribution(
         self,
         task_id: str,

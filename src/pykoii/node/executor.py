@@ -68,7 +68,7 @@ class RoundExecutor:
             # Read the task again: a payout sent just before (by this tick) changed the stakes the
             # list's slashes are computed from, and the auditors will read them after it.
             task = schedule.as_task_state(await self.ledger.task(task_id))
-            listed = await self._distribution(process, task, round_number)
+            listed = await self._distribution(process, task_id, task, round_number)
             bodies = distribution_transactions(task_id, round_number, listed["rewards"], listed["slashes"])
             await self._sign_and_send_list(runtime, record, action.key, kind.value, round_number, bodies)
         elif kind is K.PAYOUT:
@@ -83,7 +83,7 @@ class RoundExecutor:
                     if distribution:
                         if recomputed is None:
                             recomputed = DistributionList(
-                                **await self._distribution(process, task, round_number)
+                                **await self._distribution(process, task_id, task, round_number)
                             )
                         verdict = schedule.list_matches(task, round_number, candidate, recomputed)
                     else:
@@ -124,8 +124,12 @@ class RoundExecutor:
                 key = schedule.action_key(kind, round_number, candidate)
                 await self._sign_and_send(runtime, record, key, kind.value, round_number, candidate, body)
 
-    async def _distribution(self, process: TaskProcess, task: Any, round_number: int) -> dict[str, Any]:
-        submitters = [dataclasses.asdict(s) for s in schedule.submitters_of(task, round_number)]
+    async def _distribution(
+        self, process: TaskProcess, task_id: str, task: Any, round_number: int
+    ) -> dict[str, Any]:
+        """Run ``distribution`` for a round: its every submitter, read page by page (once per list)."""
+        whole_round = await self.ledger.round_state(task_id, round_number, task)
+        submitters = [dataclasses.asdict(s) for s in schedule.submitters_of(whole_round, round_number)]
         args = {"submitters": submitters, "bounty": schedule.distribution_bounty(task)}
         value = (await process.run_phase("distribution", round_number, self.slot, args)).value
         return {"rewards": dict(value.get("rewards", {})), "slashes": dict(value.get("slashes", {}))}

@@ -3,6 +3,11 @@
 The client is synchronous; each call runs in a worker thread so a slow ledger never blocks the
 node's event loop (its HTTP server, the other tasks). Tests pass ``transport`` to reach an
 in-process ledger app.
+
+What the node reads is bounded by what it needs, not by the task's size: each tick it reads the
+slot and ``task()``, its own part of the task (``GET /tasks/{id}/nodes/{key}``); a round's whole
+list of submitters only when it computes or audits that round's distribution list (``round_state``,
+a page of 5,000 at a time); the whole task state only when task code asks for it (``whole_task``).
 """
 
 from __future__ import annotations
@@ -11,13 +16,21 @@ import asyncio
 from typing import Any
 
 from ..client import LedgerClient
+from ..ledger.codec import to_plain
+from ..ledger.state import TaskState
+from ..service.views import MAX_PAGE
+from . import schedule
 
 
 class NodeLedger:
     """Slot, task state, transactions, blobs and balances, as the node needs them."""
 
-    def __init__(self, base_url: str, *, client: LedgerClient | None = None, transport: Any = None) -> None:
+    def __init__(
+        self, base_url: str, *, key: str = "", client: LedgerClient | None = None, transport: Any = None
+    ) -> None:
         self.base_url = base_url
+        self.key = key
+        """The node's staking key: whose part of each task ``task()`` reads."""
         self.client = client or LedgerClient(base_url, transport=transport, retries=2)
         self.slot_ms = 400
         """The ledger's slot length in ms, as of the last ``slot()`` read."""
@@ -28,7 +41,13 @@ class NodeLedger:
         return int(answer["slot"])
 
     async def task(self, task_id: str) -> dict[str, Any]:
-        """The task's whole ``TaskState`` (every partial-fetch flag set)."""
+        """This node's part of the task (``GET /tasks/{id}/nodes/{key}``): the task's settings, the
+        node's own entry of each per-key map, the proofs it audits and ``key_rounds``; a
+        ``TaskState`` in plain form with only those entries, whatever the task's size."""
+        return await asyncio.to_thread(self.client.node, task_id, self.key)
+
+    async def whole_task(self, task_id: str) -> dict[str, Any]:
+        """The task's whole ``TaskState`` (every partial-fetch flag set): for task code that asks."""
         return await asyncio.to_thread(
             lambda: self.client.task(
                 task_id,
@@ -38,6 +57,40 @@ class NodeLedger:
                 is_stake_list_required=True,
             )
         )
+
+    async def key_facts(self, task_id: str) -> tuple[dict[str, Any], dict[int, schedule.RoundFacts]]:
+        """``task()``, and its ``key_rounds`` as ``schedule.RoundFacts`` per round."""
+        state = await self.task(task_id)
+        rounds = state.get("key_rounds", {})
+        return state, {int(r): schedule.RoundFacts.from_json(facts) for r, facts in rounds.items()}
+
+    async def round_pages(self, task_id: str, round_number: int) -> dict[str, dict[str, Any]]:
+        """Every submitter of a round, page after page (``GET /tasks/{id}/rounds/{r}``):
+        ``{"submissions", "submissions_audit_trigger", "stakes"}``, each keyed by submitter."""
+        found: dict[str, dict[str, Any]] = {"submissions": {}, "submissions_audit_trigger": {}, "stakes": {}}
+        after = ""
+        while True:
+            page = await asyncio.to_thread(self._round_page, task_id, round_number, after)
+            for name, part in found.items():
+                part.update(page.get(name, {}))
+            after = page.get("next_after") or ""
+            if not after:
+                return found
+
+    def _round_page(self, task_id: str, round_number: int, after: str) -> dict[str, Any]:
+        return self.client.round(task_id, round_number, after=after, limit=MAX_PAGE)
+
+    async def round_state(self, task_id: str, round_number: int, task: TaskState) -> TaskState:
+        """``task`` (the node's part of it) with round ``round_number``'s every submission, audit
+        trigger and submitter's stake: what ``schedule.submitters_of`` needs for the round."""
+        pages = await self.round_pages(task_id, round_number)
+        plain = {
+            **to_plain(task),
+            "submissions": {str(round_number): pages["submissions"]},
+            "submissions_audit_trigger": {str(round_number): pages["submissions_audit_trigger"]},
+            "stake_list": pages["stakes"],
+        }
+        return schedule.as_task_state(plain)
 
     async def send(self, envelope: dict[str, Any]) -> dict[str, Any]:
         return dict(await asyncio.to_thread(self.client.send, envelope))

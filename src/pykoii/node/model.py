@@ -76,6 +76,9 @@ class TaskRuntime:
     current_round: int = -1
     last_submitted_round: int | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    """The node's part of the task as of the last tick (``NodeLedger.task``)."""
+    reads: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    """What task code asked of the ledger since the last tick (``answers.py``), read once a tick."""
     loop: asyncio.Task[None] | None = None
     work: asyncio.Task[None] | None = None
     """The work lane: ``task()`` of round ``working``, running beside the loop."""

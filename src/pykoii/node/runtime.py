@@ -80,6 +80,7 @@ class Node(WorkLane, NodeActions):
         os.chmod(self.data_dir / "keys", 0o700)
         self.wallet = self._load_or_create(config.wallet_path or self.data_dir / "keys" / "main_wallet.json")
         self.staking = self._load_or_create(self.data_dir / "keys" / "staking_wallet.json")
+        self.ledger.key = self.staking.public_key  # whose part of each task the node reads
         self.journal = Journal(self.data_dir / "node.sqlite3")
         self.operator_secret = load_secret(self.data_dir)
         self.tasks: dict[str, TaskRuntime] = {}
@@ -395,8 +396,9 @@ class Node(WorkLane, NodeActions):
         await self._resend_pending(runtime)
         self.slot = await self.ledger.slot()
         self._slot_read_at = self.clock.now()
-        state = await self.ledger.task(task_id)
+        state, facts = await self.ledger.key_facts(task_id)
         runtime.state = state
+        runtime.reads.clear()
         if state.get("is_migrated") and state.get("migrated_to"):
             runtime.migrated_to = str(state["migrated_to"])
             return
@@ -408,7 +410,10 @@ class Node(WorkLane, NodeActions):
         self._watchdog(runtime, task, current)
         record = schedule.NodeRecord.from_json(self.journal.load_record(task_id))
         await self._run_due(
-            runtime, task, record, schedule.due_actions(task, self.slot, record, self.staking.public_key)
+            runtime,
+            task,
+            record,
+            schedule.due_actions(task, self.slot, record, self.staking.public_key, facts),
         )
         if current > 8 and current % 4 == 0:
             record.prune(current - 6)

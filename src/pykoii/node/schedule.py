@@ -43,9 +43,8 @@ returns); plain JSON is converted with ``pykoii.ledger.codec.from_plain`` (see `
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from ..ledger.audits import (
@@ -73,104 +72,7 @@ from ..ledger.rounds import (
 from ..ledger.state import AuditTrigger, DistributionList, TaskState
 from ..ledger.types import Roe
 from ..sdk import Submitter
-
-
-class ActionKind(enum.Enum):
-    """What a node does; the value is the name used in keys, logs and JSON."""
-
-    RUN_TASK = "run_task"
-    """Run ``Task.task`` for ``round`` (the work; once per round)."""
-    SUBMIT_PROOF = "submit_proof"
-    """Run ``Task.submission`` for ``round`` and send a ``submit`` transaction (with the commitment
-    to this node's beacon secret, ``submit_body``)."""
-    REVEAL = "reveal"
-    """Reveal the beacon secret committed with this node's proof for ``round`` (``reveal_body``)."""
-    AUDIT_PROOFS = "audit_proofs"
-    """Run ``Task.audit`` on ``candidates`` and cast ``votes`` (``audit_submission``)."""
-    SUBMIT_DISTRIBUTION = "submit_distribution"
-    """Run ``Task.distribution`` for ``round`` and send ``submit_distribution`` (attempt ``attempt``)."""
-    AUDIT_DISTRIBUTION = "audit_distribution"
-    """Recompute the list, compare it with the candidate's; cast ``votes`` (``audit_distribution``)."""
-    PAYOUT = "payout"
-    """Send ``payout`` for ``round``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """One thing due now. ``round`` is the round the action is about, not the current round."""
-
-    kind: ActionKind
-    round: int
-    attempt: int = 0
-    """The distribution attempt (0 first) for the two distribution actions."""
-    candidates: tuple[tuple[str, str], ...] = ()
-    """Audits to run: ``(staking key, submission_value)``; for a distribution, the list's submitter
-    and its digest."""
-    votes: tuple[tuple[str, bool], ...] = ()
-    """Votes already decided by an earlier audit and due now: ``(candidate, is_valid)``."""
-
-    @property
-    def key(self) -> str:
-        """The ``NodeRecord`` key that marks this action done (audits are recorded per vote)."""
-        return action_key(self.kind, self.round)
-
-
-def action_key(kind: ActionKind, round_number: int, candidate: str = "") -> str:
-    """``"submit_proof:4"``, or ``"audit_proofs:4:<candidate>"`` for one vote."""
-    key = f"{kind.value}:{round_number}"
-    return f"{key}:{candidate}" if candidate else key
-
-
-@dataclass
-class NodeRecord:
-    """What this node already did for one task; JSON-serializable so the node can persist it.
-
-    ``done`` holds action keys (``action_key``); ``verdicts`` holds audit results
-    (``"audit_proofs:4:<candidate>" -> True``) so that a candidate is audited once per round.
-    """
-
-    done: set[str] = field(default_factory=set)
-    verdicts: dict[str, bool] = field(default_factory=dict)
-
-    def is_done(self, key: str) -> bool:
-        return key in self.done
-
-    def mark(self, key: str) -> None:
-        """Record that the action (or vote) with ``key`` was carried out."""
-        self.done.add(key)
-
-    def note_verdict(self, kind: ActionKind, round_number: int, candidate: str, verdict: bool) -> None:
-        """Keep the result of auditing ``candidate`` (``kind`` is one of the two audit kinds)."""
-        self.verdicts[action_key(kind, round_number, candidate)] = verdict
-
-    def mark_vote(self, kind: ActionKind, round_number: int, candidate: str) -> None:
-        """Record that this node's vote on ``candidate`` was sent."""
-        self.done.add(action_key(kind, round_number, candidate))
-
-    def first_round(self) -> int | None:
-        """The first round this node ran the task for, if any."""
-        rounds = [int(key.split(":")[1]) for key in self.done if key.startswith("run_task:")]
-        return min(rounds) if rounds else None
-
-    def prune(self, before_round: int) -> None:
-        """Forget what concerns rounds older than ``before_round`` (keeps the file small).
-
-        The first ``run_task`` is kept, since it says from which round on this node submits.
-        """
-        first = self.first_round()
-        keep_first = action_key(ActionKind.RUN_TASK, first) if first is not None else ""
-        self.done = {k for k in self.done if k == keep_first or int(k.split(":")[1]) >= before_round}
-        self.verdicts = {k: v for k, v in self.verdicts.items() if int(k.split(":")[1]) >= before_round}
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"done": [sorted keys], "verdicts": {key: bool}}``."""
-        return {"done": sorted(self.done), "verdicts": dict(sorted(self.verdicts.items()))}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> NodeRecord:
-        """The inverse of ``to_json`` (``None`` or ``{}`` gives an empty record)."""
-        data = data or {}
-        return cls(done=set(data.get("done", [])), verdicts=dict(data.get("verdicts", {})))
+from .actions import Action, ActionKind, NodeRecord, action_key
 
 
 def as_task_state(task: TaskState | Mapping[str, Any]) -> TaskState:
@@ -333,12 +235,69 @@ def can_submit(task: TaskState, me: str) -> bool:
     return task.is_active and not task.is_migrated and stake > 0 and stake >= task.minimum_stake_amount
 
 
-def payout_ready(task: TaskState, round_number: int, slot: int) -> bool:
+@dataclass(frozen=True, slots=True)
+class RoundFacts:
+    """What the whole of a round's public state says to one node: what a node that reads only its
+    own part of the task (``GET /tasks/{id}/nodes/{key}``, whose ``key_rounds`` these are) needs
+    besides it. Without them, ``due_actions`` computes the same from a whole ``TaskState``."""
+
+    candidates: tuple[str, ...] = ()
+    """The proofs the node must audit (its sample in the ring), once the ring is final."""
+    panel_candidates: tuple[str, ...] = ()
+    """The accused proofs on whose panel the node sits."""
+    distribution_submitters: tuple[str | None, ...] = ()
+    """The node selected for each distribution attempt, once the round's judgement window closed."""
+    distribution_passed: tuple[bool, ...] = ()
+    """Whether each attempt's list is complete and stood its audit."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RoundFacts:
+        """From one round of ``key_rounds``."""
+        return cls(**{name: tuple(data.get(name, ())) for name in cls.__slots__})
+
+
+class _Facts:
+    """The ``RoundFacts`` of each round: given (a node's bounded read), or from the whole state."""
+
+    def __init__(self, task: TaskState, me: str, given: Mapping[int, RoundFacts] | None) -> None:
+        self.task, self.me, self.given = task, me, given
+
+    def _of(self, round_number: int) -> RoundFacts:
+        assert self.given is not None
+        return self.given.get(round_number) or RoundFacts()
+
+    def candidates(self, round_number: int) -> Iterable[str]:
+        if self.given is not None:
+            return self._of(round_number).candidates
+        return proof_ring(self.task, round_number).candidates_of(self.me)
+
+    def panel_candidates(self, round_number: int) -> Iterable[str]:
+        if self.given is not None:
+            return self._of(round_number).panel_candidates
+        return proof_ring(self.task, round_number).panel_candidates_of(self.me)
+
+    def selected(self, round_number: int, attempt: int) -> str | None:
+        if self.given is None:
+            return selected_for(self.task, round_number, attempt)
+        chosen = self._of(round_number).distribution_submitters
+        return chosen[attempt] if 0 <= attempt < len(chosen) else None
+
+    def passed(self, round_number: int, attempt: int) -> bool:
+        if self.given is None:
+            return passed_list(self.task, round_number, self.selected(round_number, attempt)) is not None  # type: ignore[arg-type]
+        passed = self._of(round_number).distribution_passed
+        return passed[attempt] if 0 <= attempt < len(passed) else False
+
+
+def payout_ready(
+    task: TaskState, round_number: int, slot: int, facts: Mapping[int, RoundFacts] | None = None
+) -> bool:
     """Whether the ledger would accept ``payout`` for the round at ``slot`` (mirrors its rule)."""
+    known = _Facts(task, "", facts)
     for attempt in range(task.allowed_failed_distributions + 1):
         if slot < settle_slot(task, round_number, attempt):
             return False
-        if passed_list(task, round_number, selected_for(task, round_number, attempt)) is not None:  # type: ignore[arg-type]
+        if known.passed(round_number, attempt):
             return True
     return True
 
@@ -374,13 +333,22 @@ def _audit_action(
     return Action(kind, round_number, attempt, candidates=tuple(to_audit), votes=tuple(votes))
 
 
-def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeRecord, me: str) -> list[Action]:
+def due_actions(
+    task: TaskState | Mapping[str, Any],
+    slot: int,
+    record: NodeRecord,
+    me: str,
+    facts: Mapping[int, RoundFacts] | None = None,
+) -> list[Action]:
     """The actions node ``me`` (its staking key) must take at ``slot``, in the order to take them.
 
+    ``task`` is the task's whole state, or (with ``facts``, per round) the part of it one node reads
+    (``GET /tasks/{id}/nodes/{key}``): the same actions either way.
     Nothing here has side effects: running the same call twice gives the same list until the runner
     marks actions done or the ledger state moves on.
     """
     task = as_task_state(task)
+    known = _Facts(task, me, facts)
     current = round_of(task, slot)
     if current < 0:
         return []
@@ -421,10 +389,9 @@ def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeReco
         if mine is not None and mine.reveal and (voting or slot in judgement_window(task, previous)):
             # The sample may accuse in the audit window; the panel of an accused proof votes until
             # the judgement window closes.
-            ring = proof_ring(task, previous)
             accused = task.submissions_audit_trigger.get(previous, {})  # type: ignore[call-overload]
-            chosen = dict.fromkeys(ring.candidates_of(me) if voting else [])
-            chosen.update(dict.fromkeys(c for c in ring.panel_candidates_of(me) if c in accused))
+            chosen = dict.fromkeys(known.candidates(previous) if voting else [])
+            chosen.update(dict.fromkeys(c for c in known.panel_candidates(previous) if c in accused))
             candidates = [(c, submissions[c].submission_value) for c in chosen]
             audit = _audit_action(ActionKind.AUDIT_PROOFS, task, previous, 0, candidates, record, me)
             if audit is not None:
@@ -438,7 +405,7 @@ def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeReco
             and me in held
             and settled not in task.distributions_audit_record
             and not record.is_done(action_key(ActionKind.PAYOUT, settled))
-            and payout_ready(task, settled, slot)
+            and payout_ready(task, settled, slot, facts)
         ):
             actions.append(Action(ActionKind.PAYOUT, settled))
     # Distribution lists: attempt k for round current-2-k.
@@ -451,7 +418,7 @@ def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeReco
         submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
         if me not in submissions or not submissions[me].reveal:
             continue
-        selected = selected_for(task, round_number, attempt)
+        selected = known.selected(round_number, attempt)
         if selected is None:
             continue
         listed = task.distribution_rewards_submission.get(round_number, {})  # type: ignore[call-overload]
@@ -460,7 +427,7 @@ def due_actions(task: TaskState | Mapping[str, Any], slot: int, record: NodeReco
                 selected == me
                 and me not in listed
                 and not record.is_done(action_key(ActionKind.SUBMIT_DISTRIBUTION, round_number))
-                and not _earlier_attempt_passed(task, round_number, attempt)
+                and not any(known.passed(round_number, earlier) for earlier in range(attempt))
             ):
                 actions.append(Action(ActionKind.SUBMIT_DISTRIBUTION, round_number, attempt))
         elif (
@@ -550,18 +517,12 @@ def overrun(task: TaskState, action: Action, started: int, ended: int, seconds: 
     )
 
 
-def _earlier_attempt_passed(task: TaskState, round_number: int, attempt: int) -> bool:
-    return any(
-        passed_list(task, round_number, selected_for(task, round_number, earlier)) is not None  # type: ignore[arg-type]
-        for earlier in range(attempt)
-    )
-
-
 __all__ = [
     "PHASE_OF",
     "Action",
     "ActionKind",
     "NodeRecord",
+    "RoundFacts",
     "action_key",
     "action_window",
     "as_task_state",

@@ -65,6 +65,7 @@ from .views import (
     account_view,
     distribution_view,
     get_task,
+    node_view,
     round_view,
     stakers_view,
     task_summary,
@@ -386,6 +387,10 @@ def create_app(
         task = get_task(store.state, request.path_params["task_id"])
         return JSON(stakers_view(task, *page_params(request)))
 
+    async def get_node(request: Request) -> Response:
+        task = get_task(store.state, request.path_params["task_id"])
+        return JSON(node_view(task, store.slot(), request.path_params["key"]))
+
     async def get_account(request: Request) -> Response:
         return JSON(account_view(store.state, request.path_params["pubkey"]))
 
@@ -507,6 +512,7 @@ def create_app(
         Route("/tasks/{task_id}/rounds/{round}", get_round, methods=["GET"]),
         Route("/tasks/{task_id}/rounds/{round}/distribution", get_round_distribution, methods=["GET"]),
         Route("/tasks/{task_id}/stakers", get_stakers, methods=["GET"]),
+        Route("/tasks/{task_id}/nodes/{key}", get_node, methods=["GET"]),
         Route("/accounts/{pubkey}", get_account, methods=["GET"]),
         Route("/log", get_log, methods=["GET"]),
         Route("/genesis", get_genesis, methods=["GET"]),

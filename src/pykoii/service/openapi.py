@@ -83,6 +83,7 @@ TX_ID = Param("tx_id", "path", {"type": "string"}, "hex SHA-256 of the canonical
 TASK_ID = Param("task_id", "path", {"type": "string"}, "task id (an unknown one: 404)")
 ROUND = Param("round", "path", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER}, "round number")
 PUBKEY = Param("pubkey", "path", {"type": "string", "pattern": BASE58_KEY}, "base58 public key")
+NODE_KEY = Param("key", "path", {"type": "string", "pattern": BASE58_KEY}, "the node's staking key (base58)")
 CID = Param(
     "cid", "path", {"type": "string", "pattern": "^b[a-z2-7]{58}$"}, "CIDv1 raw sha2-256, base32 'b...'"
 )
@@ -225,6 +226,17 @@ PATHS: dict[str, dict[str, Any]] = {
             "stake, available balance, last round with an accepted proof, node URL; the counts, and "
             "next_after, the cursor of the next page.",
             params=(TASK_ID, PAGE_AFTER, PAGE_LIMIT, PAGE_KEY),
+            errors=("400", "404"),
+        )
+    },
+    "/tasks/{task_id}/nodes/{key}": {
+        "get": _op(
+            "What one node reads of a task each tick, bounded by what it needs (not by the task's size): "
+            "the task's settings and counts, the key's own entry of each per-key map, and per round the "
+            "ledger holds the key's proof and those it audits (with their audit triggers), the round's "
+            "lists, and key_rounds: its sample candidates, the accused proofs on whose panel it sits, and "
+            "each distribution attempt's submitter and whether its list passed.",
+            params=(TASK_ID, NODE_KEY),
             errors=("400", "404"),
         )
     },

@@ -32,7 +32,7 @@ from ..ledger import (
 )
 from ..ledger.bounds import MAX_INTEGER
 from ..ledger.codec import is_address
-from ..ledger.distribution import paid_from
+from ..ledger.distribution import paid_from, passed_list
 
 TASK_FLAGS: dict[str, tuple[str, ...]] = {
     "is_submission_required": ("submissions", "submissions_audit_trigger", "round_beacons"),
@@ -185,6 +185,7 @@ def round_view(
     triggers = task.submissions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
     ring = audit_ring(None, task, round_number) if closed and submissions else None
     default = default_distribution_for(task, round_number) if submissions else None
+    stakes = task.stake_list
     return {
         "task_id": task.task_id,
         "round": round_number,
@@ -209,6 +210,7 @@ def round_view(
         "accused": len(triggers),
         "next_after": next_after,
         "submissions": {k: to_plain(submissions[k]) for k in page},
+        "stakes": {k: stakes.get(Address(k), 0) for k in page},
         "submissions_audit_trigger": {k: to_plain(triggers[k]) for k in page if k in triggers},
         "assignments_final": closed,
         "assignments": {k: ring.auditors_of(k) for k in page if k in ring.position}
@@ -314,6 +316,72 @@ def stakers_view(task: TaskState, after: str = "", limit: int = ROUND_PAGE, key:
             for k in page
         ],
         "next_after": next_after,
+    }
+
+
+def node_view(task: TaskState, slot: int, key: str) -> dict[str, Any]:
+    """What one node (staking key ``key``) reads of a task each tick, bounded by what it needs and
+    not by the task's size: the task's settings (``task_view`` with every flag false), its counts,
+    ``key``'s own entry of each per-key map, and per round the ledger holds, ``key``'s proof and those
+    of the proofs it audits, with their audit triggers, and the round's lists (each list trigger's
+    votes cut to ``key``'s own). ``key_rounds`` says what the whole round says to ``key``: the
+    proofs it must audit (its sample, once the ring is final), the accused proofs on whose panel it
+    sits, and, once the round's judgement window has closed, the distribution submitter of each
+    attempt and whether that attempt's list is complete and stood its audit."""
+    if not is_address(key):
+        raise InvalidRequestError(f"{key[:60]!r} is not a base58 public key (32-44 characters)", key=key[:60])
+    view = task_view(task, slot, {})
+    me = Address(key)
+    for name in ("stake_list", "available_balances", "last_submission_round", "ip_address_list"):
+        held = getattr(task, name)
+        view[name] = {key: to_plain(held[me])} if me in held else {}
+    view["stakers"] = len(task.stake_list)
+    rounds = sorted(set(task.submissions) | set(task.distributions_audit_record))
+    view["distributions_audit_record"] = to_plain(task.distributions_audit_record)
+    view["key_rounds"] = {}
+    for number in rounds:
+        for name, part in _node_round(task, number, slot, me).items():
+            view[name][str(number)] = part
+    return view
+
+
+def _node_round(task: TaskState, number: int, slot: int, me: Address) -> dict[str, Any]:
+    """One round of ``node_view``: the parts of each round map ``me`` reads, and its ``key_rounds``."""
+    submissions = task.submissions.get(number, {})  # type: ignore[call-overload]
+    triggers = task.submissions_audit_trigger.get(number, {})  # type: ignore[call-overload]
+    attempts = range(task.allowed_failed_distributions + 1)
+    candidates: list[str] = []
+    panel: list[str] = []
+    mine = submissions.get(me)
+    if mine is not None and mine.reveal and slot >= reveal_window(task, number).stop:
+        ring = audit_ring(None, task, number)
+        candidates = list(ring.candidates_of(me))
+        panel = [c for c in ring.panel_candidates_of(me) if c in triggers]
+    selected: list[Address | None] = []
+    if submissions and slot >= judgement_window(task, number).stop:
+        selected = [selected_submitter(None, task, number, k) for k in attempts]
+    keys = [k for k in dict.fromkeys([me, *candidates, *panel]) if k in submissions]
+    list_triggers = task.distributions_audit_trigger.get(number, {})  # type: ignore[call-overload]
+    return {
+        "submissions": {k: to_plain(submissions[k]) for k in keys},
+        "submissions_audit_trigger": {k: to_plain(triggers[k]) for k in keys if k in triggers},
+        "distribution_rewards_submission": to_plain(
+            task.distribution_rewards_submission.get(number, {})  # type: ignore[call-overload]
+        ),
+        "distributions_audit_trigger": {
+            k: to_plain(dataclasses.replace(t, votes={v: t.votes[v] for v in t.votes if v == me}))
+            for k, t in list_triggers.items()
+        },
+        "distribution_lists": {
+            k: list_header(dist)
+            for k, dist in task.distribution_lists.get(number, {}).items()  # type: ignore[call-overload]
+        },
+        "key_rounds": {
+            "candidates": candidates,
+            "panel_candidates": panel,
+            "distribution_submitters": selected,
+            "distribution_passed": [passed_list(task, number, s) is not None for s in selected],
+        },
     }
 
 
