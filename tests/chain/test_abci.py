@@ -275,3 +275,35 @@ def test_error_codes_are_distinct_and_non_zero() -> None:
     names = [n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, errors.PykoiiError)]
     codes = {error_code(getattr(errors, n)("x")) for n in names}
     assert len(codes) == len(names) and 0 not in codes
+
+
+class _BigAnswers:
+    """An application whose ``query`` answer is larger than the socket and the writer's buffers."""
+
+    def query(self, request: Any) -> Any:
+        return pb.ResponseQuery(code=0, value=b"x" * (4 << 20))
+
+
+def test_a_request_that_arrives_while_the_writer_waits_on_a_slow_reader_is_answered(
+    tmp_path: Path,
+) -> None:
+    # The writer sends the ready answers as one write and then waits for the engine to read them
+    # (drain). A request that comes in during that wait must be answered once it has, not left
+    # queued until some later request wakes the writer.
+    async def body() -> None:
+        socket = tmp_path / "app.sock"
+        server = await serve(_BigAnswers(), f"unix://{socket}")
+        client = await AbciClient.connect(socket)
+        try:
+            client.send("query", path="/big")
+            await asyncio.sleep(0.5)  # the 4 MiB answer fills the socket; the writer waits
+            client.send("echo", message="after")
+            kind, answer = await asyncio.wait_for(client.read(), 20)
+            assert kind == "query" and len(answer.value) == 4 << 20
+            kind, answer = await asyncio.wait_for(client.read(), 20)
+            assert (kind, answer.message) == ("echo", "after")
+        finally:
+            client.close()
+            server.close()
+
+    asyncio.run(body())
