@@ -69,7 +69,8 @@ SOFT_KINDS = frozenset({"check_tx", "query"})
 
 class Application(Protocol):
     """What the server calls: one method per kind (``echo``, ``flush`` and ``info`` included) taking
-    the request's message and returning the response's message, or an awaitable of it."""
+    the request's message and returning the response's message (or the whole ``Response`` holding
+    it, built in place), or an awaitable of it."""
 
     def __getattr__(self, name: str) -> Any: ...
 
@@ -204,8 +205,11 @@ class _Connection:
                     answer = self._failed(kind, exc)
             if isinstance(answer, pb.ResponseException):
                 kind = "exception"
-            response = pb.Response()
-            getattr(response, kind).CopyFrom(answer)
+            if isinstance(answer, pb.Response):
+                response = answer  # built in place by the application (FinalizeBlock)
+            else:
+                response = pb.Response()
+                getattr(response, kind).CopyFrom(answer)
             self.writer.write(frame(response))
             if kind in ("flush", "exception") or self.answers.empty():
                 try:

@@ -126,9 +126,14 @@ class ChainApp:
         async with self.consensus:
             self._check_open()
             results, app_hash = await self.store.finalize_block(list(request.txs), request.height)
-        return pb.ResponseFinalizeBlock(
-            tx_results=[_exec_result(result) for result in results], app_hash=bytes.fromhex(app_hash)
-        )
+        # Built in place inside the Response (``add``), not as messages copied into their parents
+        # level by level: a quarter of the application's CPU per transaction went to those copies.
+        response = pb.Response()
+        block = response.finalize_block
+        for result in results:
+            _add_exec_result(block.tx_results, result)
+        block.app_hash = bytes.fromhex(app_hash)
+        return response
 
     async def commit(self, request: Any) -> Any:
         async with self.consensus:
@@ -155,39 +160,34 @@ class ChainApp:
         return pb.ResponseApplySnapshotChunk(result=pb.ResponseApplySnapshotChunk.ABORT)
 
 
-def _exec_result(result: TxResult) -> Any:
-    events = []
-    tx = result.tx
-    if tx is not None:
-        events.append(
-            _event(
-                "pykoii.tx", {"tx_id": tx.tx_id, "type": tx.TYPE, "signer": tx.signer, "code": result.code}
-            )
-        )
-    if result.receipt is not None:
-        for event in result.receipt["events"]:
-            plain = dict(event)
-            events.append(_event(plain.pop("kind"), plain))
-    return pb.ExecTxResult(
+def _add_exec_result(tx_results: Any, result: TxResult) -> None:
+    """Append one transaction's ``ExecTxResult`` (its outcome and events) to ``tx_results``."""
+    out = tx_results.add(
         code=result.code,
         codespace=result.codespace,
         log=result.log,
         data=result.data,
         gas_wanted=1,
         gas_used=1,
-        events=events,
     )
+    tx = result.tx
+    if tx is not None:
+        _add_event(
+            out.events,
+            "pykoii.tx",
+            {"tx_id": tx.tx_id, "type": tx.TYPE, "signer": tx.signer, "code": result.code},
+        )
+    if result.receipt is not None:
+        for event in result.receipt["events"]:
+            plain = dict(event)
+            _add_event(out.events, plain.pop("kind"), plain)
 
 
-def _event(kind: str, fields: dict[str, Any]) -> Any:
-    """An ABCI event; every attribute is indexed, so ``kind.field='value'`` finds it."""
-    return pb.Event(
-        type=kind,
-        attributes=[
-            pb.EventAttribute(key=key, value=_text(value), index=True)
-            for key, value in sorted(fields.items())
-        ],
-    )
+def _add_event(events: Any, kind: str, fields: dict[str, Any]) -> None:
+    """Append an ABCI event; every attribute is indexed, so ``kind.field='value'`` finds it."""
+    attributes = events.add(type=kind).attributes
+    for key, value in sorted(fields.items()):
+        attributes.add(key=key, value=_text(value), index=True)
 
 
 def _text(value: Any) -> str:
