@@ -347,6 +347,18 @@ def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
     rpc, url = f"http://127.0.0.1:{ports[1]}", f"http://127.0.0.1:{ports[2]}"
     try:
         client = LedgerClient(url, retries=20, backoff=0.5)
+        # The HTTP API may answer before the engine's RPC listens (POST /tx then answers 503, nothing
+        # sent): wait for the engine's first block, on a loaded machine that can take a while.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                status = httpx.get(rpc + "/status", timeout=5).json()
+                if int(status["result"]["sync_info"]["latest_block_height"]) >= 1:
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            assert time.monotonic() < deadline, f"the engine's RPC {rpc} made no block in 120 s"
+            time.sleep(0.2)
         alice = Keypair.generate()
         client.send_transaction(alice, {"type": "airdrop", "to": alice.public_key, "amount": 9})
 
