@@ -59,6 +59,7 @@ def render_metrics(store: LedgerStore) -> str:
             round(stats.commit_seconds, 6),
         ),
         "pykoii_ledger_verify_batches_total": ("Batches sent to signature workers.", store.verifier.batches),
+        "pykoii_ledger_verified_total": ("Envelopes verified in those batches.", store.verifier.verified),
         "pykoii_ledger_replayed_entries_total": ("Log entries replayed at start-up.", stats.replayed),
     }
     for name, (text, value) in gauges.items():
