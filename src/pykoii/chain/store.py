@@ -387,6 +387,10 @@ class ChainStore(BlockCheckpoints, LedgerStore):
 
     # --- POST /tx ---------------------------------------------------------------------------
 
+    def submit_later(self, envelopes: list[Any]) -> asyncio.Future[list[Any]]:
+        """``submit_batch`` (through the engine, not the local sequencer) as a task."""
+        return asyncio.get_running_loop().create_task(self.submit_batch(envelopes))
+
     async def submit_batch(self, envelopes: list[Any]) -> list[dict[str, Any] | PykoiiError]:
         """Broadcast envelopes through the engine; each answer is the receipt once the network
         committed it (with ``height``), or why it was refused."""

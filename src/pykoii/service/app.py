@@ -149,20 +149,23 @@ class TxIngest:
             error = PayloadTooLargeError(f"body is over the limit of {limit} bytes", limit=limit)
         return refusal(error)
 
-    async def answer(self, body: bytes) -> tuple[int, bytes]:
+    def answer_then(self, body: bytes, reply: Callable[[int, bytes], None]) -> None:
+        """Call ``reply(status, JSON)`` with the answer to a whole body: at once for a refusal that
+        needs no verification, else (from the event loop) once the store answered. No coroutine or
+        task per request: the lean path of the HTTP protocol calls this for every ``POST /tx``."""
         try:
             envelopes, is_batch = decode_envelopes(body)
-            if not is_batch:
-                return 200, orjson.dumps(await self.store.submit(envelopes[0]), default=str)
-            results = await self.store.submit_batch(envelopes)
-            return 200, orjson.dumps(
-                [error_plain(r) if isinstance(r, PykoiiError) else r for r in results], default=str
-            )
-        except PykoiiError as exc:
-            return refusal(exc)
-        except Exception as exc:  # a bug: logged, and answered as JSON like every other route's
-            LOG.exception("POST /tx failed")
-            return 500, orjson.dumps({"error": "LedgerHTTPError", "message": f"POST /tx: {exc!r}"})
+            future = self.store.submit_later(envelopes)
+        except Exception as exc:
+            reply(*_failed(exc))
+            return
+        future.add_done_callback(lambda done: reply(*_answered(done, is_batch)))
+
+    async def answer(self, body: bytes) -> tuple[int, bytes]:
+        """``answer_then``, awaited."""
+        answered: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self.answer_then(body, lambda status, text: answered.set_result((status, text)))
+        return await answered
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``answer`` on the raw ASGI interface (the body read up to ``limit``)."""
@@ -182,6 +185,33 @@ class TxIngest:
                     break
             status, body = self.too_large() if size > self.limit else await self.answer(b"".join(chunks))
         await send_json(send, status, body)
+
+
+def _answered(done: asyncio.Future[list[Any]], is_batch: bool) -> tuple[int, bytes]:
+    """``(status, JSON)`` of a settled ``submit_later``: the receipt (one envelope) or the list of
+    receipts and errors (a batch), or the error that refused the request."""
+    if done.cancelled():
+        return refusal(LedgerUnavailableError("the ledger stopped before answering; retry"))
+    try:
+        results = done.result()
+        if not is_batch:
+            (outcome,) = results
+            if isinstance(outcome, PykoiiError):
+                raise outcome
+            return 200, orjson.dumps(outcome, default=str)
+        return 200, orjson.dumps(
+            [error_plain(r) if isinstance(r, PykoiiError) else r for r in results], default=str
+        )
+    except Exception as exc:
+        return _failed(exc)
+
+
+def _failed(exc: Exception) -> tuple[int, bytes]:
+    """The answer to ``POST /tx`` that raised ``exc``: its refusal, or (a bug) a logged JSON 500."""
+    if isinstance(exc, PykoiiError):
+        return refusal(exc)
+    LOG.error("POST /tx failed", exc_info=exc)
+    return 500, orjson.dumps({"error": "LedgerHTTPError", "message": f"POST /tx: {exc!r}"})
 
 
 def refusal(error: PykoiiError) -> tuple[int, bytes]:

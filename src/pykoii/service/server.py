@@ -22,6 +22,7 @@ not by a timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import resource
 import socket
 import sys
@@ -156,13 +157,10 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         if cycle.response_complete:
             return
-        task = self.loop.create_task(self._answer(cycle))
-        task.add_done_callback(self.tasks.discard)
-        self.tasks.add(task)
-
-    async def _answer(self, cycle: _LeanTx) -> None:
         assert self.ingest is not None
-        self._reply(cycle, *await self.ingest.answer(bytes(cycle.body)))
+        # No task per request: the answer comes back through a callback. A graceful shutdown still
+        # waits for it, since it waits for every connection, and this one closes after its answer.
+        self.ingest.answer_then(bytes(cycle.body), functools.partial(self._reply, cycle))
 
     def _reply(self, cycle: _LeanTx, status: int, body: bytes) -> None:
         """The whole answer in one write; then the connection goes on (or closes) as uvicorn's does."""

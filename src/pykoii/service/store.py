@@ -269,6 +269,12 @@ class LedgerStore(Replay, EventSource):
 
     async def submit_batch(self, envelopes: list[Any]) -> list[dict[str, Any] | PykoiiError]:
         """Accept envelopes; return, in order, each one's receipt (once durable) or its error."""
+        return await self.submit_later(envelopes)
+
+    def submit_later(self, envelopes: list[Any]) -> asyncio.Future[list[Any]]:
+        """``submit_batch`` as the future of its answer, without a coroutine: ``POST /tx`` adds a
+        callback to it instead of running a task per request. Raises at once what ``submit_batch``
+        raises before waiting (a replica, a broken log, a full disk, a full queue)."""
         self._check_writable()
         if self._pending_count + len(envelopes) > self.max_pending:
             raise LedgerUnavailableError(
@@ -296,7 +302,7 @@ class LedgerStore(Replay, EventSource):
             self._wakeup.set()
 
         self.verifier.verify_then(envelopes, verified)
-        return await future
+        return future
 
     def _check_writable(self) -> None:
         if self.read_only:
