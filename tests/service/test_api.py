@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from pykoii.keys import Keypair
-from pykoii.service.app import MAX_TX_BODY
 from pykoii.service.blobs import cid_of
+from pykoii.service.ingest import MAX_TX_BODY
 from tests.ledger.helpers import HELLO_TASK, KOII
 
 from .conftest import Ledger

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from pykoii.keys import Keypair, verify_envelope
-from pykoii.service.app import MAX_TX_BODY
+from pykoii.service.ingest import MAX_TX_BODY
 
 from .conftest import KOII, free_port, start_server, stop
 

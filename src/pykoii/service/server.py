@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 if TYPE_CHECKING:
-    from .app import TxIngest
+    from .ingest import TxIngest
 
 STREAM_BUFFER = 16 * 1024
 """Send buffer (kernel and user space) of a ``GET /events`` connection."""
