@@ -335,6 +335,11 @@ def _hold_keys(nodes: int) -> None:
     _KEYS[:] = bench_keys(nodes)
 
 
+def _ready(_: int) -> int:
+    time.sleep(0.01)  # long enough that every process gets some of the jobs
+    return os.getpid()
+
+
 def _sign_part(recent_slot: int, pairs: list[tuple[int, dict[str, Any]]]) -> list[bytes]:
     return [
         orjson.dumps(_KEYS[index].sign_transaction({**body, "recent_slot": recent_slot}))
@@ -361,6 +366,11 @@ class Signers:
         self.pool = ProcessPoolExecutor(
             SIGNERS, mp_context=context, initializer=_hold_keys, initargs=(nodes,)
         )
+        # Wait until every process has started and holds the keys, so that ``rate`` (which sizes the
+        # signing lead before a window) measures signing, not start-up.
+        ready: set[int] = set()
+        while len(ready) < SIGNERS:
+            ready |= set(self.pool.map(_ready, range(4 * SIGNERS)))
         self.signed = 0
         self.seconds = 0.0
 
