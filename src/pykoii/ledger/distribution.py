@@ -127,6 +127,13 @@ def selected_submitter(
     return candidates[attempt] if attempt < len(candidates) else None
 
 
+def selected_submitters(task: TaskState, round_number: int) -> list[Address | None]:
+    """``selected_submitter`` of every attempt (0 first) of a round, from one pass over it (read-only)."""
+    candidates = distribution_candidates(None, task, round_number)
+    attempts = range(task.allowed_failed_distributions + 1)
+    return [candidates[attempt] if attempt < len(candidates) else None for attempt in attempts]
+
+
 def list_chunks(rewards: Mapping[Address, int], slashes: Mapping[Address, int]) -> list[DistributionList]:
     """A list in its canonical chunks: the keys with a non-zero amount, sorted, in groups of
     ``DISTRIBUTION_CHUNK_KEYS`` (a key's reward and slash in the same chunk); an empty list is one

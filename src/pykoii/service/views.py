@@ -26,13 +26,12 @@ from ..ledger import (
     judgement_window,
     reveal_window,
     round_of,
-    selected_submitter,
     submission_window,
     to_plain,
 )
 from ..ledger.bounds import MAX_INTEGER
 from ..ledger.codec import is_address
-from ..ledger.distribution import paid_from, passed_list
+from ..ledger.distribution import paid_from, passed_list, selected_submitters
 
 TASK_FLAGS: dict[str, tuple[str, ...]] = {
     "is_submission_required": ("submissions", "submissions_audit_trigger", "round_beacons"),
@@ -220,9 +219,7 @@ def round_view(
         if ring is not None
         else {},
         "selected_distribution_submitters": (
-            [selected_submitter(None, task, round_number, k) for k in attempts]
-            if closed and submissions
-            else []
+            selected_submitters(task, round_number) if closed and submissions else []
         ),
         "default_distribution": (
             {
@@ -359,7 +356,6 @@ def _node_round(task: TaskState, number: int, slot: int, me: Address) -> dict[st
     """One round of ``node_view``: the parts of each round map ``me`` reads, and its ``key_rounds``."""
     submissions = task.submissions.get(number, {})  # type: ignore[call-overload]
     triggers = task.submissions_audit_trigger.get(number, {})  # type: ignore[call-overload]
-    attempts = range(task.allowed_failed_distributions + 1)
     candidates: list[str] = []
     panel: list[str] = []
     mine = submissions.get(me)
@@ -369,7 +365,7 @@ def _node_round(task: TaskState, number: int, slot: int, me: Address) -> dict[st
         panel = [c for c in ring.panel_candidates_of(me) if c in triggers]
     selected: list[Address | None] = []
     if submissions and slot >= judgement_window(task, number).stop:
-        selected = [selected_submitter(None, task, number, k) for k in attempts]
+        selected = selected_submitters(task, number)
     keys = [k for k in dict.fromkeys([me, *candidates, *panel]) if k in submissions]
     list_triggers = task.distributions_audit_trigger.get(number, {})  # type: ignore[call-overload]
     return {
