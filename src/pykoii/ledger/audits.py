@@ -74,15 +74,33 @@ def revealed(submissions: Mapping[Address, Submission]) -> dict[Address, str]:
 def round_beacon(state: LedgerState | None, task: TaskState, round_number: int) -> str:
     """The beacon of ``round_number``, computed once and kept in ``task.round_beacons``.
 
-    Pass ``state=None`` to compute without storing (read-only callers).
+    Pass ``state=None`` to compute without storing (read-only callers, such as every node's read
+    of its round in the audit window, before any vote stored it): that is remembered per round's
+    submissions (the same map object) and count of reveals, which fix the revealed secrets (a
+    reveal is never undone, and one reveal per submitter), so a read costs one pass counting
+    reveals instead of sorting and hashing all of them.
     """
     beacon = task.round_beacons.get(RoundNumber(round_number))
     if beacon is None:
         submissions = task.submissions.get(RoundNumber(round_number), {})
-        beacon = beacon_of(task.task_id, round_number, revealed(submissions))
         if state is not None:
+            beacon = beacon_of(task.task_id, round_number, revealed(submissions))
             put(state, task.round_beacons, round_number, beacon)
+            return beacon
+        count = sum(1 for submission in submissions.values() if submission.reveal)
+        known = _READ_BEACONS.get(id(submissions))
+        if known is not None and known[0] is submissions and known[1] == count:
+            return known[2]
+        beacon = beacon_of(task.task_id, round_number, revealed(submissions))
+        if len(_READ_BEACONS) >= _RING_CACHE_SIZE:
+            del _READ_BEACONS[next(iter(_READ_BEACONS))]
+        _READ_BEACONS[id(submissions)] = (submissions, count, beacon)
     return beacon
+
+
+_READ_BEACONS: dict[int, tuple[Mapping[Address, Submission], int, str]] = {}
+"""Beacons computed by read-only callers: ``id(submissions) -> (submissions, reveal count, beacon)``
+(the map is kept, so its id is not reused while it is remembered)."""
 
 
 @dataclass(frozen=True, slots=True)
