@@ -82,7 +82,8 @@ class NodeLedger:
 
     async def round_state(self, task_id: str, round_number: int, task: TaskState) -> TaskState:
         """``task`` (the node's part of it) with round ``round_number``'s every submission, audit
-        trigger and submitter's stake: what ``schedule.submitters_of`` needs for the round."""
+        trigger and submitter's stake: what ``schedule.submitters_of`` needs for the round (its
+        submissions in key order, the pages' order, where the whole state has submission order)."""
         pages = await self.round_pages(task_id, round_number)
         plain = {
             **to_plain(task),
