@@ -475,9 +475,14 @@ def round_on_validators(nodes: int, folder: Path) -> Any:
         ledger.url = first.url
         ledger.process = first.process.popen
         ledger.http = httpx.Client(base_url=first.url, timeout=300)
+        run = bench_round.Run(nodes)
+        signers = bench_round.Signers(nodes)
+        run.machine.start()
         try:
-            return bench_round._round(ledger, bench_round.Run(nodes))
+            return bench_round._round(ledger, signers, run)
         finally:
+            run.machine.stop()
+            signers.close()
             ledger.http.close()
 
 
