@@ -39,15 +39,8 @@ BLOCK_TIMEOUTS = {
     "timeout_precommit": "200ms",
     "timeout_precommit_delta": "200ms",
     "timeout_commit": "300ms",
-    # Under load, start the next height as soon as every validator's precommit is in, rather than
-    # idling timeout_commit (with one missing, the 300 ms apply); with an empty mempool, wait up
-    # to 400 ms for transactions before proposing an empty block. Measured on 4 validators at a
-    # fixed 580 tx/s: block interval 0.60-0.92 -> 0.53-0.72 s, and POST /tx latency is ~2-3 intervals.
-    "skip_timeout_commit": True,
-    "create_empty_blocks_interval": "400ms",
 }
-"""``[consensus]`` timeouts for blocks about 400 ms apart on an idle LAN, back to back under load
-(every validator must use the same)."""
+"""``[consensus]`` timeouts for blocks about 400 ms apart on a LAN (every validator must use the same)."""
 
 
 def cometbft_binary() -> str:
