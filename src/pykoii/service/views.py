@@ -318,14 +318,14 @@ def stakers_view(task: TaskState, after: str = "", limit: int = ROUND_PAGE, key:
 
 def node_view(task: TaskState, slot: int, key: str) -> dict[str, Any]:
     """What one node (staking key ``key``) reads of a task each tick, bounded by what it needs and
-        not by the task's size: the task's settings (``task_view`` with every flag false), its counts,
-        ``key``'s own entry of each per-key map, and per round the ledger still holds submissions of (and
+    not by the task's size: the task's settings (``task_view`` with every flag false), its counts,
+    ``key``'s own entry of each per-key map, and per round the ledger still holds submissions of (and
     its payout record), ``key``'s proof and audit trigger, and, while the round is not settled, those
-        of the proofs it audits, with their audit triggers, and the round's lists (each list trigger's
-        votes cut to ``key``'s own). ``key_rounds`` says what the whole round says to ``key``: the
-        proofs it must audit (its sample, once the ring is final), the accused proofs on whose panel it
-        sits, and, once the round's judgement window has closed, the distribution submitter of each
-        attempt and whether that attempt's list is complete and stood its audit."""
+    of the proofs it audits, with their audit triggers, and the round's lists (each list trigger's
+    votes cut to ``key``'s own). ``key_rounds`` says what the whole round says to ``key``: the
+    proofs it must audit (its sample, once the ring is final), the accused proofs on whose panel it
+    sits, and, once the round's judgement window has closed, the distribution submitter of each
+    attempt and whether that attempt's list is complete and stood its audit."""
     if not is_address(key):
         raise InvalidRequestError(f"{key[:60]!r} is not a base58 public key (32-44 characters)", key=key[:60])
     view = task_view(task, slot, {})
