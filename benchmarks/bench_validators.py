@@ -467,8 +467,8 @@ def round_on_validators(nodes: int, folder: Path) -> Any:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import bench_round
 
-    bench_round.SLOT_MS = 450  # a slot is a block here (about 450 ms): windows are sized in blocks
     with ValidatorNetwork(folder / "round", count=4, workers=1, ack_timeout=120) as network:
+        bench_round.SLOT_MS = network.slot_ms  # slots of the blocks' BFT time: windows sized in time
         first = network.validators[0]
         ledger = bench_round.Ledger.__new__(bench_round.Ledger)
         ledger.folder = first.home / "ledger"
@@ -496,7 +496,7 @@ def round_text(run: Any) -> str:
     )
     return (
         f"A {run.nodes:,}-node round on 4 validators (`bench_round`'s round through validator-1's HTTP API; {run.windows}, "
-        f"a slot being a block): {'**paid**' if run.paid else '**not paid**'}; ledger time {sum(p.seconds for p in run.phases.values()):.1f} s in all: {phases}; {run.log_entries:,} log entries."
+        f"slots of 400 ms of the blocks' time): {'**paid**' if run.paid else '**not paid**'}; ledger time {sum(p.seconds for p in run.phases.values()):.1f} s in all: {phases}; {run.log_entries:,} log entries."
     )
 
 

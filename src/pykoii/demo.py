@@ -28,8 +28,9 @@ from .ledger.types import ROE_PER_KOII, SLASH_PERCENT
 
 HELLO_WORLD = Path(__file__).resolve().parents[2] / "examples" / "hello_world"
 STAKE = 5 * ROE_PER_KOII
-VALIDATOR_WINDOWS: dict[str, Any] = {"round_time": 30, "submission_window": 10, "audit_window": 10}
-"""Hello World's windows, in blocks, on a validator network."""
+VALIDATOR_WINDOWS: dict[str, Any] = {"round_time": 48, "submission_window": 16, "audit_window": 16}
+"""Hello World's windows, in slots (400 ms), on a validator network: 6.4 s each, room for two
+transactions one after the other (about two blocks each) on a loaded machine."""
 
 
 @dataclass
@@ -84,8 +85,8 @@ def run_demo(
     """Run the demo network until ``rounds`` rounds are paid; return what was paid and expected.
 
     ``validators`` > 0 runs the ledger on that many CometBFT validators instead of one sequencer:
-    slots are block heights (about 400 ms), so the task's windows are widened to
-    ``VALIDATOR_WINDOWS`` blocks to leave room for a transaction's two blocks to acknowledgement."""
+    slots are those of the blocks' BFT time (400 ms), and the task's windows are widened to
+    ``VALIDATOR_WINDOWS`` slots to leave room for a transaction's two blocks to acknowledgement."""
     temp = None if folder is not None else tempfile.TemporaryDirectory(prefix="pykoii-demo-")
     root = folder or Path(temp.name)  # type: ignore[union-attr]
     slot_ms = 400 if validators else slot_ms
@@ -103,8 +104,8 @@ def run_demo(
                 out(f"  {validator.info.name}  {validator.url}   engine RPC {validator.rpc}")
             out(
                 f"  the task is deployed through {net.ledger_url}; node i uses validator "
-                f"(i - 1) % {validators} + 1 (blobs are fetched between validators); slots are block "
-                f"heights (~{slot_ms} ms)"
+                f"(i - 1) % {validators} + 1 (blobs are fetched between validators); slots of {slot_ms} ms "
+                "of the blocks' time"
             )
         else:
             out(f"  ledger  {net.ledger_url}   slots of {slot_ms} ms")

@@ -26,6 +26,13 @@ from pykoii.service.records import Genesis
 GENESIS = Genesis(params=LedgerParams(devnet=True), slot_ms=400, anchor_ms=1_700_000_000_000)
 
 
+def at(slot: float) -> Any:
+    """The BFT time (a ``Timestamp``) ``slot`` slots after the genesis anchor: a block at ``at(n)``
+    is in slot ``int(n)``."""
+    ms = GENESIS.anchor_ms + round(slot * GENESIS.slot_ms)
+    return pb.Timestamp(seconds=ms // 1000, nanos=ms % 1000 * 1_000_000)
+
+
 class AbciClient:
     """One connection of the engine: send requests, read answers in order."""
 
@@ -97,8 +104,10 @@ class Node:
         self.server.close()
         await self.store.close()
 
-    async def block(self, height: int, txs: list[bytes]) -> Any:
-        result = await self.consensus.call("finalize_block", txs=txs, height=height)
+    async def block(self, height: int, txs: list[bytes], slot: float | None = None) -> Any:
+        """Finalize and commit block ``height`` at ``at(slot)`` (default: slot = height)."""
+        time = at(height if slot is None else slot)
+        result = await self.consensus.call("finalize_block", txs=txs, height=height, time=time)
         await self.consensus.call("commit")
         return result
 
@@ -236,9 +245,8 @@ async def restart_reports_the_committed_height_and_hash(tmp_path: Path) -> None:
         await node.block(2, [])
         after_two = (await node.consensus.call("info")).last_block_app_hash
         # FinalizeBlock of height 3 without its Commit: a crash in between loses nothing committed.
-        await node.consensus.call(
-            "finalize_block", txs=[envelope(alice, "transfer", 2, to=alice.public_key, amount=1)], height=3
-        )
+        transfer = envelope(alice, "transfer", 2, to=alice.public_key, amount=1)
+        await node.consensus.call("finalize_block", txs=[transfer], height=3, time=at(3))
     async with Node(tmp_path) as node:
         info = await node.consensus.call("info")
         assert info.last_block_height == 2 and info.last_block_app_hash == after_two
@@ -246,6 +254,47 @@ async def restart_reports_the_committed_height_and_hash(tmp_path: Path) -> None:
         # The engine replays block 3: the same result as the first time.
         result = await node.block(3, [envelope(alice, "transfer", 2, to=alice.public_key, amount=1)])
         assert result.tx_results[0].code == 0
+
+
+def test_a_block_is_in_the_slot_of_its_bft_time_not_of_its_height(tmp_path: Path) -> None:
+    asyncio.run(a_block_is_in_the_slot_of_its_bft_time(tmp_path))
+
+
+async def a_block_is_in_the_slot_of_its_bft_time(tmp_path: Path) -> None:
+    alice = Keypair.generate()
+    async with Node(tmp_path) as node:
+        await node.consensus.call("init_chain", chain_id="t", app_state_bytes=GENESIS.to_bytes())
+        # Two blocks in slot 0, then one in slot 7 (slots 1 to 6 hold no block), then one whose time
+        # would be slot 5: a slot never goes back.
+        first = await node.block(1, [envelope(alice, "airdrop", 0, to=alice.public_key, amount=9)], slot=0.2)
+        second = await node.block(
+            2, [envelope(alice, "transfer", 0, to=alice.public_key, amount=1)], slot=0.9
+        )
+        assert node.store.slot() == 0
+        late = await node.block(3, [envelope(alice, "transfer", 7, to=alice.public_key, amount=2)], slot=7.5)
+        assert node.store.slot() == 7
+        await node.block(4, [envelope(alice, "transfer", 7, to=alice.public_key, amount=3)], slot=5)
+        assert node.store.slot() == 7 and node.store.height == 4
+        receipts = [orjson.loads(block.tx_results[0].data) for block in (first, second, late)]
+        assert [receipt["slot"] for receipt in receipts] == [0, 0, 7]
+        assert [entry.slot for entry in node.store.backend.entries(0, 10)] == [0, 0, 7, 7]
+        query = await node.consensus.call("query", path="/tx/" + receipts[1]["tx_id"])
+        assert orjson.loads(query.value) | {"height": 0} == receipts[1] | {"height": 0}
+        assert orjson.loads(query.value)["height"] == 2
+        state = orjson.loads((await node.consensus.call("query", path="/state_root")).value)
+        assert (state["height"], state["slot"]) == (4, 7)
+        # CheckTx's horizon is the last block's slot: slot 7 is signable, slot 8 is not yet.
+        ok = await node.mempool.call(
+            "check_tx", tx=envelope(alice, "transfer", 7, to=alice.public_key, amount=4)
+        )
+        early = await node.mempool.call(
+            "check_tx", tx=envelope(alice, "transfer", 8, to=alice.public_key, amount=4)
+        )
+        assert ok.code == 0 and early.codespace == "StaleTransactionError" and "at slot 7" in early.log
+        app_hash = (await node.consensus.call("info")).last_block_app_hash
+    async with Node(tmp_path, replay_log=True) as node:  # the whole log replayed: same slot, same root
+        assert node.store.slot() == 7 and node.store.height == 4
+        assert (await node.consensus.call("info")).last_block_app_hash == app_hash
 
 
 @with_node

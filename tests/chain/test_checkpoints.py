@@ -22,7 +22,7 @@ from pykoii.errors import LogCorruptionError
 from pykoii.keys import Keypair
 from pykoii.ledger import LedgerState, from_plain, state_root
 
-from .test_abci import GENESIS, AbciClient, Node, envelope
+from .test_abci import GENESIS, AbciClient, Node, at, envelope
 
 ALICE, BOB = Keypair.from_seed(bytes([1]) * 32), Keypair.from_seed(bytes([2]) * 32)
 
@@ -187,10 +187,12 @@ async def crash_between_finalize_block_and_commit(tmp_path: Path) -> None:
         engine = await AbciClient.connect(child.socket)
         await engine.call("init_chain", chain_id="t", app_state_bytes=GENESIS.to_bytes())
         for height, txs in enumerate(blocks(), 1):
-            await engine.call("finalize_block", txs=txs, height=height)
+            await engine.call("finalize_block", txs=txs, height=height, time=at(height))
             await engine.call("commit")
         committed = (await engine.call("info")).last_block_app_hash
-        finalized = await engine.call("finalize_block", txs=[fifth()], height=5)  # no Commit: killed
+        finalized = await engine.call(
+            "finalize_block", txs=[fifth()], height=5, time=at(5)
+        )  # no Commit: killed
         for _ in range(100):  # the background checkpoint of block 4 is on disk (or of an earlier block)
             if checkpoints(tmp_path) and checkpoints(tmp_path)[-1][0] == 3:
                 break
@@ -206,7 +208,9 @@ async def crash_between_finalize_block_and_commit(tmp_path: Path) -> None:
         engine = await AbciClient.connect(child.socket)
         info = await engine.call("info")
         assert (info.last_block_height, info.last_block_app_hash) == (4, committed)
-        again = await engine.call("finalize_block", txs=[fifth()], height=5)  # the engine sends it again
+        again = await engine.call(
+            "finalize_block", txs=[fifth()], height=5, time=at(5)
+        )  # the engine sends it again
         assert again.app_hash == finalized.app_hash and again.tx_results[0].code == 0
         await engine.call("commit")
         engine.close()

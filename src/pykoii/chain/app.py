@@ -7,9 +7,9 @@ Every method is a thin translation between ABCI messages and the store:
 - ``prepare_proposal``: the engine's transactions in its order, less those that do not verify, within
   ``max_tx_bytes``. ``process_proposal``: reject a block holding one that does not verify (size,
   envelope, signature); both depend only on the transactions.
-- ``finalize_block``: ``apply_transaction`` at slot = height, one ``ExecTxResult`` per transaction
-  (``data`` = the receipt), receipt events as ABCI events with indexed attributes, ``app_hash`` =
-  ``state_root``. ``commit``: persist, then ``retain_height``.
+- ``finalize_block``: ``apply_transaction`` at the slot of the block's BFT time, one ``ExecTxResult``
+  per transaction (``data`` = the receipt), receipt events as ABCI events with indexed attributes,
+  ``app_hash`` = ``state_root``. ``commit``: persist, then ``retain_height``.
 - ``info``: the last committed height and app hash; ``init_chain`` checks the genesis; ``query``
   reads state (``/accounts/<pubkey>``, ``/tasks/<task_id>``, ``/tx/<tx_id>``, ``/state_root``).
 """
@@ -26,7 +26,7 @@ from ..errors import InvalidRequestError, LedgerUnavailableError, NotFoundError
 from ..service.verify import Verified
 from ..service.views import account_view, get_task, task_view
 from .abci import pb
-from .store import ChainStore, TxResult, error_code
+from .store import ChainStore, TxResult, error_code, time_ms
 
 ABCI_VERSION = "2.0.0"
 APP_VERSION = 1
@@ -69,11 +69,11 @@ class ChainApp:
         path = request.path or request.data.decode(errors="replace")
         try:
             if path == "/state_root":
-                value: Any = {"state_root": store.root(), "height": store.height}
+                value: Any = {"state_root": store.root(), "height": store.height, "slot": store.slot()}
             elif path.startswith("/accounts/"):
                 value = account_view(store.state, path.removeprefix("/accounts/"))
             elif path.startswith("/tasks/"):
-                value = task_view(get_task(store.state, path.removeprefix("/tasks/")), store.height, {})
+                value = task_view(get_task(store.state, path.removeprefix("/tasks/")), store.slot(), {})
             elif path.startswith("/tx/"):
                 value = store.receipt(path.removeprefix("/tx/"))
             else:
@@ -125,7 +125,9 @@ class ChainApp:
     async def finalize_block(self, request: Any) -> Any:
         async with self.consensus:
             self._check_open()
-            results, app_hash = await self.store.finalize_block(list(request.txs), request.height)
+            results, app_hash = await self.store.finalize_block(
+                list(request.txs), request.height, time_ms(request.time)
+            )
         # Built in place inside the Response (``add``), not as messages copied into their parents
         # level by level: a quarter of the application's CPU per transaction went to those copies.
         response = pb.Response()

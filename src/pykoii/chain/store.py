@@ -3,13 +3,16 @@
 It is a ``LedgerStore`` (the same state, hash-chained SQLite log, receipts, event hub and start-up
 replay), with four differences:
 
-- **Slots are block heights.** ``finalize_block`` applies every transaction of block ``H`` with
-  ``apply_transaction(state, tx, H)``; ``slot()`` is the last committed height, which clients sign
-  as ``recent_slot``.
+- **Slots come from the block's BFT time**, not from the local clock nor the height: block ``H`` at
+  time ``T`` (the engine's, in FinalizeBlock) is in slot ``block_slot(T)`` = ``(T - anchor_ms) //
+  slot_ms``, never below the slot of block ``H - 1`` (the sequencer's ``SlotClock`` counts the same
+  way from its own clock). ``finalize_block`` applies every transaction of the block with
+  ``apply_transaction(state, tx, slot)``; ``slot()`` is the last committed block's slot, which
+  clients sign as ``recent_slot``. Several blocks may share a slot; a slot may hold none.
 - **Blocks are persisted at Commit.** The accepted transactions of a block become log entries (their
-  ``slot`` is the height) and one row of the ``blocks`` table (height, app hash, last seq), all in one
-  SQLite commit; start-up replays the log (after the newest checkpoint) and checks that the state root
-  equals the app hash of the last block, which ``Info`` then reports to the engine.
+  ``slot`` is the block's slot) and one row of the ``blocks`` table (height, app hash, last seq, slot),
+  all in one SQLite commit; start-up replays the log (after the newest checkpoint) and checks that
+  the state root equals the app hash of the last block, which ``Info`` then reports to the engine.
 - **Checkpoints are tied to blocks**, not marked in the log (``checkpoints.BlockCheckpoints``), so
   every validator's log stays the same.
 - **Writes go through the engine.** ``submit`` broadcasts the envelope through the engine's RPC
@@ -89,6 +92,7 @@ class _Block:
     """A finalized block waiting for Commit."""
 
     height: int
+    slot: int
     entries: list[LogEntry] = field(default_factory=list)
     receipts: list[tuple[dict[str, Any], Verified]] = field(default_factory=list)
     outcomes: dict[bytes, dict[str, Any] | PykoiiError] = field(default_factory=dict)
@@ -118,10 +122,21 @@ def error_code(error: PykoiiError) -> int:
         return len(ERROR_NAMES) + 1
 
 
-def with_height(receipt: dict[str, Any]) -> dict[str, Any]:
-    """A receipt as ``POST /tx`` answers it on a validator: plus ``height`` (= its ``slot``). The log
-    keeps the plain receipt, which replay recomputes and compares."""
-    return {**receipt, "height": receipt["slot"]}
+def with_height(receipt: dict[str, Any], height: int) -> dict[str, Any]:
+    """A receipt as a validator answers it: plus ``height``, the block that holds it (its ``slot``
+    is that block's slot). The log keeps the plain receipt, which replay recomputes and compares."""
+    return {**receipt, "height": height}
+
+
+def block_slot(genesis: Genesis, time_ms: int, previous: int) -> int:
+    """The slot of a block whose BFT time is ``time_ms`` (ms since the epoch), after a block in slot
+    ``previous``: slot ``n`` covers ``[anchor_ms + n*slot_ms, anchor_ms + (n+1)*slot_ms)``."""
+    return max(previous, (time_ms - genesis.anchor_ms) // genesis.slot_ms)
+
+
+def time_ms(timestamp: Any) -> int:
+    """Milliseconds since the epoch of a protobuf ``Timestamp``."""
+    return int(timestamp.seconds) * 1000 + int(timestamp.nanos) // 1_000_000
 
 
 def tx_hash(tx: bytes) -> bytes:
@@ -167,6 +182,8 @@ class ChainStore(BlockCheckpoints, LedgerStore):
         """Test-only: corrupt the state at this height so the validator diverges (0: never)."""
         last = backend.last_block()
         self.height = last.height if last else 0
+        self.block_slot = last.slot if last else 0
+        """The slot of the last committed block."""
         self.app_hash = self.root() if last is None else last.app_hash
         if last is not None:
             if last.seq != self.seq:
@@ -194,8 +211,17 @@ class ChainStore(BlockCheckpoints, LedgerStore):
     # --- reading ----------------------------------------------------------------------------
 
     def slot(self) -> int:
-        """The last committed block height: the slot clients sign with."""
-        return self.height
+        """The last committed block's slot: the slot clients sign with."""
+        return self.block_slot
+
+    def receipt(self, tx_id: str) -> dict[str, Any]:
+        """The receipt of an accepted transaction with the ``height`` of its block."""
+        return self._with_block_height(super().receipt(tx_id))
+
+    def _with_block_height(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        """A logged (committed) receipt plus the height of the block that holds it."""
+        block = self.backend.block_holding(receipt["seq"])
+        return with_height(receipt, block.height if block else self.height)
 
     @property
     def role(self) -> str:
@@ -278,18 +304,22 @@ class ChainStore(BlockCheckpoints, LedgerStore):
         outcome = cached if cached is not None else (await self.verified([tx]))[0]
         if isinstance(outcome, Verified):
             try:
-                check_recency(self.state, outcome.tx, self.height + 1)
+                check_recency(self.state, outcome.tx, self.block_slot)
             except InvalidTransactionError as exc:
                 return exc
         return outcome
 
     # --- FinalizeBlock and Commit -----------------------------------------------------------
 
-    async def finalize_block(self, txs: Sequence[bytes], height: int) -> tuple[list[TxResult], str]:
-        """Apply block ``height``; return one result per transaction and the app hash after it."""
+    async def finalize_block(
+        self, txs: Sequence[bytes], height: int, time_ms: int
+    ) -> tuple[list[TxResult], str]:
+        """Apply block ``height`` of BFT time ``time_ms``; return one result per transaction and the
+        app hash after it."""
         self._confirm(height)
         outcomes = await self.verified(txs)
-        block = self._block = _Block(height)
+        slot = block_slot(self.genesis, time_ms, self.block_slot)
+        block = self._block = _Block(height, slot)
         results: list[TxResult] = []
         accepted: dict[str, dict[str, Any]] = {}
         for tx, outcome in zip(txs, outcomes, strict=True):
@@ -299,12 +329,13 @@ class ChainStore(BlockCheckpoints, LedgerStore):
                 results.append(self._refused(block, key, outcome))
                 continue
             try:
-                receipt = apply_transaction(self.state, outcome.tx, height)
+                receipt = apply_transaction(self.state, outcome.tx, slot)
             except (DuplicateTransactionError, StaleTransactionError) as exc:
-                first = accepted.get(outcome.tx.tx_id) or self._first_receipt(outcome, exc)
+                first = accepted.get(outcome.tx.tx_id)
+                first = with_height(first, height) if first else self._first_receipt(outcome, exc)
                 result = self._refused(block, key, exc)
                 if not isinstance(first, PykoiiError):
-                    block.outcomes[key] = with_height(first)
+                    block.outcomes[key] = first if "height" in first else self._with_block_height(first)
                 result.tx = outcome.tx
                 results.append(result)
                 continue
@@ -315,13 +346,13 @@ class ChainStore(BlockCheckpoints, LedgerStore):
                 results.append(result)
                 continue
             self.seq += 1
-            entry_hash = entry_hash_of(self.seq, height, self.last_hash, outcome.signature, outcome.canonical)
+            entry_hash = entry_hash_of(self.seq, slot, self.last_hash, outcome.signature, outcome.canonical)
             plain = receipt_plain(receipt, self.seq)
             data = orjson.dumps(plain)
             block.entries.append(
                 LogEntry(
                     self.seq,
-                    height,
+                    slot,
                     receipt.tx_id,
                     outcome.canonical,
                     outcome.signature,
@@ -330,9 +361,9 @@ class ChainStore(BlockCheckpoints, LedgerStore):
                     data,
                 )
             )
-            self.last_hash, self.last_slot = entry_hash, height
+            self.last_hash, self.last_slot = entry_hash, slot
             accepted[receipt.tx_id] = plain
-            block.outcomes[key] = with_height(plain)
+            block.outcomes[key] = with_height(plain, height)
             block.receipts.append((plain, outcome))
             results.append(TxResult(code=0, data=data, receipt=plain, tx=outcome.tx))
         if self.diverge_at and height == self.diverge_at:
@@ -353,7 +384,9 @@ class ChainStore(BlockCheckpoints, LedgerStore):
         """``Commit``: make the finalized block durable; return the height the engine may prune below."""
         block = self._block
         assert block is not None, "Commit without FinalizeBlock"
-        self.backend.next_block = BlockRecord(block.height, block.app_hash, self.seq, len(block.outcomes))
+        self.backend.next_block = BlockRecord(
+            block.height, block.app_hash, self.seq, len(block.outcomes), block.slot
+        )
         try:
             await self._append(block.entries)
         except Exception as exc:
@@ -364,13 +397,15 @@ class ChainStore(BlockCheckpoints, LedgerStore):
         self.durable_seq, self.durable_hash = self.seq, self.last_hash
         self._block = None
         self.height = block.height
+        new_slot, self.block_slot = block.slot > self.block_slot, block.slot
         self.last_commit_at = time.monotonic()
         self._unconfirmed = block
         self.stats.accepted += len(block.entries)
         await self._notify()
         if self.events.active:
             self._publish(block.receipts)
-        self._publish_slot(block.height)
+        if new_slot:
+            self._publish_slot(block.slot)
         self._maybe_block_checkpoint(block.app_hash)
         return max(0, block.height - self.retain_blocks) if self.retain_blocks else 0
 
@@ -479,7 +514,7 @@ class ChainStore(BlockCheckpoints, LedgerStore):
         except (TypeError, KeyError, ValueError):
             return None
         entry = self.backend.find(tx_id)
-        return None if entry is None else with_height(orjson.loads(entry.receipt))
+        return None if entry is None else self._with_block_height(orjson.loads(entry.receipt))
 
     async def _broadcast(self, txs: list[bytes]) -> list[Any]:
         """``broadcast_tx_sync`` for each transaction, as up to ``BROADCAST_PARALLEL`` concurrent
