@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import itertools
 import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -149,6 +151,20 @@ def _processes() -> dict[int, tuple[int, str, float]]:
         fields = text[text.rindex(")") + 2 :].split()
         out[int(entry)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICK)
     return out
+
+
+def left_behind(mark: str) -> list[int]:
+    """Processes still running whose environment holds ``PYKOII_BENCH_RUN=mark``: every process this
+    run started (validators, engines, signature workers, kvstores, the sequencer) inherits it."""
+    needle = f"PYKOII_BENCH_RUN={mark}".encode()
+    found = []
+    for pid in _processes():
+        try:
+            if pid != os.getpid() and needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def cpu_by_role(roots: list[int]) -> dict[str, float]:
@@ -458,7 +474,11 @@ def sequencer(seconds: float, folder: Path, total: int) -> dict[str, Any]:
         return asyncio.run(post_load(url, envelopes, seconds, batch=100, concurrency=16))
     finally:
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(30)
 
 
 def round_on_validators(nodes: int, folder: Path) -> Any:
@@ -547,8 +567,11 @@ def main() -> int:
         "--validators", default="1,4", help="validator counts to measure, comma-separated (default 1,4)"
     )
     args = parser.parse_args()
+    # SIGTERM (``timeout``, a killed job) unwinds like Ctrl-C, so every network stops its processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     counts = [int(n) for n in args.validators.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="pykoii-bench-validators-"))
+    os.environ["PYKOII_BENCH_RUN"] = mark = folder.name
     try:
         kv = {n: kvstore_ceiling(n, args.seconds, folder) for n in counts}
         kv_socket = {n: kvstore_ceiling(n, args.seconds, folder, socket=True) for n in counts}
@@ -556,6 +579,12 @@ def main() -> int:
         seq = sequencer(args.seconds, folder, int(args.seconds * 8000))
         run = round_on_validators(args.round_nodes, folder) if args.round_nodes else None
     finally:
+        time.sleep(1)  # orphans of a process killed last are re-parented by then
+        leftovers = left_behind(mark)
+        for pid in leftovers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        print(f"processes left behind by the run: {len(leftovers)} {leftovers}", file=sys.stderr)
         shutil.rmtree(folder, ignore_errors=True)
     rows, cpu_rows = [], []
     for n in counts:

@@ -28,8 +28,8 @@ from .ledger.types import ROE_PER_KOII, SLASH_PERCENT
 
 HELLO_WORLD = Path(__file__).resolve().parents[2] / "examples" / "hello_world"
 STAKE = 5 * ROE_PER_KOII
-VALIDATOR_WINDOWS: dict[str, Any] = {"round_time": 48, "submission_window": 16, "audit_window": 16}
-"""Hello World's windows, in slots (400 ms), on a validator network: 6.4 s each, room for two
+VALIDATOR_WINDOWS: dict[str, Any] = {"round_time": 60, "submission_window": 20, "audit_window": 20}
+"""Hello World's windows, in slots (400 ms), on a validator network: 8 s each (reveals 4 s), room for two
 transactions one after the other (about two blocks each) on a loaded machine."""
 
 

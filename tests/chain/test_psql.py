@@ -151,9 +151,9 @@ def test_the_psql_indexer_stores_pykoii_receipt_events(tmp_path: Path, postgres:
                 "task_audit_program": "bafkreihelloworld",
                 "total_bounty_amount": 100 * ROE_PER_KOII,
                 "bounty_amount_per_round": 10 * ROE_PER_KOII,
-                "round_time": 14,
-                "submission_window": 6,
-                "audit_window": 6,
+                "round_time": 30,  # slots of 400 ms: windows of 4 s, reveals 2.4 s (audit_window // 2)
+                "submission_window": 10,
+                "audit_window": 12,
                 "minimum_stake_amount": 2 * ROE_PER_KOII,
                 "allowed_failed_distributions": 3,
                 "requirements_tags": [],

@@ -8,7 +8,10 @@ each other's HTTP APIs (``--peer-apis``). ``pykoii devnet up --validators N``,
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -144,9 +147,17 @@ class ValidatorNetwork:
         validator.process.wait_http("/health", timeout)
 
     def stop(self) -> None:
-        for validator in self.validators:
-            if validator.process is not None:
-                validator.process.stop()
+        """SIGTERM every validator at once, wait for each (SIGKILL after ``Process.stop``'s grace),
+        then SIGKILL what is left of its process group: an application killed that way leaves its
+        engine and signature workers running otherwise."""
+        processes = [v.process for v in self.validators if v.process is not None]
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.stop()
+            if process.popen is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.popen.pid, signal.SIGKILL)
 
     def __enter__(self) -> ValidatorNetwork:
         self.start()
