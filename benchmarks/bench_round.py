@@ -102,6 +102,8 @@ class Phase:
     transactions: int = 0
     seconds: float = 0.0
     server_cpu: float = 0.0
+    main_cpu: float = 0.0
+    """The part of ``server_cpu`` in the service's main process (the rest: its signature workers)."""
     body_bytes: int = 0
     """Bytes of the requests sent."""
     answer_bytes: int = 0
@@ -300,12 +302,14 @@ def send(
     refusal is counted and the first recorded in ``phase.refused``."""
     requests = requests_for(ledger.url, bodies)
     cpu, client = tree_cpu(ledger.process.pid), time.process_time()
+    main = _proc_stat(ledger.process.pid)[0]
     started = time.perf_counter()
     accepted, answer_bytes, errors = asyncio.run(_post_all(ledger.url, requests))
     elapsed = time.perf_counter() - started
     if phase is not None:
         phase.seconds += elapsed
         phase.server_cpu += tree_cpu(ledger.process.pid) - cpu
+        phase.main_cpu += _proc_stat(ledger.process.pid)[0] - main
         phase.client_cpu += time.process_time() - client
         phase.transactions += accepted
         phase.body_bytes += sum(len(body) for body, _ in bodies)
@@ -851,7 +855,8 @@ def report(runs: list[Run], command: str) -> str:
                 cells.append(f"refused: {p.refused.split(':')[0]}")
                 continue
             text = f"{p.seconds * 1000:,.0f} ms" if p.seconds < 1 else f"{p.seconds:.2f} s"
-            text += f" (CPU {p.server_cpu:.2f} s, {p.transactions:,} tx, {p.tx_per_s:,.0f} tx/s"
+            text += f" (CPU {p.server_cpu:.2f} s, main process {p.main_cpu:.2f} s, {p.transactions:,} tx"
+            text += f", {p.tx_per_s:,.0f} tx/s"
             growth = ratio(runs, name, i)
             text += f", growth {growth}" if growth else ""
             text += (
@@ -985,7 +990,8 @@ process only sends:
   the next is signed.
 
 A phase's time is from sending its first request to the durable acknowledgement of its last; CPU is the service's
-(main process and signature workers) over the same span. Growth = (time ratio) / (node ratio) from the previous
+(main process and signature workers) over the same span, and the main process's part of it (the event loop:
+HTTP, sequencer, apply, log). Growth = (time ratio) / (node ratio) from the previous
 size: 1.00 is linear.
 
 {chr(10).join(lines)}
