@@ -121,6 +121,8 @@ class Phase:
     """Slots of the first slice's replay horizon left when sending began."""
     last_slot: int = 0
     """The slot once the last envelope was acknowledged."""
+    seqs: tuple[int, int] = (-1, -1)
+    """The ledger's last log seq before the phase's first request and after its last answer."""
 
     @property
     def tx_per_s(self) -> float:
@@ -141,6 +143,9 @@ class Run:
     baseline_tx_per_s: float = 0.0
     """Same-run baseline: airdrops (the simplest transaction) acknowledged per second while funding."""
     machine: Machine = field(default_factory=lambda: Machine())
+    checkpoints: list[str] = field(default_factory=list)
+    """The service's periodic checkpoints during the round: in which phase the state was copied
+    (the pass that crossed the interval) and in which its mark was logged."""
 
     @property
     def ledger_seconds(self) -> float:
@@ -225,6 +230,12 @@ class Ledger:
     def seq(self) -> int:
         return int(self.http.get("/slot").json()["seq"])
 
+    def marks(self, after: int) -> list[tuple[int, int]]:
+        """``(mark seq, seq it checkpoints)`` of the checkpoint marks logged after ``after``."""
+        with sqlite3.connect(f"file:{self.folder / 'ledger.sqlite3'}?mode=ro", uri=True) as db:
+            rows = db.execute("SELECT seq, tx FROM log WHERE seq > ? AND signature = ''", (after,)).fetchall()
+        return [(int(seq), int(orjson.loads(tx)["at"])) for seq, tx in rows]
+
     def stop(self) -> None:
         self.http.close()
         self.process.send_signal(signal.SIGTERM)
@@ -301,12 +312,14 @@ def send(
     process's) and bytes to ``phase``; every one must be accepted, unless ``may_refuse``: then each
     refusal is counted and the first recorded in ``phase.refused``."""
     requests = requests_for(ledger.url, bodies)
+    first_seq = ledger.seq() if phase is not None else -1
     cpu, client = tree_cpu(ledger.process.pid), time.process_time()
     main = _proc_stat(ledger.process.pid)[0]
     started = time.perf_counter()
     accepted, answer_bytes, errors = asyncio.run(_post_all(ledger.url, requests))
     elapsed = time.perf_counter() - started
     if phase is not None:
+        phase.seqs = (first_seq if phase.seqs[0] < 0 else phase.seqs[0], ledger.seq())
         phase.seconds += elapsed
         phase.server_cpu += tree_cpu(ledger.process.pid) - cpu
         phase.main_cpu += _proc_stat(ledger.process.pid)[0] - main
@@ -816,6 +829,16 @@ def _round(ledger: Ledger, signers: Signers, run: Run) -> Run:
         run.paid = paid["distributions_audit_record"].get("0") == "PayoutSuccessful"
         print(f"[{nodes}] payout: {phases['payout'].seconds * 1000:.0f} ms, paid={run.paid}", flush=True)
     run.log_entries, run.log_bytes = ledger.log_rows(seq_before)
+
+    def phase_of(seq: int) -> str:
+        if seq <= seq_before:
+            return "setup"
+        return next((name for name, p in phases.items() if p.seqs[0] < seq <= p.seqs[1]), "between phases")
+
+    run.checkpoints = [
+        f"of seq {at:,}: copied in {phase_of(at)}, marked in {phase_of(mark)}"
+        for mark, at in ledger.marks(seq_before)
+    ]
     run.rss_end_mb = rss_mb(pid)
     return run
 
@@ -892,6 +915,12 @@ def report(runs: list[Run], command: str) -> str:
             f"{r.log_bytes / 1e6:.1f} MB in {r.log_entries:,} entries ({r.log_bytes / r.nodes:,.0f} B/node)"
             for r in runs
         )
+        + " |"
+    )
+    lines.append(
+        "| checkpoints in the round (every 200,000 entries: the state copied on the event loop, encoded "
+        "and hashed on a thread, its mark logged, then stored) | "
+        + " | ".join("; ".join(r.checkpoints) or "none" for r in runs)
         + " |"
     )
     lines.append(
