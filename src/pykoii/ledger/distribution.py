@@ -110,11 +110,22 @@ def default_distribution_for(task: TaskState, round_number: int) -> Distribution
     return default_distribution(judged_submitters(task, round_number), task.stake_list, round_bounty(task))
 
 
-def distribution_candidates(state: LedgerState | None, task: TaskState, round_number: int) -> list[Address]:
-    """The nodes that may submit a round's list, in the order attempts go to them."""
+def distribution_candidates(
+    state: LedgerState | None, task: TaskState, round_number: int, count: int | None = None
+) -> list[Address]:
+    """The nodes that may submit a round's list, in the order attempts go to them: the revealed
+    submitters whose proof stands, in ring order (all of them in ring order if none stands). With
+    ``count``, only the first ``count`` of that order: the walk stops there, so finding an attempt's
+    node costs a few lookups, not a pass over the round in ring order (random reads of every
+    submission: the list's and the payout's growth from 30,000 to 100,000 nodes)."""
     ring = audit_ring(state, task, round_number)
-    valid = [key for key in ring.order if submission_is_valid(task, round_number, key)]
-    return valid or list(ring.order)
+    valid: list[Address] = []
+    for key in ring.order:
+        if submission_is_valid(task, round_number, key):
+            valid.append(key)
+            if count is not None and len(valid) >= count:
+                break
+    return valid or list(ring.order[:count])
 
 
 def selected_submitter(
@@ -123,14 +134,14 @@ def selected_submitter(
     """The node selected for distribution ``attempt`` of a round, or ``None`` if nobody is left."""
     if not 0 <= attempt <= task.allowed_failed_distributions:
         return None
-    candidates = distribution_candidates(state, task, round_number)
+    candidates = distribution_candidates(state, task, round_number, attempt + 1)
     return candidates[attempt] if attempt < len(candidates) else None
 
 
 def selected_submitters(task: TaskState, round_number: int) -> list[Address | None]:
     """``selected_submitter`` of every attempt (0 first) of a round, from one pass over it (read-only)."""
-    candidates = distribution_candidates(None, task, round_number)
     attempts = range(task.allowed_failed_distributions + 1)
+    candidates = distribution_candidates(None, task, round_number, len(attempts))
     return [candidates[attempt] if attempt < len(candidates) else None for attempt in attempts]
 
 
