@@ -62,6 +62,12 @@ def test_candidates_are_valid_submitters_in_beacon_order():
     assert [selected_submitter(None, world.task, 0, k) for k in range(4)] == candidates[:4]
     assert selected_submitter(None, world.task, 0, 4) is None  # past allowed_failed_distributions = 3
     assert selected_submitter(None, world.task, 0, -1) is None
+    # The first ``count`` only: the same order, the walk stopped early (and all of it past the end).
+    assert [distribution_candidates(None, world.task, 0, k) for k in (1, 2, 99)] == [
+        candidates[:1],
+        candidates[:2],
+        candidates,
+    ]
 
 
 def test_when_nobody_stood_every_submitter_is_a_candidate():
@@ -69,7 +75,10 @@ def test_when_nobody_stood_every_submitter_is_a_candidate():
     world.submit_all(0, {n: "wrong" for n in world.nodes})
     for node in world.nodes:
         world.accuse(0, node)
-    assert distribution_candidates(None, world.task, 0) == list(audit_ring(None, world.task, 0).order)
+    order = list(audit_ring(None, world.task, 0).order)
+    assert distribution_candidates(None, world.task, 0) == order
+    assert distribution_candidates(None, world.task, 0, 1) == order[:1]
+    assert [selected_submitter(None, world.task, 0, k) for k in range(3)] == [*order, None]
 
 
 def test_selected_node_submits_and_payout_pays_once():
