@@ -191,8 +191,11 @@ class Cgroups:
             _write(memory / "memory.memsw.limit_in_bytes", memory_bytes)
         _write(self.folder("pids") / "pids.max", processes)
         period = 100_000
+        ceiling = _cpu_ceiling(self.folder("cpu").parent)
+        if ceiling is not None:  # the kernel refuses (EINVAL) a quota above a parent group's
+            cpus = min(cpus, ceiling) if cpus > 0 else ceiling
         _write(self.folder("cpu") / "cpu.cfs_period_us", period)
-        _write(self.folder("cpu") / "cpu.cfs_quota_us", int(cpus * period) if cpus > 0 else -1)
+        _write(self.folder("cpu") / "cpu.cfs_quota_us", max(int(cpus * period), 1000) if cpus > 0 else -1)
         return [str(self.folder(c) / "cgroup.procs") for c in CONTROLLERS]
 
     def counters(self) -> dict[str, int]:
@@ -242,6 +245,23 @@ class Cgroups:
 def _write(path: Path, value: int) -> None:
     with open(path, "w") as handle:
         handle.write(str(value))
+
+
+def _cpu_ceiling(group: Path) -> float | None:
+    """The fewest CPU cores ``group`` or any group above it allows (its ``cpu.cfs_quota_us`` over
+    ``cpu.cfs_period_us``), or ``None`` if none has a quota: a node in a container limited to half a
+    core can give its tasks at most that."""
+    ceiling = None
+    root = CGROUP_ROOT / "cpu"
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            quota = int((group / "cpu.cfs_quota_us").read_text())
+            period = int((group / "cpu.cfs_period_us").read_text())
+            if quota > 0 and period > 0:
+                ceiling = quota / period if ceiling is None else min(ceiling, quota / period)
+        if group == root or root not in group.parents:
+            return ceiling
+        group = group.parent
 
 
 def _own_group(controller: str) -> str:
