@@ -26,8 +26,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pykoii.devnet import free_port, free_port_run
+from pykoii.devnet import free_port_run
 from pykoii.keys import Keypair
+from pykoii.ports import free_port
 
 from .node.harness import HELLO_WORLD, Ledger
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from pykoii.devnet import free_port, free_port_run
+from pykoii.devnet import free_port_run
+from pykoii.ports import free_port
 
 
 def processes_under(folder: Path) -> list[str]:

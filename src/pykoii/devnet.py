@@ -12,12 +12,14 @@ built on it, and so are the end-to-end tests.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +31,14 @@ from .config import create_task_fields, load_config
 from .errors import PykoiiError, SandboxError
 from .keys import Keypair
 from .ledger.types import ROE_PER_KOII
+from .node.control import OPERATOR_FILE
 from .packaging import publish
+from .ports import free_port as free_port  # re-exported: chain/network.py and tests/chain import it here
+
+LISTENING = re.compile(r"listening on (http://\S+)")
+"""The line ``ledger serve`` prints once it has bound its port (the one the OS picked, on 0)."""
 
 AIRDROP_LIMIT = 1_000 * ROE_PER_KOII
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def free_port_run(count: int) -> int:
@@ -104,6 +104,24 @@ class Process:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def wait_for(self, read: Callable[[], Any], what: str, timeout: float) -> Any:
+        """Poll ``read`` until it returns something other than ``None`` (returned); ``SandboxError``
+        with the log's tail if the process exits first, or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = read()
+            if found is not None:
+                return found
+            if not self.running():
+                raise SandboxError(
+                    f"{self.name} exited before {what}; its log ({self.log_path}) ends with:\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.05)
+        raise SandboxError(
+            f"{self.name}: no {what} within {timeout:.0f} s; its log ends with:\n{self.log_tail()}"
+        )
 
     def wait_http(self, path: str, timeout: float) -> None:
         """Return once ``url + path`` answers HTTP; ``SandboxError`` with the log's tail if the
@@ -206,7 +224,7 @@ class Devnet:
         for index in range(1, self.nodes_count + 1):
             self.nodes.append(self._start_node(index))
         for node in self.nodes:
-            node.process.wait_http("/", timeout)
+            self._await_node(node, timeout)
 
     def _start_validators(self, timeout: float) -> None:
         from .chain.network import ValidatorNetwork
@@ -221,7 +239,10 @@ class Devnet:
         self.ledger = self.network.validators[0].process
 
     def _start_ledger(self, timeout: float) -> None:
-        port = self.ledger_port or free_port()
+        """``ledger serve`` on ``ledger_port``; on 0 it binds a port the OS picks and prints it,
+        so no other process can take the port between choosing and binding it."""
+        log_path = self.folder / "ledger.log"
+        start = log_path.stat().st_size if log_path.exists() else 0  # the log is appended to
         self.ledger = Process(
             "ledger",
             self._cli(
@@ -231,16 +252,24 @@ class Devnet:
                 "--data",
                 str(self.folder / "ledger"),
                 "--port",
-                str(port),
+                str(self.ledger_port),
                 "--slot-ms",
                 str(self.slot_ms),
                 "--workers",
                 "1",
             ),
-            self.folder / "ledger.log",
-            f"http://127.0.0.1:{port}",
+            log_path,
+            "",
         )
         self.ledger.start()
+
+        def listening() -> str | None:
+            with open(log_path, "rb") as handle:
+                handle.seek(start)
+                found = LISTENING.search(handle.read().decode(errors="replace"))
+            return found.group(1) if found else None
+
+        self.ledger.url = self.ledger.wait_for(listening, "its 'listening on' line", timeout)
         self.ledger.wait_http("/health", timeout)
 
     def _start_node(self, index: int) -> DevnetNode:
@@ -250,7 +279,8 @@ class Devnet:
         if wallet is None:
             wallet = Keypair.generate()
             wallet.save(wallet_path)
-        port = self.node_ports[index - 1] if index <= len(self.node_ports) else free_port()
+        port = self.node_ports[index - 1] if index <= len(self.node_ports) else 0
+        (data_dir / OPERATOR_FILE).unlink(missing_ok=True)  # a last run's: the new one says the ports
         process = Process(
             f"node-{index}",
             self._cli(
@@ -265,15 +295,28 @@ class Devnet:
                 "--port",
                 str(port),
                 "--dashboard-port",
-                str(free_port()),
+                "0",
                 "--poll",
                 str(self.poll),
             ),
             self.folder / f"node-{index}.log",
-            f"http://127.0.0.1:{port}",
+            "",
         )
         process.start()
         return DevnetNode(index=index, process=process, data_dir=data_dir, wallet=wallet)
+
+    def _await_node(self, node: DevnetNode, timeout: float) -> None:
+        """Wait for the node's ``operator.json`` (written once it has bound both ports; 0 lets the
+        OS pick them, race-free), take its public URL from it, then wait for that to answer."""
+
+        def published() -> str | None:
+            try:
+                return str(json.loads((node.data_dir / OPERATOR_FILE).read_text())["public_url"])
+            except (OSError, ValueError, KeyError):
+                return None  # not written yet, or being written
+
+        node.process.url = node.process.wait_for(published, f"its {OPERATOR_FILE}", timeout)
+        node.process.wait_http("/", timeout)
 
     def stop(self) -> None:
         """Stop every node, then the ledger. Safe to call twice."""

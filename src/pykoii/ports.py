@@ -35,3 +35,12 @@ def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
     """Refuse (``ConfigError``) if any of ``ports`` (option name → port) cannot be listened on."""
     for option, port in ports.items():
         listen_socket(host, port, option).close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now. Another process may take it before
+    the caller binds it: a server started by this process is better given port 0 (the OS picks,
+    race-free) and asked which port it bound."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import itertools
 import json
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +24,33 @@ REPO = Path(__file__).resolve().parents[2]
 HELLO_WORLD = REPO / "examples" / "hello_world"
 
 LEDGER_SCRIPT = """
-import sys, uvicorn
+import os, sys, uvicorn
 from pykoii.clock import SystemClock
 from pykoii.ledger.state import LedgerParams
+from pykoii.ports import listen_socket
 from pykoii.service.app import create_app
 from pykoii.service.store import Genesis, open_store
-folder, port, slot_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+folder, port_file, slot_ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sock = listen_socket("127.0.0.1", 0)  # the OS picks the port: no other process can have taken it
 params = LedgerParams(devnet=True, airdrop_cooldown_slots=0)
 store = open_store(folder, clock=SystemClock(), genesis=Genesis(params=params, slot_ms=slot_ms))
-uvicorn.run(create_app(store), host="127.0.0.1", port=port, log_level="warning")
+with open(port_file + ".new", "w") as handle:
+    handle.write(str(sock.getsockname()[1]))
+os.replace(port_file + ".new", port_file)
+uvicorn.Server(uvicorn.Config(create_app(store), log_level="warning")).run(sockets=[sock])
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def wait_file(path: Path, what: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> str:
+    """The text of ``path`` once a started process has written it (``what`` names it in the error)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process exited with {process.returncode} before it wrote {what}")
+        with contextlib.suppress(FileNotFoundError):
+            return path.read_text()
+        time.sleep(0.05)
+    raise TimeoutError(f"no {what} ({path}) within {timeout} s")
 
 
 def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -73,14 +87,16 @@ class Ledger:
     """A ledger service subprocess on fast slots, plus the few calls tests need."""
 
     def __init__(self, folder: Path, slot_ms: int = 100) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        port_file = folder.parent / "ledger.port"
+        port_file.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-c", LEDGER_SCRIPT, str(folder), str(self.port), str(slot_ms)],
+            [sys.executable, "-c", LEDGER_SCRIPT, str(folder), str(port_file), str(slot_ms)],
             stdout=subprocess.DEVNULL,
             stderr=open(folder.parent / "ledger.err", "wb"),
         )
-        wait_http(self.url + "/slot", process=self.process)
+        self.port = int(wait_file(port_file, "its port", self.process))
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_http(self.url + "/slot", timeout=60, process=self.process)
         self.http = httpx.Client(base_url=self.url, timeout=30.0)
 
     def slot(self) -> int:
@@ -168,40 +184,49 @@ class NodeProcess:
         environment of both."""
         self.folder = folder
         self.data = folder / "data"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dashboard_port = free_port()
-        self.operator_url = f"http://127.0.0.1:{self.dashboard_port}"
+        self.port = self.dashboard_port = 0
+        """0 until the first start: the node binds ports the OS picks (race-free) and says which in
+        its ``operator.json``; a restart binds the same two again, as a restarted node would."""
         self.ledger_url = ledger_url
         self.prefix, self.python, self.env = prefix, python, env
-        self.args = [
-            *prefix,
-            python,
-            "-m",
-            "pykoii.cli",
-            "node",
-            "run",
-            "--ledger",
-            ledger_url,
+        self.poll, self.extra = poll, extra
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def operator_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def start(self) -> None:
+        from pykoii.node.control import OPERATOR_FILE
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.data / OPERATOR_FILE).unlink(missing_ok=True)
+        args = [*self.prefix, self.python, "-m", "pykoii.cli", "node", "run", "--ledger", self.ledger_url]
+        args += [
             "--data",
             str(self.data),
             "--port",
             str(self.port),
             "--dashboard-port",
             str(self.dashboard_port),
-            "--poll",
-            str(poll),
-            *extra,
         ]
-        self.process: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        args += ["--poll", str(self.poll), *self.extra]
         self.process = subprocess.Popen(
-            self.args, stdout=open(self.folder / "node.out", "ab"), stderr=subprocess.STDOUT, env=self.env
+            args, stdout=open(self.folder / "node.out", "ab"), stderr=subprocess.STDOUT, env=self.env
         )
-        wait_http(self.url + "/", process=self.process)
+        while True:  # written (0600, by the node's user) once both ports are bound
+            text = wait_file(self.data / OPERATOR_FILE, OPERATOR_FILE, self.process)
+            with contextlib.suppress(ValueError):
+                published = json.loads(text)
+                break
+        self.port = int(published["public_url"].rsplit(":", 1)[1])
+        self.dashboard_port = int(published["url"].rsplit(":", 1)[1])
+        wait_http(self.url + "/", timeout=60, process=self.process)
         self.info = httpx.get(self.url + "/").json()
 
     def operator(self, method: str, path: str, body: Any = None) -> Any:
@@ -248,6 +273,87 @@ class NodeProcess:
         rows = db.execute("SELECT task_id, kind, round, candidate, status FROM actions").fetchall()
         db.close()
         return [dict(zip(("task_id", "kind", "round", "candidate", "status"), r, strict=True)) for r in rows]
+
+
+class CountingProxy:
+    """Forwards every request to the ledger and records ``(method, path, answer bytes)``."""
+
+    def __init__(self, target_port: int) -> None:
+        self.seen: list[tuple[str, str, int]] = []
+        self.sent: list[tuple[int, str, str]] = []
+        """``(index in seen, tx type, candidate)`` of each transaction the ledger accepted."""
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream = http.client.HTTPConnection("127.0.0.1", target_port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+                upstream.close()
+                with proxy.lock:
+                    proxy.seen.append((self.command, self.path.split("?")[0], len(data)))
+                    if self.path == "/tx" and answer.status == 200 and body:
+                        sent = json.loads(body)
+                        for envelope in sent if isinstance(sent, list) else [sent]:
+                            tx = envelope["tx"]
+                            proxy.sent.append((len(proxy.seen), tx["type"], tx.get("candidate", "")))
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.seen)
+
+    def ticks(self, start: int) -> list[int]:
+        """The bytes of each whole tick recorded after ``start`` (from one ``GET /slot`` to the next)."""
+        with self.lock:
+            seen = self.seen[start:]
+        starts = [i for i, (method, path, _) in enumerate(seen) if method == "GET" and path == "/slot"]
+        return [sum(size for _, _, size in seen[a:b]) for a, b in zip(starts, starts[1:], strict=False)]
+
+    def paths(self, start: int) -> set[str]:
+        with self.lock:
+            return {f"{method} {path}" for method, path, _ in self.seen[start:]}
+
+    def sizes(self, start: int, end: int | None = None) -> dict[str, int]:
+        """The largest answer per route recorded from ``start`` to ``end``."""
+        with self.lock:
+            seen = self.seen[start:end]
+        largest: dict[str, int] = {}
+        for method, path, size in seen:
+            largest[f"{method} {path}"] = max(size, largest.get(f"{method} {path}", 0))
+        return largest
+
+    def accepted(self, start: int) -> list[tuple[str, str]]:
+        """``(tx type, candidate)`` of each transaction sent through and accepted after ``start``."""
+        with self.lock:
+            return [(kind, candidate) for index, kind, candidate in self.sent if index > start]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def dump(obj: Any) -> str:

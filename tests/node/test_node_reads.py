@@ -10,21 +10,18 @@ digits of the counts), while the whole task state the node used to read each tic
 
 from __future__ import annotations
 
-import http.client
-import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from pykoii.devnet import LISTENING
 from pykoii.keys import Keypair
 from pykoii.ledger.distribution import ROUNDS_KEPT
 
-from .harness import Ledger, NodeProcess, free_port, paid_rounds, wait_http, wait_until
+from .conftest import write_task
+from .harness import CountingProxy, Ledger, NodeProcess, paid_rounds, wait_http, wait_until
 
 EXTRA_STAKERS = 3000
 
@@ -33,96 +30,20 @@ class ServedLedger(Ledger):
     """`pykoii ledger serve --devnet` (the CLI, as an operator runs it) with the harness's calls."""
 
     def __init__(self, folder: Path, slot_ms: int = 100) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "pykoii.cli", "ledger", "serve", "--data", str(folder)]
-        command += ["--port", str(self.port), "--slot-ms", str(slot_ms), "--devnet", "--workers", "1"]
+        command += ["--port", "0", "--slot-ms", str(slot_ms), "--devnet", "--workers", "1"]
+        out = folder.parent / "ledger.out"
         self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=open(folder.parent / "ledger.err", "wb")
+            command, stdout=open(out, "wb"), stderr=open(folder.parent / "ledger.err", "wb")
         )
+        self.url = wait_until(
+            lambda: (found := LISTENING.search(out.read_text())) and found.group(1),
+            60,
+            "its 'listening on' line",
+        )
+        self.port = int(self.url.rsplit(":", 1)[1])
         wait_http(self.url + "/slot", timeout=60, process=self.process)
         self.http = httpx.Client(base_url=self.url, timeout=60.0)
-
-
-class CountingProxy:
-    """Forwards every request to the ledger and records ``(method, path, answer bytes)``."""
-
-    def __init__(self, target_port: int) -> None:
-        self.seen: list[tuple[str, str, int]] = []
-        self.sent: list[tuple[int, str, str]] = []
-        """``(index in seen, tx type, candidate)`` of each transaction the ledger accepted."""
-        self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else None
-                upstream = http.client.HTTPConnection("127.0.0.1", target_port, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                answer = upstream.getresponse()
-                data = answer.read()
-                upstream.close()
-                with proxy.lock:
-                    proxy.seen.append((self.command, self.path.split("?")[0], len(data)))
-                    if self.path == "/tx" and answer.status == 200 and body:
-                        sent = json.loads(body)
-                        for envelope in sent if isinstance(sent, list) else [sent]:
-                            tx = envelope["tx"]
-                            proxy.sent.append((len(proxy.seen), tx["type"], tx.get("candidate", "")))
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                        self.send_header(name, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def mark(self) -> int:
-        with self.lock:
-            return len(self.seen)
-
-    def ticks(self, start: int) -> list[int]:
-        """The bytes of each whole tick recorded after ``start`` (from one ``GET /slot`` to the next)."""
-        with self.lock:
-            seen = self.seen[start:]
-        starts = [i for i, (method, path, _) in enumerate(seen) if method == "GET" and path == "/slot"]
-        return [sum(size for _, _, size in seen[a:b]) for a, b in zip(starts, starts[1:], strict=False)]
-
-    def paths(self, start: int) -> set[str]:
-        with self.lock:
-            return {f"{method} {path}" for method, path, _ in self.seen[start:]}
-
-    def sizes(self, start: int, end: int | None = None) -> dict[str, int]:
-        """The largest answer per route recorded from ``start`` to ``end``."""
-        with self.lock:
-            seen = self.seen[start:end]
-        largest: dict[str, int] = {}
-        for method, path, size in seen:
-            largest[f"{method} {path}"] = max(size, largest.get(f"{method} {path}", 0))
-        return largest
-
-    def accepted(self, start: int) -> list[tuple[str, str]]:
-        """``(tx type, candidate)`` of each transaction sent through and accepted after ``start``."""
-        with self.lock:
-            return [(kind, candidate) for index, kind, candidate in self.sent if index > start]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def stake_many(ledger: Ledger, task_id: str, count: int) -> None:
@@ -223,3 +144,77 @@ def test_bytes_a_node_reads_per_tick_do_not_grow_with_the_stakers(sandbox_root: 
         for proxy in proxies:
             proxy.close()
         ledger.stop()
+
+
+LISTER = """
+    from pykoii.sdk import Task
+
+    VALUE = "Hello, World!"
+
+    class Lister(Task):
+        '''Hello World, except that with BADLIST=1 its distribution list pays the whole bounty to one
+        submitter: the other nodes reject that list, and the next attempt's list is computed.'''
+
+        def task(self, ctx):
+            ctx.store.set("value", VALUE)
+
+        def submission(self, ctx):
+            return ctx.store.get("value") or ""
+
+        def audit(self, ctx, submission, submitter):
+            return submission == VALUE
+
+        def distribution(self, ctx, submitters, bounty):
+            if ctx.variables.get("BADLIST") == "1" and submitters:
+                return {"rewards": {submitters[0].public_key: bounty}, "slashes": {}}
+            return super().distribution(ctx, submitters, bounty)
+"""
+
+
+def test_a_node_reads_a_final_round_once_for_all_its_lists_and_audits(
+    ledger: Ledger, sandbox_root: Path
+) -> None:
+    """A node that computes a round's list more than once (it audits one attempt's list and submits
+    or audits another's) reads the round's submitters from the ledger once: counted by a proxy."""
+    code = write_task(sandbox_root / "lister", LISTER)
+    task_id = ledger.create_hello_world(
+        Keypair.generate(), round_time=24, submission_window=9, audit_window=9, code=code
+    )
+    proxies = [CountingProxy(ledger.port) for _ in range(3)]
+    nodes: list[NodeProcess] = []
+    try:
+        for index, proxy in enumerate(proxies):
+            node = NodeProcess(sandbox_root / f"node{index}", proxy.url)
+            nodes.append(node)
+            ledger.airdrop(node.info["main_account"], 50)
+            extra = ["--var", "BADLIST=1"] if index == 2 else []
+            result = node.cli("add-task", task_id, "--stake", "5", *extra)
+            assert result.returncode == 0, result.stderr
+
+        def lists_computed(node: NodeProcess) -> dict[int, int]:
+            """Per round, the distribution actions the node carried out (each computes the list):
+            its own list, and each other attempt's list it voted on."""
+            acts: dict[int, set[str]] = {}
+            for action in node.actions():
+                if action["kind"] == "submit_distribution" and action["candidate"] == "":
+                    acts.setdefault(action["round"], set()).add("own list")
+                elif action["kind"] == "audit_distribution":
+                    acts.setdefault(action["round"], set()).add(action["candidate"])
+            return {r: len(kinds) for r, kinds in acts.items()}
+
+        def computed_twice() -> list[tuple[int, int]] | None:
+            found = [(i, r) for i in (0, 1) for r, n in lists_computed(nodes[i]).items() if n >= 2]
+            return found or None
+
+        twice = wait_until(computed_twice, 150, "an honest node computing one round's list twice")
+        total = ledger.task(task_id)["total_stake_amount"]
+        assert total == 3 * 5 * 10**9, total  # no stake moved: nothing else made a node read again
+        for index, number in twice:
+            path = f"/tasks/{task_id}/rounds/{number}"
+            reads = [size for method, seen, size in proxies[index].seen if method == "GET" and seen == path]
+            assert len(reads) == 1, (index, number, lists_computed(nodes[index]), len(reads))
+    finally:
+        for node in nodes:
+            node.stop()
+        for proxy in proxies:
+            proxy.close()

@@ -60,7 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _server_options(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--data", default=DEFAULT_DATA, help=f"the ledger's folder (default {DEFAULT_DATA})")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=port,
+        help=f"port to listen on (default {port}; 0: one the OS picks, printed)",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -159,7 +164,7 @@ def serve(args: argparse.Namespace) -> int:
     print(
         f"pykoii ledger: {args.data}: seq {store.seq}, slot {store.slot()}, "
         f"{'devnet' if store.genesis.params.devnet else 'no airdrops'}; "
-        f"listening on http://{args.host}:{args.port}",
+        f"listening on http://{args.host}:{sock.getsockname()[1]}",
         flush=True,
     )
     settle_heap()
@@ -247,7 +252,7 @@ def follow(args: argparse.Namespace) -> int:
         )
     print(
         f"pykoii ledger: replica of {args.url} at seq {store.seq}; serving reads on "
-        f"http://{args.host}:{args.port}",
+        f"http://{args.host}:{sock.getsockname()[1]}",
         flush=True,
     )
     replication = Replication(args.url, stall_seconds=args.stall_seconds)

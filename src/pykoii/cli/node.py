@@ -35,12 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     run.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data folder (default {DEFAULT_DATA})")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    run.add_argument("--port", type=int, default=30017, help="the public port (tasks' routes)")
+    run.add_argument(
+        "--port",
+        type=int,
+        default=30017,
+        help="the public port (tasks' routes); 0: one the OS picks (see DATA/operator.json)",
+    )
     run.add_argument(
         "--dashboard-port",
         type=int,
         default=30018,
-        help="the operator port: dashboard and control API, on 127.0.0.1 only",
+        help="the operator port: dashboard and control API, on 127.0.0.1 only; 0: one the OS picks",
     )
     run.add_argument("--public-url", default="", help="URL registered with stakes (default http://HOST:PORT)")
     run.add_argument("--poll", type=float, default=0.25, help="seconds between looks at the ledger")
@@ -139,6 +144,8 @@ def run_node(args: argparse.Namespace) -> int:
         listen_socket(args.host, args.port),
         listen_socket("127.0.0.1", args.dashboard_port, "--dashboard-port"),
     ]
+    args.port, args.dashboard_port = (int(sock.getsockname()[1]) for sock in sockets)  # 0: the OS's pick
+    config.port, config.dashboard_port = args.port, args.dashboard_port
     try:
         node = Node(config)
     except OSError as exc:
