@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,23 @@ from pykoii.keys import Keypair
 
 REPO = Path(__file__).resolve().parents[1]
 KOII = 10**9
+SLOT_MS = 150
+WINDOWS = {"round_time": 40, "submission_window": 12, "audit_window": 16}
+"""The example's windows widened for this test: its own (12/4/4 slots) leave a 2-slot (0.3 s) reveal
+window at 150 ms slots, which a starved node misses (it is then judged invalid and slashed, and its
+stake comes back short). 8 reveal slots are 1.2 s; the rounds are 6 s."""
+
+
+def widened_example(folder: Path) -> Path:
+    """A copy of examples/hello_world whose config-task.yml has ``WINDOWS``."""
+    shutil.copytree(REPO / "examples" / "hello_world", folder)
+    config = folder / "config-task.yml"
+    text = config.read_text()
+    for name, value in WINDOWS.items():
+        text, count = re.subn(rf"^{name}: .*$", f"{name}: {value}", text, flags=re.MULTILINE)
+        assert count == 1, f"{config} has no single {name} line"
+    config.write_text(text)
+    return folder
 
 
 def cli(*args: str, env_ledger: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -52,7 +70,7 @@ def wait_for(what: str, predicate, timeout: float = 60.0):  # type: ignore[no-un
 
 @pytest.fixture
 def devnet(tmp_path: Path):  # type: ignore[no-untyped-def]
-    with Devnet(tmp_path / "net", nodes_count=2, slot_ms=150, poll=0.05) as net:
+    with Devnet(tmp_path / "net", nodes_count=2, slot_ms=SLOT_MS, poll=0.05) as net:
         yield net
 
 
@@ -62,7 +80,12 @@ def test_deploy_run_claim_withdraw_through_the_cli(devnet: Devnet, tmp_path: Pat
     cli("wallet", "new", "--wallet", str(author), env_ledger=ledger)
     cli("wallet", "airdrop", "150", "--wallet", str(author), env_ledger=ledger)
     deployed = cli(
-        "task", "deploy", str(REPO / "examples" / "hello_world"), "--wallet", str(author), env_ledger=ledger
+        "task",
+        "deploy",
+        str(widened_example(tmp_path / "hello_world")),
+        "--wallet",
+        str(author),
+        env_ledger=ledger,
     )
     task_id = re.search(r"task id: (\w+)", deployed.stdout).group(1)  # type: ignore[union-attr]
     assert task_id in cli("task", "list", env_ledger=ledger).stdout

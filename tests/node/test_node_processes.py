@@ -107,12 +107,12 @@ def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger,
 def test_killed_node_restarts_without_double_submission_and_catches_up(
     ledger: Ledger, sandbox_root: Path
 ) -> None:
-    # 6 s rounds: a restarted node needs its start-up (1-2 s, more on a loaded machine) before it can
-    # reveal the proof it sent before the kill; its reveal window (half the 4 s audit window) must
-    # still be open by then, or the unrevealed proof is judged invalid and the stake slashed.
-    task_id = ledger.create_hello_world(
-        Keypair.generate(), round_time=60, submission_window=10, audit_window=40
-    )
+    # 10 s rounds (100 ms slots). The node is killed right after it sent a proof, inside the submission
+    # window; restarted, it must reveal that proof before the reveal window (half the audit window,
+    # 4 s) closes, or the proof is judged invalid and the stake slashed. It reveals before it starts
+    # its task child; its own start-up takes 1-2 s, several on a loaded machine.
+    timing = {"round_time": 100, "submission_window": 10, "audit_window": 80}
+    task_id = ledger.create_hello_world(Keypair.generate(), **timing)
     nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(3)]
     try:
         for node in nodes:
@@ -121,19 +121,30 @@ def test_killed_node_restarts_without_double_submission_and_catches_up(
         me = victim.info["staking_key"]
         wait_until(
             lambda: any(me in subs for subs in ledger.task(task_id)["submissions"].values()),
-            60,
+            120,
             "a first submission",
         )
+        starting_slot = ledger.task(task_id)["starting_slot"]
+
+        def just_sent() -> dict | None:
+            """The task, if the victim's proof of the round before is in and its window still open."""
+            slot, state = ledger.slot(), ledger.task(task_id)
+            in_window = (slot - starting_slot) % timing["round_time"] < timing["submission_window"] - 1
+            sent = me in state["submissions"].get(str(state["current_round"] - 1), {})
+            return state if in_window and sent and round_of(slot) == state["current_round"] else None
+
+        def round_of(slot: int) -> int:
+            return (slot - starting_slot) // timing["round_time"]
+
         # kill it inside a submission window, right after it has sent work: mid-round
-        wait_until(lambda: (ledger.slot() % 60) in (2, 3), 15, "a slot inside the submission window")
-        stake = ledger.task(task_id)["stake_list"][me]
+        state = wait_until(just_sent, 60, "the victim's proof, inside a submission window")
         victim.kill()
-        killed_round = ledger.task(task_id)["current_round"]
+        stake, killed_round = state["stake_list"][me], state["current_round"]
         time.sleep(0.5)
         victim.start()
         wait_until(
             lambda: me in ledger.task(task_id)["submissions"].get(str(killed_round + 2), {}),
-            60,
+            120,
             "the restarted node to submit again",
         )
         # the round it was killed in was paid before this proof's window: a restart cost no stake
@@ -141,7 +152,7 @@ def test_killed_node_restarts_without_double_submission_and_catches_up(
         actions = [a for a in victim.actions() if a["kind"] == "submit_proof"]
         rounds = [a["round"] for a in actions]
         assert len(rounds) == len(set(rounds))
-        assert all(a["status"] == "done" for a in actions), actions
+        assert all(a["status"] == "done" for a in actions), [(a["round"], a["status"]) for a in actions]
         log = victim.logs(task_id)
         assert not any("submit_proof" in line and "refused" in line for line in log.splitlines()), log
         assert "re-sending" in log or all(a["status"] == "done" for a in actions)

@@ -24,6 +24,7 @@ from ..errors import (
 )
 from ..keys import reveal_body, submit_body
 from ..ledger.distribution import distribution_transactions
+from ..ledger.rounds import reveal_window
 from ..ledger.state import DistributionList
 from . import schedule
 from .journal import DONE, FAILED, SENDING
@@ -49,9 +50,13 @@ class RoundExecutor:
         send. (``RUN_TASK`` runs on the work lane: ``Node._start_work``.)"""
         kind, round_number = action.kind, action.round
         process = runtime.process
-        assert process is not None
         task_id = runtime.record.task_id
         K = schedule.ActionKind
+        if kind is K.REVEAL:  # no phase: the node reveals while its child is stopped or starting
+            body = reveal_body(self.staking, task_id, round_number)
+            await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
+            return
+        assert process is not None
         if kind is K.SUBMIT_PROOF:
             value = (await process.run_phase("submission", round_number, self.slot)).value
             if value is None:
@@ -60,9 +65,6 @@ class RoundExecutor:
                 runtime.logger.info("submission() returned None: no proof for round %d", round_number)
                 return
             body = submit_body(self.staking, task_id, round_number, value)
-            await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
-        elif kind is K.REVEAL:
-            body = reveal_body(self.staking, task_id, round_number)
             await self._sign_and_send(runtime, record, action.key, kind.value, round_number, "", body)
         elif kind is K.SUBMIT_DISTRIBUTION:
             # Read the task again: a payout sent just before (by this tick) changed the stakes the
@@ -127,8 +129,9 @@ class RoundExecutor:
     async def _distribution(
         self, process: TaskProcess, task_id: str, task: Any, round_number: int
     ) -> dict[str, Any]:
-        """Run ``distribution`` for a round: its every submitter, read page by page (once per list)."""
-        whole_round = await self.ledger.round_state(task_id, round_number, task)
+        """Run ``distribution`` for a round: its every submitter, read page by page (once per round:
+        ``NodeLedger.round_state``)."""
+        whole_round = await self.ledger.round_state(task_id, round_number, task, self.slot)
         submitters = [dataclasses.asdict(s) for s in schedule.submitters_of(whole_round, round_number)]
         args = {"submitters": submitters, "bounty": schedule.distribution_bounty(task)}
         value = (await process.run_phase("distribution", round_number, self.slot, args)).value
@@ -218,6 +221,26 @@ class RoundExecutor:
         if kind == schedule.ActionKind.SUBMIT_PROOF.value:
             runtime.last_submitted_round = max(runtime.last_submitted_round or round_number, round_number)
         runtime.logger.info("sent %s for round %d%s", kind, round_number, _vote_text(candidate, envelope))
+
+    async def _reveal_due(self, runtime: TaskRuntime) -> bool:
+        """Re-send what a previous run left unsent, then send each reveal due now: neither needs the
+        task child, so the node does this before it starts the child (a restart, a backoff) and
+        after ``stop-task``, where a proof left unrevealed would be judged invalid and slashed.
+        True while a proof of this node on the ledger still awaits its reveal."""
+        task_id = runtime.record.task_id
+        await self._resend_pending(runtime)
+        self.slot = await self.ledger.slot()
+        state, facts = await self.ledger.key_facts(task_id)
+        task = schedule.as_task_state(state)
+        me = self.staking.public_key
+        record = schedule.NodeRecord.from_json(self.journal.load_record(task_id))
+        for action in schedule.due_actions(task, self.slot, record, me, facts):
+            if action.kind is schedule.ActionKind.REVEAL:
+                await self._execute(runtime, task, record, action)
+        return any(
+            me in proofs and not proofs[me].reveal and self.slot < reveal_window(task, number).stop
+            for number, proofs in task.submissions.items()
+        )
 
     async def _resend_pending(self, runtime: TaskRuntime) -> None:
         """Re-send, unchanged, every envelope a previous run wrote but may not have sent."""

@@ -7,7 +7,8 @@ in-process ledger app.
 What the node reads is bounded by what it needs, not by the task's size: each tick it reads the
 slot and ``task()``, its own part of the task (``GET /tasks/{id}/nodes/{key}``); a round's whole
 list of submitters only when it computes or audits that round's distribution list (``round_state``,
-a page of 5,000 at a time); the whole task state only when task code asks for it (``whole_task``).
+a page of 5,000 at a time, and once per round: see ``FINAL_ROUNDS_KEPT``); the whole task state only
+when task code asks for it (``whole_task``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,17 @@ from typing import Any
 
 from ..client import LedgerClient
 from ..ledger.codec import to_plain
+from ..ledger.rounds import judgement_window
 from ..ledger.state import TaskState
 from ..service.views import MAX_PAGE
 from . import schedule
+
+FINAL_ROUNDS_KEPT = 2
+"""Rounds whose pages ``round_state`` keeps. A round is read for its distribution list from the
+slot its judgement window closes, after which its proofs and audit triggers never change; a node
+that submits one attempt's list and audits another's (or audits an accused list again) would
+otherwise read the same round, every submitter, again for each (about 30 MB at 100,000). Only the
+latest few rounds are kept, since each is the size of the round."""
 
 
 class NodeLedger:
@@ -34,6 +43,8 @@ class NodeLedger:
         self.client = client or LedgerClient(base_url, transport=transport, retries=2)
         self.slot_ms = 400
         """The ledger's slot length in ms, as of the last ``slot()`` read."""
+        self._final: dict[tuple[str, int], tuple[int, dict[str, dict[str, Any]]]] = {}
+        """``(task, round)`` → the task's total stake when read, and the round's pages (``round_state``)."""
 
     async def slot(self) -> int:
         answer = await asyncio.to_thread(self.client.slot)
@@ -80,11 +91,30 @@ class NodeLedger:
     def _round_page(self, task_id: str, round_number: int, after: str) -> dict[str, Any]:
         return self.client.round(task_id, round_number, after=after, limit=MAX_PAGE)
 
-    async def round_state(self, task_id: str, round_number: int, task: TaskState) -> TaskState:
-        """``task`` (the node's part of it) with round ``round_number``'s every submission, audit
-        trigger and submitter's stake: what ``schedule.submitters_of`` needs for the round (its
-        submissions in key order, the pages' order, where the whole state has submission order)."""
-        pages = await self.round_pages(task_id, round_number)
+    async def round_state(self, task_id: str, round_number: int, task: TaskState, slot: int) -> TaskState:
+        """``task`` (the node's part of it, read at ``slot``) with round ``round_number``'s every
+        submission, audit trigger and submitter's stake: what ``schedule.submitters_of`` needs for the
+        round (its submissions in key order, the pages' order, where the whole state has submission
+        order).
+
+        Once the round's judgement window has closed, its pages are read once and kept
+        (``FINAL_ROUNDS_KEPT`` rounds, and only rounds the ledger still holds); they are read again
+        if the task's total stake changed since, since the pages carry the submitters' stakes (a
+        payout's slashes, a stake added). Not guaranteed: a stake added and another withdrawn of
+        exactly the same amount in between go unnoticed."""
+        key = (task_id, round_number)
+        for held in [k for k in self._final if k[0] == task_id and k[1] not in task.submissions]:
+            del self._final[held]  # the ledger no longer holds that round
+        kept = self._final.get(key)
+        if kept is not None and kept[0] == task.total_stake_amount:
+            pages = kept[1]
+        else:
+            pages = await self.round_pages(task_id, round_number)
+            if slot >= judgement_window(task, round_number).stop:
+                self._final.pop(key, None)
+                self._final[key] = (task.total_stake_amount, pages)
+                while len(self._final) > FINAL_ROUNDS_KEPT:
+                    del self._final[next(iter(self._final))]  # the one kept longest
         plain = {
             **to_plain(task),
             "submissions": {str(round_number): pages["submissions"]},

@@ -52,6 +52,7 @@ class NodeActions:
         def _runtime(self, record: TaskRecord) -> TaskRuntime: ...
         def _event(self, runtime: TaskRuntime, kind: str, detail: str) -> None: ...
         def public_base_url(self) -> str: ...
+        async def _reveal_due(self, runtime: TaskRuntime) -> bool: ...
 
     async def add_task(
         self, task_id: str, stake: int, variables: dict[str, str], code: str | None = None
@@ -96,17 +97,34 @@ class NodeActions:
         return summary
 
     async def stop_task(self, task_id: str) -> dict[str, Any]:
+        """Stop the task's child and its rounds. A proof already sent is still revealed in its window
+        (``_reveals_after_stop``): unrevealed, it would be judged invalid and 70 % of the stake slashed."""
         record = self._record(task_id)
         record.enabled = False
         self.journal.put_task(record)
         await self._halt(task_id)
-        self._event(self._runtime(record), "stop", "stopped by the operator")
+        runtime = self._runtime(record)
+        self._event(runtime, "stop", "stopped by the operator")
+        runtime.loop = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
         return self._summary(self.tasks[task_id])
+
+    async def _reveals_after_stop(self, runtime: TaskRuntime) -> None:
+        """Reveal, once each window opens, the proofs this node sent before ``stop_task``; then end."""
+        while True:
+            try:
+                if not await self._reveal_due(runtime):
+                    return
+            except PykoiiError as exc:  # the ledger is away: try again
+                runtime.logger.warning("stopped, revealing the proofs already sent: %s: %s", exc.name, exc)
+            await asyncio.sleep(self.config.poll_interval)
 
     async def start_task(self, task_id: str) -> dict[str, Any]:
         record = self._record(task_id)
         record.enabled = True
         self.journal.put_task(record)
+        runtime = self.tasks.get(task_id)
+        if runtime is not None and runtime.status == "stopped":
+            await self._halt(task_id, status=None)  # only its reveals after the stop ran: the loop does them
         await self._launch(record)
         return self._summary(self.tasks[task_id])
 

@@ -311,6 +311,7 @@ class Node(WorkLane, NodeActions):
                         runtime.logger.error("%s", runtime.last_error)
                     await self._backoff(runtime)  # it died (in a phase here or on the work lane)
                 if runtime.process is None or not runtime.process.running:
+                    await self._reveal_due(runtime)  # before the seconds a child takes to start
                     await self._start_child(runtime)
                 await self._tick(runtime)
                 if runtime.ledger_error:  # the ledger answers again: the error is over
