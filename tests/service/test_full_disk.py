@@ -27,10 +27,11 @@ import pytest
 from pykoii.client import LedgerClient
 from pykoii.clock import ManualClock
 from pykoii.keys import Keypair
+from pykoii.ports import free_port
 from pykoii.service import SQLiteLog, create_app
 from pykoii.service.space import free_bytes
 
-from .conftest import KOII, TestClient, free_port, make_store, start_server, stop
+from .conftest import KOII, TestClient, make_store, start_server, stop
 from .test_processes import verify_cli
 
 

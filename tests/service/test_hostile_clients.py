@@ -17,9 +17,10 @@ import pytest
 
 from pykoii.client import LedgerClient
 from pykoii.keys import Keypair
+from pykoii.ports import free_port
 from pykoii.service.events import EventHub
 
-from .conftest import KOII, free_port, start_server, stop
+from .conftest import KOII, start_server, stop
 
 SUBSCRIBERS = 300
 IDLE = 1100

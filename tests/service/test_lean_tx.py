@@ -15,9 +15,10 @@ import orjson
 import pytest
 
 from pykoii.keys import Keypair, verify_envelope
+from pykoii.ports import free_port
 from pykoii.service.ingest import MAX_TX_BODY
 
-from .conftest import KOII, free_port, start_server, stop
+from .conftest import KOII, start_server, stop
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import free_port, start_server, stop
+from pykoii.ports import free_port
+
+from .conftest import start_server, stop
 
 CHECKS = ",".join(
     (

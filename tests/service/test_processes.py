@@ -17,10 +17,11 @@ from pykoii import errors
 from pykoii.client import LedgerClient
 from pykoii.clock import SystemClock
 from pykoii.keys import Keypair
+from pykoii.ports import free_port
 from pykoii.service import SQLiteLog
 from pykoii.service.store import LedgerStore
 
-from .conftest import KOII, free_port, start_server, stop
+from .conftest import KOII, start_server, stop
 
 
 def verify_cli(folder: Path) -> subprocess.CompletedProcess[str]:

@@ -17,8 +17,9 @@ from aiohttp import web
 
 from pykoii.client import LedgerClient
 from pykoii.keys import Keypair
+from pykoii.ports import free_port
 
-from .conftest import KOII, free_port, start_server, stop
+from .conftest import KOII, start_server, stop
 
 HTML_ERROR = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
 
