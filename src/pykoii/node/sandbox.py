@@ -490,6 +490,11 @@ class TaskProcess:
                     self.log.error("%s", exc)
                     continue
                 self._dispatch(message)
+                # Yield to the event loop after each line: readline() on lines already buffered does
+                # not, so a child flooding its log (22 MB in tests/node/test_hostile_task.py) held the
+                # node's loop for the seconds its lines take to mask and write, and every other task
+                # missed its windows meanwhile.
+                await asyncio.sleep(0)
         except (ValueError, asyncio.LimitOverrunError) as exc:
             self.log.error("task child broke the protocol: %s", exc)
             self._signal(signal.SIGKILL)
@@ -537,6 +542,7 @@ class TaskProcess:
             text = line.decode(errors="replace").rstrip()
             self.stderr_tail.append(text)
             self.log.log(logging.ERROR if "error" in text.lower() else logging.WARNING, "%s", text)
+            await asyncio.sleep(0)  # as in _read_stdout: a flood on stderr must not hold the loop
 
     def _fail_pending(self) -> None:
         for future in [*self._pending.values(), self._ready]:
