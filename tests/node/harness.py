@@ -30,8 +30,8 @@ from pykoii.ledger.state import LedgerParams
 from pykoii.ports import listen_socket
 from pykoii.service.app import create_app
 from pykoii.service.store import Genesis, open_store
-folder, port_file, slot_ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
-sock = listen_socket("127.0.0.1", 0)  # the OS picks the port: no other process can have taken it
+folder, port, port_file, slot_ms = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+sock = listen_socket("127.0.0.1", port)  # 0: the OS picks it, so no other process can have taken it
 params = LedgerParams(devnet=True, airdrop_cooldown_slots=0)
 store = open_store(folder, clock=SystemClock(), genesis=Genesis(params=params, slot_ms=slot_ms))
 with open(port_file + ".new", "w") as handle:
@@ -87,17 +87,34 @@ class Ledger:
     """A ledger service subprocess on fast slots, plus the few calls tests need."""
 
     def __init__(self, folder: Path, slot_ms: int = 100) -> None:
-        port_file = folder.parent / "ledger.port"
+        self.folder, self.slot_ms, self.port = folder, slot_ms, 0
+        self.start()
+        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the process: on a port the OS picks the first time, on the same port after that
+        (the same ledger, folder and port, coming back)."""
+        port_file = self.folder.parent / "ledger.port"
         port_file.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-c", LEDGER_SCRIPT, str(folder), str(port_file), str(slot_ms)],
+            [
+                sys.executable,
+                "-c",
+                LEDGER_SCRIPT,
+                str(self.folder),
+                str(self.port),
+                str(port_file),
+                str(self.slot_ms),
+            ],
             stdout=subprocess.DEVNULL,
-            stderr=open(folder.parent / "ledger.err", "wb"),
+            stderr=open(self.folder.parent / "ledger.err", "ab"),
         )
         self.port = int(wait_file(port_file, "its port", self.process))
-        self.url = f"http://127.0.0.1:{self.port}"
         wait_http(self.url + "/slot", timeout=60, process=self.process)
-        self.http = httpx.Client(base_url=self.url, timeout=30.0)
 
     def slot(self) -> int:
         return int(self.http.get("/slot").json()["slot"])

@@ -6,15 +6,13 @@ is cleared once the ledger answers again."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from pykoii.keys import Keypair
 
-from .harness import LEDGER_SCRIPT, Ledger, NodeProcess, wait_http, wait_until
+from .harness import Ledger, NodeProcess, wait_until
 
 
 def test_slash_votes_and_payouts_are_logged_as_they_happen(sandbox_root: Path) -> None:
@@ -56,7 +54,6 @@ def test_last_error_is_cleared_when_the_ledger_answers_again(sandbox_root: Path)
     (sandbox_root / "ledger").mkdir()
     ledger = Ledger(sandbox_root / "ledger", slot_ms=100)
     node = NodeProcess(sandbox_root / "node", ledger.url)
-    restarted = None
     try:
         task_id = ledger.create_hello_world(
             Keypair.generate(), round_time=12, submission_window=4, audit_window=4
@@ -70,17 +67,9 @@ def test_last_error_is_cleared_when_the_ledger_answers_again(sandbox_root: Path)
         ledger.process.terminate()
         ledger.process.wait(20)
         wait_until(lambda: "cannot be reached" in str(task()["last_error"]), 60, "the outage in last_error")
-        restarted = subprocess.Popen(  # the same ledger (folder, port) comes back
-            [sys.executable, "-c", LEDGER_SCRIPT, str(sandbox_root / "ledger"), str(ledger.port), "100"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_http(ledger.url + "/slot", process=restarted)
+        ledger.start()  # the same ledger (folder, port) comes back
         wait_until(lambda: task()["last_error"] == "", 60, "last_error to be cleared")
         assert "the ledger answers again" in node.logs(task_id)
     finally:
         node.stop()
-        if restarted is not None:
-            restarted.terminate()
-            restarted.wait(20)
-        ledger.http.close()
+        ledger.stop()

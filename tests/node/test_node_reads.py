@@ -116,10 +116,12 @@ def test_bytes_a_node_reads_per_tick_do_not_grow_with_the_stakers(sandbox_root: 
         assert f"GET /tasks/{task_id}/nodes/{honest}" in paths, paths
         assert f"GET /tasks/{task_id}" not in paths and f"GET /tasks/{task_id}/stakers" not in paths, paths
         # What a tick reads does not grow with 3,000 more stakers (a few digits of the counts may;
-        # which actions fell in the counted ticks may differ a little), and it is a small fraction
-        # of the whole state a tick used to read.
+        # which actions fell in the counted ticks may differ a little, and on a loaded machine a
+        # payout that lags holds one more unsettled round in the node's view, about 750 B: seen
+        # 6,019 -> 6,770 B), and it is a small fraction of the whole state a tick used to read
+        # (3,000 stakers' entries would be some 150 KB).
         route = f"GET /tasks/{task_id}/nodes/{honest}"
-        assert counter.sizes(after)[route] <= counter.sizes(before, after)[route] + 512, counter.sizes(after)
+        assert counter.sizes(after)[route] <= counter.sizes(before, after)[route] + 2048, counter.sizes(after)
         assert max(large) <= max(small) + 2048, (max(small), max(large), counter.sizes(after))
         assert max(large) * 10 < len(whole.content), (max(large), len(whole.content))
 
