@@ -89,7 +89,7 @@ class Ledger:
     def __init__(self, folder: Path, slot_ms: int = 100) -> None:
         self.folder, self.slot_ms, self.port = folder, slot_ms, 0
         self.start()
-        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+        self.http = httpx.Client(base_url=self.url, timeout=60.0)
 
     @property
     def url(self) -> str:

@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 from pykoii.devnet import LISTENING
 from pykoii.keys import Keypair
 from pykoii.ledger.distribution import ROUNDS_KEPT
@@ -29,21 +27,20 @@ EXTRA_STAKERS = 3000
 class ServedLedger(Ledger):
     """`pykoii ledger serve --devnet` (the CLI, as an operator runs it) with the harness's calls."""
 
-    def __init__(self, folder: Path, slot_ms: int = 100) -> None:
-        command = [sys.executable, "-m", "pykoii.cli", "ledger", "serve", "--data", str(folder)]
-        command += ["--port", "0", "--slot-ms", str(slot_ms), "--devnet", "--workers", "1"]
-        out = folder.parent / "ledger.out"
+    def start(self) -> None:
+        command = [sys.executable, "-m", "pykoii.cli", "ledger", "serve", "--data", str(self.folder)]
+        command += ["--port", str(self.port), "--slot-ms", str(self.slot_ms), "--devnet", "--workers", "1"]
+        out = self.folder.parent / "ledger.out"
         self.process = subprocess.Popen(
-            command, stdout=open(out, "wb"), stderr=open(folder.parent / "ledger.err", "wb")
+            command, stdout=open(out, "wb"), stderr=open(self.folder.parent / "ledger.err", "wb")
         )
-        self.url = wait_until(
+        url = wait_until(
             lambda: (found := LISTENING.search(out.read_text())) and found.group(1),
             60,
             "its 'listening on' line",
         )
-        self.port = int(self.url.rsplit(":", 1)[1])
+        self.port = int(url.rsplit(":", 1)[1])
         wait_http(self.url + "/slot", timeout=60, process=self.process)
-        self.http = httpx.Client(base_url=self.url, timeout=60.0)
 
 
 def stake_many(ledger: Ledger, task_id: str, count: int) -> None:

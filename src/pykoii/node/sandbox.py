@@ -11,9 +11,8 @@
   counters, or the sandbox's process count and memory; the work folder's size) and says why;
 - a phase that overruns ``timeout`` is stopped (SIGTERM, ``grace`` seconds, SIGKILL) and raised as
   ``TaskCodeError``; a child that dies or breaks the protocol raises ``TaskCodeError`` (with the tail
-  of its stderr, or the limit that killed it) or ``SandboxError`` (not the author's fault). The node
-  catches both, logs them to the task log, records a node event, and restarts the child with
-  backoff.
+  of its stderr, or the limit that killed it) or ``SandboxError`` (not the author's fault); the node
+  catches both, logs them to the task log, records a node event and restarts the child with backoff.
 
 >>> # result = await run_task_code("examples/hello_world", "submission", {"round": 3}, timeout=10)
 """
@@ -490,11 +489,7 @@ class TaskProcess:
                     self.log.error("%s", exc)
                     continue
                 self._dispatch(message)
-                # Yield to the event loop after each line: readline() on lines already buffered does
-                # not, so a child flooding its log (22 MB in tests/node/test_hostile_task.py) held the
-                # node's loop for the seconds its lines take to mask and write, and every other task
-                # missed its windows meanwhile.
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # readline() of buffered lines never yields: a log flood held the loop
         except (ValueError, asyncio.LimitOverrunError) as exc:
             self.log.error("task child broke the protocol: %s", exc)
             self._signal(signal.SIGKILL)
@@ -542,7 +537,7 @@ class TaskProcess:
             text = line.decode(errors="replace").rstrip()
             self.stderr_tail.append(text)
             self.log.log(logging.ERROR if "error" in text.lower() else logging.WARNING, "%s", text)
-            await asyncio.sleep(0)  # as in _read_stdout: a flood on stderr must not hold the loop
+            await asyncio.sleep(0)  # as in _read_stdout
 
     def _fail_pending(self) -> None:
         for future in [*self._pending.values(), self._ready]:
