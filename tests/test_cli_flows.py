@@ -8,13 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pykoii.devnet import Devnet
 from pykoii.keys import Keypair
+
+from .node.harness import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 KOII = 10**9
@@ -58,16 +59,6 @@ def node_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def wait_for(what: str, predicate, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def devnet(tmp_path: Path):  # type: ignore[no-untyped-def]
     with Devnet(tmp_path / "net", nodes_count=2, slot_ms=SLOT_MS, poll=0.05) as net:
@@ -109,12 +100,13 @@ def test_deploy_run_claim_withdraw_through_the_cli(devnet: Devnet, tmp_path: Pat
 
     assert devnet.client is not None
     client = devnet.client
-    wait_for(
-        "a paid round",
+    wait_until(
         lambda: (
             "PayoutSuccessful"
             in client.task(task_id, is_distribution_required=True)["distributions_audit_record"].values()
         ),
+        120,
+        "a paid round",
     )
     node = devnet.nodes[0]
     staking = str(node.data_dir / "keys" / "staking_wallet.json")
@@ -128,12 +120,12 @@ def test_deploy_run_claim_withdraw_through_the_cli(devnet: Devnet, tmp_path: Pat
     assert "StakeLockedError" in refused.stderr and "which is not settled yet" in refused.stderr
 
     node_cli("node", "stop-task", task_id, "--data", str(node.data_dir))
-    unlock = wait_for(
-        "the stake lock to pass",
+    unlock = wait_until(
         lambda: (
             cli("withdraw", task_id, "--staking-key", staking, env_ledger=ledger, check=False).returncode == 0
         ),
-        timeout=90,
+        180,
+        "the stake lock to pass",
     )
     assert unlock
     stake_back = cli(

@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from pykoii.devnet import free_port_run
 from pykoii.keys import Keypair
 from pykoii.ports import free_port
 
-from .node.harness import HELLO_WORLD, Ledger
+from .node.harness import HELLO_WORLD, Ledger, wait_until
 
 PYKOII = [sys.executable, "-m", "pykoii.cli"]
 
@@ -41,16 +40,6 @@ def run(
     return subprocess.run(
         [*PYKOII, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
-
-
-def wait_for(what: str, predicate, timeout: float = 90.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def descendants(pid: int) -> set[int]:
@@ -144,8 +133,8 @@ def test_devnet_hints_work_as_printed_claim_pays_the_node_and_sigterm_leaves_no_
         stdout=open(out, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        text = wait_for(
-            "the devnet's hints", lambda: "stops every process" in out.read_text() and out.read_text()
+        text = wait_until(
+            lambda: "stops every process" in out.read_text() and out.read_text(), 90, "the devnet's hints"
         )
         ledger_url = f"http://127.0.0.1:{ledger_port}"
         wallets = re.findall(r"main wallet (\w+) \(100 KOII\)", text)
@@ -183,13 +172,14 @@ def test_devnet_hints_work_as_printed_claim_pays_the_node_and_sigterm_leaves_no_
         assert "is not the node whose --data is" in wrong.stderr and staking[0] in wrong.stderr
 
         # A paid round, then `claim` with only --data pays the node's main wallet.
-        wait_for(
-            "node-1 to have a claimable reward",
+        wait_until(
             lambda: (
                 httpx.get(f"{ledger_url}/tasks/{task_id}", params={"is_available_balances_required": "true"})
                 .json()["available_balances"]
                 .get(staking[0], 0)
             ),
+            90,
+            "node-1 to have a claimable reward",
         )
         before = httpx.get(f"{ledger_url}/accounts/{wallets[0]}").json()["balance"]
         claimed = run("claim", task_id, "--data", str(node_1), "--ledger", ledger_url)
@@ -203,7 +193,7 @@ def test_devnet_hints_work_as_printed_claim_pays_the_node_and_sigterm_leaves_no_
         started = descendants(devnet.pid)
         devnet.send_signal(signal.SIGTERM)
         assert devnet.wait(90) == 0
-    wait_for("every devnet process to exit", lambda: not any(alive(pid) for pid in started), timeout=30)
+    wait_until(lambda: not any(alive(pid) for pid in started), 30, "every devnet process to exit")
     assert "stopping the devnet" in out.read_text()
 
 
@@ -225,12 +215,12 @@ def test_node_run_in_the_background_stops_with_its_task_children_on_sigint(tmp_p
             stdout=open(tmp_path / "node.out", "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )  # fmt: skip
-        wait_for("operator.json", lambda: (data / "operator.json").exists())
+        wait_until(lambda: (data / "operator.json").exists(), 90, "operator.json")
         main = json.loads((data / "operator.json").read_text())["main_account"]
         ledger.airdrop(main, 20)
         added = run("node", "add-task", task_id, "--stake", "5", "--data", str(data))
         assert added.returncode == 0, added.stderr
-        children = wait_for("the task child", lambda: task_children(descendants(node.pid)))
+        children = wait_until(lambda: task_children(descendants(node.pid)), 90, "the task child")
         everything = descendants(node.pid)
         node.send_signal(signal.SIGINT)
         assert node.wait(60) == 0
@@ -259,7 +249,7 @@ def test_add_task_refuses_a_missing_task_variable_and_a_new_var_restarts_the_chi
              "--poll", "0.05"],
             stdout=open(tmp_path / "node.out", "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_for("operator.json", lambda: (data / "operator.json").exists())
+        wait_until(lambda: (data / "operator.json").exists(), 90, "operator.json")
         keys = json.loads((data / "operator.json").read_text())
         ledger.airdrop(keys["main_account"], 20)
 
@@ -273,23 +263,24 @@ def test_add_task_refuses_a_missing_task_variable_and_a_new_var_restarts_the_chi
 
         honest = run("node", "add-task", task_id, "--stake", "5", "--var", "FAULTY=0", "--data", str(data))
         assert honest.returncode == 0, honest.stderr
-        first = wait_for("a task child", lambda: task_children(descendants(node.pid)))
-        wait_for(
-            "an honest submission",
+        first = wait_until(lambda: task_children(descendants(node.pid)), 90, "a task child")
+        wait_until(
             lambda: "Hello, World!" in json.dumps(ledger.task(task_id)["submissions"]),
+            90,
+            "an honest submission",
         )
 
         faulty = run("node", "add-task", task_id, "--stake", "5", "--var", "FAULTY=1", "--data", str(data))
         assert faulty.returncode == 0, faulty.stderr
         assert "the task child was restarted" in faulty.stdout
-        second = wait_for("a new task child", lambda: task_children(descendants(node.pid)) - first)
+        second = wait_until(lambda: task_children(descendants(node.pid)) - first, 90, "a new task child")
         assert not any(alive(pid) for pid in first) and second
 
         def wrong_value_submitted() -> bool:
             rounds = ledger.task(task_id)["submissions"].values()
             return any(s.get("submission_value") != "Hello, World!" for r in rounds for s in r.values())
 
-        wait_for("a submission made with FAULTY=1", wrong_value_submitted)
+        wait_until(wrong_value_submitted, 90, "a submission made with FAULTY=1")
         info = httpx.get(f"http://127.0.0.1:{port}/tasks/{task_id}").json()
         assert info["variables"] == ["FAULTY"] and info["restarts"] == 1
     finally:
@@ -309,7 +300,7 @@ def start_node(
          "--poll", "0.05", *extra],
         stdout=open(tmp_path / f"{name}.out", "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    wait_for(f"{name}/operator.json", lambda: (data / "operator.json").exists())
+    wait_until(lambda: (data / "operator.json").exists(), 90, f"{name}/operator.json")
     return process, data, f"http://127.0.0.1:{port}"
 
 
@@ -334,12 +325,13 @@ def test_task_update_is_followed_by_auto_nodes_and_offered_to_ask_nodes(tmp_path
             ledger.airdrop(keys[data]["main_account"], 50)
             added = run("node", "add-task", old_id, "--stake", "5", "--var", "FAULTY=0", "--data", str(data))
             assert added.returncode == 0, added.stderr
-        wait_for(
-            "both nodes to submit on the old version",
+        wait_until(
             lambda: all(
                 any(keys[d]["staking_key"] in s for s in ledger.task(old_id)["submissions"].values())
                 for d in (auto_data, ask_data)
             ),
+            90,
+            "both nodes to submit on the old version",
         )
 
         updated = run("task", "update", old_id, str(HELLO_WORLD), env=env)
@@ -353,20 +345,21 @@ def test_task_update_is_followed_by_auto_nodes_and_offered_to_ask_nodes(tmp_path
             return {t["TaskID"]: t for t in httpx.get(url + "/tasks").json()}
 
         # auto: the node stakes the same amount on the new version and runs it; the old one stops.
-        wait_for(
-            "the auto node to run the new version", lambda: tasks(auto_url).get(new_id, {}).get("running")
+        wait_until(
+            lambda: tasks(auto_url).get(new_id, {}).get("running"), 90, "the auto node to run the new version"
         )
         old = tasks(auto_url)[old_id]
         assert old["status"] == "migrated" and old["migrated_to"] == new_id and not old["running"]
         auto_key = keys[auto_data]["staking_key"]
         assert ledger.task(new_id)["stake_list"][auto_key] == 5 * 10**9
-        wait_for(
-            "a submission on the new version",
+        wait_until(
             lambda: any(auto_key in s for s in ledger.task(new_id)["submissions"].values()),
+            90,
+            "a submission on the new version",
         )
 
         # ask (the default): the node stops the old version and offers the choice; nothing is staked.
-        wait_for("the ask node to notice", lambda: tasks(ask_url)[old_id]["status"] == "migrated")
+        wait_until(lambda: tasks(ask_url)[old_id]["status"] == "migrated", 90, "the ask node to notice")
         assert new_id not in tasks(ask_url)
         ask_key = keys[ask_data]["staking_key"]
         assert ask_key not in ledger.task(new_id)["stake_list"]
@@ -382,7 +375,9 @@ def test_task_update_is_followed_by_auto_nodes_and_offered_to_ask_nodes(tmp_path
         assert followed.returncode == 0, followed.stderr
         assert f"was migrated to {new_id}: staked" in followed.stdout
         assert ledger.task(new_id)["stake_list"][ask_key] == 5 * 10**9
-        wait_for("the ask node to run the new version", lambda: tasks(ask_url).get(new_id, {}).get("running"))
+        wait_until(
+            lambda: tasks(ask_url).get(new_id, {}).get("running"), 90, "the ask node to run the new version"
+        )
     finally:
         for process in nodes:
             process.send_signal(signal.SIGTERM)

@@ -83,6 +83,32 @@ def paid_rounds(ledger: Ledger, task_id: str) -> list[int]:
     return sorted(int(r) for r, v in record.items() if v == "PayoutSuccessful")
 
 
+def watch_rounds(ledger: Ledger, task_id: str, enough, timeout: float):  # type: ignore[no-untyped-def]
+    """Poll the ledger, keeping every round's submissions and list before settled rounds are pruned."""
+    submissions: dict[int, dict] = {}
+    lists: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = ledger.task(task_id)
+        for r, subs in state["submissions"].items():
+            submissions[int(r)] = subs
+        paid = sorted(
+            int(r) for r, v in state["distributions_audit_record"].items() if v == "PayoutSuccessful"
+        )
+        for r in paid:
+            if r not in lists:  # the paid list's entries, from the paginated route, while it is held
+                page = ledger.http.get(f"/tasks/{task_id}/rounds/{r}/distribution").json()
+                entries = page.get("entries", [])
+                lists[r] = {
+                    "rewards": {e["key"]: e["reward"] for e in entries if e["reward"]},
+                    "slashes": {e["key"]: e["slash"] for e in entries if e["slash"]},
+                }
+        if enough(paid, submissions):
+            return state, paid, submissions, lists
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s; paid so far: {paid}")
+
+
 class Ledger:
     """A ledger service subprocess on fast slots, plus the few calls tests need."""
 
@@ -290,6 +316,16 @@ class NodeProcess:
         rows = db.execute("SELECT task_id, kind, round, candidate, status FROM actions").fetchall()
         db.close()
         return [dict(zip(("task_id", "kind", "round", "candidate", "status"), r, strict=True)) for r in rows]
+
+
+def add_task(
+    node: NodeProcess, ledger: Ledger, task_id: str, *extra: str, stake: int = 5, fund: int = 50
+) -> None:
+    """Airdrop ``fund`` KOII to the node's main wallet, then ``pykoii node add-task`` with ``stake`` KOII
+    (``extra``: more options, e.g. ``--var NAME=VALUE``)."""
+    ledger.airdrop(node.info["main_account"], fund)
+    result = node.cli("add-task", task_id, "--stake", str(stake), *extra)
+    assert result.returncode == 0, result.stderr
 
 
 class CountingProxy:

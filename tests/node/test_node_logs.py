@@ -12,7 +12,7 @@ import httpx
 
 from pykoii.keys import Keypair
 
-from .harness import Ledger, NodeProcess, wait_until
+from .harness import Ledger, NodeProcess, add_task, wait_until
 
 
 def test_slash_votes_and_payouts_are_logged_as_they_happen(sandbox_root: Path) -> None:
@@ -24,10 +24,7 @@ def test_slash_votes_and_payouts_are_logged_as_they_happen(sandbox_root: Path) -
             Keypair.generate(), round_time=12, submission_window=4, audit_window=4
         )
         for index, node in enumerate(nodes):
-            ledger.airdrop(node.info["main_account"], 50)
-            extra = ["--var", "FAULTY=1"] if index == 0 else []
-            result = node.cli("add-task", task_id, "--stake", "5", *extra)
-            assert result.returncode == 0, result.stderr
+            add_task(node, ledger, task_id, *(["--var", "FAULTY=1"] if index == 0 else []))
         faulty, honest = nodes[0], nodes[1:]
         bad = faulty.info["staking_key"]
         log = wait_until(
@@ -58,8 +55,7 @@ def test_last_error_is_cleared_when_the_ledger_answers_again(sandbox_root: Path)
         task_id = ledger.create_hello_world(
             Keypair.generate(), round_time=12, submission_window=4, audit_window=4
         )
-        ledger.airdrop(node.info["main_account"], 50)
-        assert node.cli("add-task", task_id, "--stake", "5").returncode == 0
+        add_task(node, ledger, task_id)
 
         def task() -> dict[str, object]:
             return next(t for t in httpx.get(node.url + "/tasks").json() if t["TaskID"] == task_id)

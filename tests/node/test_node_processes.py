@@ -3,59 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from pykoii.keys import Keypair
 
 from .conftest import write_task
-from .harness import Ledger, NodeProcess, wait_until
+from .harness import Ledger, NodeProcess, add_task, wait_until, watch_rounds
 
 BOUNTY = 10**9
 STAKE_KOII = 5
-
-
-@pytest.fixture
-def ledger(sandbox_root: Path) -> Iterator[Ledger]:
-    (sandbox_root / "ledger").mkdir()
-    service = Ledger(sandbox_root / "ledger", slot_ms=100)
-    yield service
-    service.stop()
-
-
-def add(node: NodeProcess, ledger: Ledger, task_id: str, *extra: str) -> None:
-    ledger.airdrop(node.info["main_account"], 50)
-    result = node.cli("add-task", task_id, "--stake", str(STAKE_KOII), *extra)
-    assert result.returncode == 0, result.stderr
-
-
-def watch_rounds(ledger: Ledger, task_id: str, enough, timeout: float):  # type: ignore[no-untyped-def]
-    """Poll the ledger, keeping every round's submissions and list before settled rounds are pruned."""
-    submissions: dict[int, dict] = {}
-    lists: dict[int, dict] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = ledger.task(task_id)
-        for r, subs in state["submissions"].items():
-            submissions[int(r)] = subs
-        paid = sorted(
-            int(r) for r, v in state["distributions_audit_record"].items() if v == "PayoutSuccessful"
-        )
-        for r in paid:
-            if r not in lists:  # the paid list's entries, from the paginated route, while it is held
-                page = ledger.http.get(f"/tasks/{task_id}/rounds/{r}/distribution").json()
-                entries = page.get("entries", [])
-                lists[r] = {
-                    "rewards": {e["key"]: e["reward"] for e in entries if e["reward"]},
-                    "slashes": {e["key"]: e["slash"] for e in entries if e["slash"]},
-                }
-        if enough(paid, submissions):
-            return state, paid, submissions, lists
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s; paid so far: {paid}")
 
 
 def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger, sandbox_root: Path) -> None:
@@ -65,7 +23,7 @@ def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger,
     nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(5)]
     try:
         for index, node in enumerate(nodes):
-            add(node, ledger, task_id, *(["--var", "FAULTY=1"] if index == 4 else []))
+            add_task(node, ledger, task_id, *(["--var", "FAULTY=1"] if index == 4 else []), stake=STAKE_KOII)
         everyone = {n.info["staking_key"] for n in nodes}
         faulty = nodes[4].info["staking_key"]
         honest = everyone - {faulty}
@@ -116,7 +74,7 @@ def test_killed_node_restarts_without_double_submission_and_catches_up(
     nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(3)]
     try:
         for node in nodes:
-            add(node, ledger, task_id)
+            add_task(node, ledger, task_id)
         victim = nodes[0]
         me = victim.info["staking_key"]
         wait_until(
@@ -171,7 +129,7 @@ def test_stop_task_right_after_a_proof_still_reveals_it_and_costs_no_stake(
     nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(2)]
     try:
         for node in nodes:
-            add(node, ledger, task_id)
+            add_task(node, ledger, task_id)
         stopped, me = nodes[0], nodes[0].info["staking_key"]
         everyone = {node.info["staking_key"] for node in nodes}
         starting_slot = ledger.task(task_id)["starting_slot"]
@@ -235,9 +193,9 @@ def test_node_proxies_routes_and_survives_crashing_and_hanging_tasks(
     hang = ledger.create_hello_world(creator, round_time=10, submission_window=4, audit_window=4)
     node = NodeProcess(sandbox_root / "node", ledger.url, extra=("--phase-timeout", "1", "--grace", "0.5"))
     try:
-        add(node, ledger, hello)
-        add(node, ledger, crash, "--code", str(write_task(sandbox_root / "crasher", CRASHER)))
-        add(node, ledger, hang, "--code", str(write_task(sandbox_root / "hanger", HANGER)))
+        add_task(node, ledger, hello)
+        add_task(node, ledger, crash, "--code", str(write_task(sandbox_root / "crasher", CRASHER)))
+        add_task(node, ledger, hang, "--code", str(write_task(sandbox_root / "hanger", HANGER)))
         assert httpx.get(f"{node.url}/task/unknown-task/value").status_code == 422
         assert httpx.get(f"{node.url}/task/unknown-task/value").json() == {
             "message": "Task unknown-task not running"

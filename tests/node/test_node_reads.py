@@ -19,7 +19,7 @@ from pykoii.keys import Keypair
 from pykoii.ledger.distribution import ROUNDS_KEPT
 
 from .conftest import write_task
-from .harness import CountingProxy, Ledger, NodeProcess, paid_rounds, wait_http, wait_until
+from .harness import CountingProxy, Ledger, NodeProcess, add_task, paid_rounds, wait_http, wait_until
 
 EXTRA_STAKERS = 3000
 
@@ -75,11 +75,10 @@ def test_bytes_a_node_reads_per_tick_do_not_grow_with_the_stakers(sandbox_root: 
         for index, proxy in enumerate(proxies):
             node = NodeProcess(sandbox_root / f"node{index}", proxy.url)
             nodes.append(node)
-            ledger.airdrop(node.info["main_account"], 100)
             # the faulty one is slashed 70 % a round: 50 KOII stay over the 1 ROE minimum all along
-            extra = ["--var", "FAULTY=1"] if index == 1 else []
-            result = node.cli("add-task", task_id, "--stake", "50", *extra)
-            assert result.returncode == 0, result.stderr
+            add_task(
+                node, ledger, task_id, *(["--var", "FAULTY=1"] if index == 1 else []), stake=50, fund=100
+            )
         honest, faulty = (n.info["staking_key"] for n in nodes)
         counter = proxies[0]
 
@@ -185,10 +184,7 @@ def test_a_node_reads_a_final_round_once_for_all_its_lists_and_audits(
         for index, proxy in enumerate(proxies):
             node = NodeProcess(sandbox_root / f"node{index}", proxy.url)
             nodes.append(node)
-            ledger.airdrop(node.info["main_account"], 50)
-            extra = ["--var", "BADLIST=1"] if index == 2 else []
-            result = node.cli("add-task", task_id, "--stake", "5", *extra)
-            assert result.returncode == 0, result.stderr
+            add_task(node, ledger, task_id, *(["--var", "BADLIST=1"] if index == 2 else []))
 
         def lists_computed(node: NodeProcess) -> dict[int, int]:
             """Per round, the distribution actions the node carried out (each computes the list):

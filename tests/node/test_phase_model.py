@@ -9,8 +9,7 @@ from pathlib import Path
 
 from pykoii.keys import Keypair
 
-from .harness import REPO, Ledger, NodeProcess
-from .test_node_processes import add, watch_rounds
+from .harness import REPO, Ledger, NodeProcess, add_task, watch_rounds
 
 POW = REPO / "examples" / "proof_of_work"
 SHARED = REPO / "examples" / "shared_results"
@@ -39,7 +38,7 @@ def run_network(  # type: ignore[no-untyped-def]
     nodes = [NodeProcess(root / f"node{i}", ledger.url) for i in range(len(variables))]
     try:
         for node, options in zip(nodes, variables, strict=True):
-            add(node, ledger, task_id, *[arg for pair in options for arg in ("--var", pair)])
+            add_task(node, ledger, task_id, *[arg for pair in options for arg in ("--var", pair)])
         everyone = {n.info["staking_key"] for n in nodes}
 
         def enough(paid: list[int], submissions: dict[int, dict]) -> bool:
