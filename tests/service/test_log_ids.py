@@ -119,3 +119,29 @@ def test_ids_committed_since_the_last_bulk_write_are_indexed_when_the_log_is_nex
         assert found(log, [entry(seq) for seq in range(1, 4)]) == [1, 2, 3]
     finally:
         log.close()
+
+
+def test_a_failed_bulk_write_fails_no_commit_and_is_tried_again_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "ID_BATCH", 2)
+    log = SQLiteLog(tmp_path / "log.sqlite3")
+    real = SQLiteLog._index_ids
+    calls: list[int] = []
+
+    def failing(self: SQLiteLog) -> None:
+        calls.append(len(self._recent))
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        real(self)
+
+    monkeypatch.setattr(SQLiteLog, "_index_ids", failing)
+    try:
+        log.append([entry(1), entry(2)])  # committed, although its bulk write failed
+        assert found(log, [entry(1), entry(2)]) == [1, 2]
+        log.append([entry(3)])  # not yet tried again (2 more entries first)
+        log.append([entry(4)])
+        assert calls == [2, 4] and log._recent == {}
+        assert found(log, [entry(seq) for seq in range(1, 5)]) == [1, 2, 3, 4]
+    finally:
+        log.close()

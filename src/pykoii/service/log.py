@@ -21,7 +21,8 @@ Finding an entry by its transaction id (``find``: ``GET /tx/{id}``, the receipt 
 transaction) goes through the ``log_ids`` table: ``(tx_key, seq)`` with ``tx_key`` the id's first
 ``ID_KEY_CHARS`` characters; the full id is compared on the matched rows. ``log_ids`` is written in
 bulk, in key order, once ``ID_BATCH`` entries have been committed since the last time (and when the log
-is opened); the entries committed since then are found through a dict of this backend's own commits.
+is opened); the entries committed since then are found through a dict of this backend's own commits
+(a bulk write that fails fails no commit: it is tried again ``ID_BATCH`` entries later).
 An index on ``log.tx_id`` itself put every row's random 64-character key into a random page of a
 B-tree: at 400,000 entries that was 27-31 us of CPU per row (stage and commit), against 9-12 with
 ``log_ids`` (same sitting). A log written before ``log_ids`` existed (with the ``log_tx_id`` index)
@@ -32,12 +33,15 @@ dropped, or, if that is interrupted, nothing changed (the next opening migrates 
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +215,8 @@ class SQLiteLog:
         """``{tx_id: seq}`` of the entries committed through this backend and not yet in ``log_ids``."""
         self._recent_through = 0
         """The last seq that ``log_ids`` or ``_recent`` covers."""
+        self._index_at = ID_BATCH
+        """``_recent``'s size at which ``commit`` writes it into ``log_ids``."""
         self._index_ids()
         # Checkpoints are written on their own connection, so a big one runs beside the appends
         # (SQLite serialises the two writes; ``busy_timeout`` makes either wait for the other).
@@ -261,8 +267,16 @@ class SQLiteLog:
             recent.setdefault(tx_id, seq)
         if staged:
             self._recent_through = max(self._recent_through, staged[-1][1])
-        if len(recent) >= ID_BATCH:
-            self._index_ids()
+        if len(recent) >= self._index_at:
+            try:
+                self._index_ids()
+            except sqlite3.Error as exc:
+                # The entries are committed (this commit succeeded): their ids stay in ``_recent``,
+                # where ``find`` sees them, and the bulk write is tried again ID_BATCH entries later.
+                self._index_at = len(recent) + ID_BATCH
+                LOG.warning(
+                    "the bulk write of %d ids into log_ids failed (%r); tried again later", len(recent), exc
+                )
 
     def _index_ids(self) -> None:
         """Write the ids of every entry past ``log_ids``' last into it, in key order (one commit),
@@ -283,6 +297,7 @@ class SQLiteLog:
             self._writer.execute("DROP INDEX IF EXISTS log_tx_id")
         self._recent_through = max(self._recent_through, through)
         self._recent = {}
+        self._index_at = ID_BATCH
 
     @staticmethod
     def _ids_through(conn: sqlite3.Connection) -> int:
