@@ -581,10 +581,12 @@ def main() -> int:
     finally:
         time.sleep(1)  # orphans of a process killed last are re-parented by then
         leftovers = left_behind(mark)
+        print(f"processes left behind by the run: {len(leftovers)}", file=sys.stderr)
         for pid in leftovers:
             with contextlib.suppress(OSError):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                print(f"  killed {pid}: {command[:300]}", file=sys.stderr)
                 os.kill(pid, signal.SIGKILL)
-        print(f"processes left behind by the run: {len(leftovers)} {leftovers}", file=sys.stderr)
         shutil.rmtree(folder, ignore_errors=True)
     rows, cpu_rows = [], []
     for n in counts:
