@@ -154,16 +154,21 @@ def _processes() -> dict[int, tuple[int, str, float]]:
 
 
 def left_behind(mark: str) -> list[int]:
-    """Processes still running whose environment holds ``PYKOII_BENCH_RUN=mark``: every process this
-    run started (validators, engines, signature workers, kvstores, the sequencer) inherits it."""
+    """Processes still running whose environment holds ``PYKOII_BENCH_RUN=mark``: every program this
+    run started (validators, engines, their signature workers, kvstores, the sequencer) inherits it
+    (``/proc/PID/environ`` is the environment a program was started with, so processes this one
+    forks without exec, such as bench_round's signers, do not show it)."""
     needle = f"PYKOII_BENCH_RUN={mark}".encode()
     found = []
-    for pid in _processes():
+    for pid, (parent, _, _) in _processes().items():
         try:
-            if pid != os.getpid() and needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                found.append(pid)
+            if pid == os.getpid() or needle not in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                continue
+            if parent == os.getpid() and b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                continue  # multiprocessing's helper of this very process: it ends when this one does
         except OSError:
             continue
+        found.append(pid)
     return found
 
 
