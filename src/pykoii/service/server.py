@@ -10,11 +10,6 @@
   nothing more) after a few events, until the hub drops it.
 - **File limit**: the soft ``RLIMIT_NOFILE`` is raised to the hard limit at start, so the cap, not
   the default 1,024 descriptors, is what bounds connections.
-- **Short GIL switch interval** (``SWITCH_INTERVAL``, 0.5 ms instead of Python's 5 ms): the log's
-  writer thread needs the GIL to start each commit and again when the fsync returns, while the event
-  loop holds it nearly all the time under load; with 5 ms it waited up to 5 ms each time, and every
-  sequencer pass waits for the previous pass's commit, so those waits set the pace of the whole ingest
-  pipeline (the cores sat idle). Python only forces a switch when another thread is waiting.
 - **Lean ``POST /tx``**: a ``POST /tx`` request is answered by the protocol itself through the app's
   ``TxIngest`` (same limit, parsing, store call, status codes and JSON as the ASGI route), without an
   ASGI scope, receive/send messages or middleware, and with one write per answer. Pipelined
@@ -40,10 +35,6 @@ if TYPE_CHECKING:
 
 STREAM_BUFFER = 16 * 1024
 """Send buffer (kernel and user space) of a ``GET /events`` connection."""
-
-SWITCH_INTERVAL = 0.0005
-"""``sys.setswitchinterval`` of a serving ledger, in seconds: the longest the log's writer thread waits
-for the GIL before the event loop's thread is made to hand it over."""
 
 
 class _NoEvent:
@@ -226,7 +217,6 @@ def run_server(
     ``pykoii.ports.listen_socket`` before anything was printed), else on ``host:port``."""
     import uvicorn
 
-    sys.setswitchinterval(SWITCH_INTERVAL)
     options = server_options(
         host=host,
         port=port,
