@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from pykoii.errors import SandboxError, TaskCodeError
+from pykoii.node.limits import CONTROLLERS
 from pykoii.node.sandbox import SandboxLimits, TaskProcess, run_task_code
 
 from .conftest import write_task
@@ -182,6 +183,30 @@ def test_memory_limit_applies(sandbox_root: Path) -> None:
             await child.stop()
 
     run(scenario())
+
+
+def test_a_stopped_child_leaves_no_cgroup_behind(sandbox_root: Path) -> None:
+    """Every start makes the task's cgroups; a node that restarts children for weeks must not pile up
+    empty ones (one left per start was found on a machine that ran the suite: 4,583 of them)."""
+    code = write_task(sandbox_root / "code", HELLO)
+
+    async def scenario() -> list[Path]:
+        child = TaskProcess(task_id="T", code_dir=code, work_dir=sandbox_root / "work")
+        folders: list[Path] = []
+        for _ in range(2):  # stopped, then started again under the same name
+            await child.start()
+            try:
+                if child.cgroups is None:
+                    pytest.skip(f"task code runs without cgroups here ({child.limits_kind}): they need root")
+                folders = [child.cgroups.folder(controller) for controller in CONTROLLERS]
+                assert all(folder.is_dir() for folder in folders), folders
+                await child.run_phase("task", 1)
+            finally:
+                await child.stop()
+        return folders
+
+    folders = run(scenario())
+    assert [folder for folder in folders if folder.exists()] == []
 
 
 SPY = """

@@ -12,9 +12,8 @@
 - a phase that overruns ``timeout`` is stopped (SIGTERM, ``grace`` seconds, SIGKILL) and raised as
   ``TaskCodeError``; a child that dies or breaks the protocol raises ``TaskCodeError`` (with the tail
   of its stderr, or the limit that killed it) or ``SandboxError`` (not the author's fault); the node
-  catches both, logs them to the task log, records a node event and restarts the child with backoff.
-
->>> # result = await run_task_code("examples/hello_world", "submission", {"round": 3}, timeout=10)
+  catches both, logs them to the task log, records a node event and restarts the child with backoff;
+- stopped, nothing of the task is left: its processes are killed and its cgroups removed.
 """
 
 from __future__ import annotations
@@ -284,7 +283,7 @@ class TaskProcess:
 
     async def terminate(self) -> None:
         """SIGTERM the child's process group, wait ``grace`` seconds, then SIGKILL it; then kill
-        whatever is left in the task's cgroups. Nothing of the task survives this."""
+        whatever is left in the task's cgroups and remove them. Nothing of the task survives this."""
         process = self.process
         if self._watch is not None:
             self._watch.cancel()
@@ -304,13 +303,13 @@ class TaskProcess:
                     )
                     self._signal(signal.SIGKILL)
                     await process.wait()
-        if self.cgroups is not None:
-            killed = await asyncio.to_thread(self.cgroups.kill)
-            if killed:
-                self.log.warning("killed %d process(es) the task left behind", killed)
+        if self.cgroups is not None and (killed := await asyncio.to_thread(self.cgroups.kill)):
+            self.log.warning("killed %d process(es) the task left behind", killed)
         if process is not None and process is not self._reported:
             self._reported = process
             self._event("exit", self.exit_reason())
+        if self.cgroups is not None:  # once exit_reason has read the kernel's counters in them
+            await asyncio.to_thread(self.cgroups.remove)
         for reader in self._readers:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(reader, 2.0)
