@@ -46,11 +46,11 @@ def test_readme_links_point_at_files() -> None:
 
 
 def test_demo_prints_the_final_table_matching_the_seed_rule() -> None:
-    # 300 ms slots, not the demo's 150: its windows are Hello World's (a 2-slot reveal window), which
-    # 5 starved nodes miss at 150 ms (an honest node is then slashed and the table is wrong); at 300 ms
-    # the test passed in a 0.5-core cgroup, and takes ~25 s.
+    # The README's command as it is (its default 300 ms slots): Hello World's 2-slot reveal window was
+    # missed by 5 starved nodes at the old default of 150 ms (an honest node slashed, the table wrong);
+    # at 300 ms the demo passed in a 0.5-core cgroup, in ~25 s.
     result = subprocess.run(
-        [sys.executable, "-m", "pykoii.cli", "demo", "--slot-ms", "300"],
+        [sys.executable, "-m", "pykoii.cli", "demo"],
         capture_output=True,
         text=True,
         timeout=300,

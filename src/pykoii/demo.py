@@ -75,7 +75,7 @@ def run_demo(
     nodes: int = 5,
     faulty: int = 1,
     rounds: int = 3,
-    slot_ms: int = 150,
+    slot_ms: int = 300,
     folder: Path | None = None,
     keep: bool = False,
     out: Callable[[str], None] = print,

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--faulty", type=int, default=1, help="how many of them submit a wrong value (default 1)"
     )
     demo.add_argument("--rounds", type=int, default=3, help="stop after this many paid rounds (default 3)")
-    demo.add_argument("--slot-ms", type=int, default=150, help="slot length in ms (default 150)")
+    demo.add_argument("--slot-ms", type=int, default=300, help="slot length in ms (default 300)")
     demo.add_argument("--keep", action="store_true", help="leave the network up and print its URLs")
     demo.add_argument(
         "--validators",
