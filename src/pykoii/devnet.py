@@ -126,19 +126,15 @@ class Process:
     def wait_http(self, path: str, timeout: float) -> None:
         """Return once ``url + path`` answers HTTP; ``SandboxError`` with the log's tail if the
         process exits first, or after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise SandboxError(
-                    f"{self.name} exited before it answered; its log ({self.log_path}) ends with:\n"
-                    f"{self.log_tail()}"
-                )
+
+        def answered() -> bool | None:
             try:
                 httpx.get(self.url + path, timeout=1.0)
-                return
+                return True
             except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SandboxError(f"{self.name} did not answer on {self.url} within {timeout:.0f} s")
+                return None
+
+        self.wait_for(answered, f"an answer on {self.url}{path}", timeout)
 
 
 @dataclass
