@@ -521,7 +521,7 @@ def round_text(run: Any) -> str:
     )
     return (
         f"A {run.nodes:,}-node round on 4 validators (`bench_round`'s round through validator-1's HTTP API; {run.windows}, "
-        f"slots of 400 ms of the blocks' time): {'**paid**' if run.paid else '**not paid**'}; ledger time {sum(p.seconds for p in run.phases.values()):.1f} s in all: {phases}; {run.log_entries:,} log entries."
+        f"slots of {ValidatorNetwork.slot_ms} ms of the blocks' time): {'**paid**' if run.paid else '**not paid**'}; ledger time {sum(p.seconds for p in run.phases.values()):.1f} s in all: {phases}; {run.log_entries:,} log entries."
     )
 
 
