@@ -8,7 +8,12 @@ maps it gates as ``{}``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import heapq
+import operator
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import InvalidRequestError, NotFoundError
@@ -20,9 +25,11 @@ from ..ledger import (
     TaskState,
     audit_ring,
     audit_window,
+    default_distribution,
     default_distribution_for,
     distribution_audit_window,
     distribution_window,
+    judged_submitters,
     judgement_window,
     reveal_window,
     round_of,
@@ -31,7 +38,7 @@ from ..ledger import (
 )
 from ..ledger.bounds import MAX_INTEGER
 from ..ledger.codec import is_address
-from ..ledger.distribution import paid_from, passed_list, selected_submitters
+from ..ledger.distribution import paid_from, passed_list, round_bounty, selected_submitters
 
 TASK_FLAGS: dict[str, tuple[str, ...]] = {
     "is_submission_required": ("submissions", "submissions_audit_trigger", "round_beacons"),
@@ -149,10 +156,103 @@ MAX_PAGE = 5000
 
 
 def _page(keys: Iterable[str], after: str, limit: int) -> tuple[list[str], str | None]:
-    """The keys above ``after`` in sorted order, at most ``limit``, and the cursor of the next page."""
-    chosen = sorted(key for key in keys if key > after)
+    """The keys above ``after`` in sorted order, at most ``limit``, and the cursor of the next page:
+    one pass over ``keys`` (O(n log limit)), for sets that change too freely to keep sorted."""
+    chosen = heapq.nsmallest(limit + 1, (key for key in keys if key > after))
     page = chosen[:limit]
     return page, (page[-1] if len(chosen) > limit else None)
+
+
+ROUNDS_CACHED = 8
+"""Per-round key sets ``SortedKeys`` keeps (the most recently read): a round's submitters, a list's
+keys. Each holds its sorted keys and their positions (about 12 bytes per key on top of the state's
+own strings) and keeps the maps it was read from alive until it is dropped, so at most this many
+rounds' maps outlive their pruning."""
+
+
+@dataclasses.dataclass(slots=True)
+class SortedKeys:
+    """The keys of one or more maps of a round, sorted, with each key's position in the first map's
+    order; ``derived`` holds values computed from the round once they can no longer change."""
+
+    sources: tuple[Mapping[Any, Any], ...]
+    sizes: tuple[int, ...]
+    keys: list[str]
+    positions: array[int]
+    derived: dict[Any, Any] = dataclasses.field(default_factory=dict)
+
+    def page(self, after: str, limit: int) -> tuple[int, int, str | None]:
+        """``(start, stop, cursor)``: ``keys[start:stop]`` are the ``limit`` keys above ``after``
+        (what ``_page`` returns, found by bisection), and the cursor of the next page."""
+        start = bisect_right(self.keys, after)
+        stop = min(start + limit, len(self.keys))
+        return start, stop, (self.keys[stop - 1] if stop < len(self.keys) else None)
+
+    def in_map_order(self, start: int, stop: int) -> list[str]:
+        """``keys[start:stop]`` in the order of the first map (its insertion order)."""
+        order = sorted(range(start, stop), key=self.positions.__getitem__)
+        return [self.keys[i] for i in order]
+
+
+_SORTED: OrderedDict[tuple[Any, ...], SortedKeys] = OrderedDict()
+
+
+def sorted_keys(name: tuple[Any, ...], *maps: Mapping[Any, Any]) -> SortedKeys:
+    """The sorted union of ``maps``' keys, kept under ``name`` (``ROUNDS_CACHED`` at most).
+
+    Only for maps that only ever gain keys while the ledger serves them (a round's submissions, a
+    list's rewards and slashes: nothing deletes one key of them; a round is pruned whole, and a
+    rebuilt state is new maps): the same map objects with the same sizes then hold the same keys,
+    so a kept entry is reused exactly when they match, and rebuilt otherwise (O(n log n), once per
+    change of the round)."""
+    sizes = tuple(len(m) for m in maps)
+    held = _SORTED.get(name)
+    if held is not None and held.sizes == sizes and all(map(operator.is_, held.sources, maps)):
+        _SORTED.move_to_end(name)
+        return held
+    first = list(maps[0]) if maps else []
+    rest = {key for m in maps[1:] for key in m}.difference(first) if len(maps) > 1 else set()
+    everything = first + sorted(rest)
+    order = sorted(range(len(everything)), key=everything.__getitem__)
+    held = SortedKeys(maps, sizes, [everything[i] for i in order], array("q", order))
+    _SORTED[name] = held
+    _SORTED.move_to_end(name)
+    while len(_SORTED) > ROUNDS_CACHED:
+        _SORTED.popitem(last=False)
+    return held
+
+
+def _round_keys(task: TaskState, round_number: int, submissions: Mapping[Address, Any]) -> SortedKeys:
+    return sorted_keys(("submissions", task.task_id, round_number), submissions)
+
+
+def _page_default(
+    task: TaskState, round_number: int, slot: int, keys: SortedKeys, start: int, stop: int
+) -> dict[str, dict[str, int]]:
+    """The default distribution's entries of ``keys[start:stop]`` (in the round's submission
+    order, as the whole list has them). Once the round's judgement window has closed, which proofs
+    stood is fixed: the whole list is kept with what else it depends on (the bounty the round may
+    pay, the stakes of the submitters it slashes) and rebuilt only when one of those changed;
+    before that it is computed for each page."""
+    ordered = keys.in_map_order(start, stop)
+    if slot < judgement_window(task, round_number).stop:
+        default = default_distribution_for(task, round_number)
+    else:
+        if "judged" not in keys.derived:
+            judged = judged_submitters(task, round_number)
+            keys.derived["judged"] = judged, [k for k, ok in judged.items() if not ok]
+        judged, slashed = keys.derived["judged"]
+        inputs = (round_bounty(task), [task.stake_list.get(k, 0) for k in slashed])
+        kept = keys.derived.get("default")
+        if kept is None or kept[0] != inputs:
+            kept = keys.derived["default"] = inputs, default_distribution(judged, task.stake_list, inputs[0])
+        default = kept[1]
+    rewards: Mapping[Any, int] = default.rewards
+    slashes: Mapping[Any, int] = default.slashes
+    return {
+        "rewards": {k: rewards[k] for k in ordered if k in rewards},
+        "slashes": {k: slashes[k] for k in ordered if k in slashes},
+    }
 
 
 def round_view(
@@ -176,14 +276,16 @@ def round_view(
     attempts = range(task.allowed_failed_distributions + 1)
     record = task.distributions_audit_record.get(round_number)  # type: ignore[call-overload]
     submissions = task.submissions.get(round_number, {})  # type: ignore[call-overload]
+    keys = _round_keys(task, round_number, submissions)
     if key:
-        page, next_after = ([key] if key in submissions else []), None
+        at = bisect_right(keys.keys, key) - 1
+        start, stop = (at, at + 1) if at >= 0 and keys.keys[at] == key else (0, 0)
+        next_after = None
     else:
-        page, next_after = _page(submissions, after, limit)
-    chosen = set(page)
+        start, stop, next_after = keys.page(after, limit)
+    page = keys.keys[start:stop]
     triggers = task.submissions_audit_trigger.get(round_number, {})  # type: ignore[call-overload]
-    ring = audit_ring(None, task, round_number) if closed and submissions else None
-    default = default_distribution_for(task, round_number) if submissions else None
+    ring = _closed_ring(task, round_number, keys) if closed and submissions else None
     stakes = task.stake_list
     return {
         "task_id": task.task_id,
@@ -222,12 +324,7 @@ def round_view(
             selected_submitters(task, round_number) if closed and submissions else []
         ),
         "default_distribution": (
-            {
-                "rewards": {k: v for k, v in default.rewards.items() if k in chosen},
-                "slashes": {k: v for k, v in default.slashes.items() if k in chosen},
-            }
-            if default is not None
-            else None
+            _page_default(task, round_number, slot, keys, start, stop) if submissions else None
         ),
         "distribution_rewards_submission": to_plain(
             task.distribution_rewards_submission.get(round_number, {})  # type: ignore[call-overload]
@@ -241,6 +338,17 @@ def round_view(
         },
         "payout_record": record,
     }
+
+
+def _closed_ring(task: TaskState, round_number: int, keys: SortedKeys) -> Any:
+    """The round's audit ring once its reveal window has closed (the beacon is fixed), kept with the
+    round's keys: a read whose beacon no vote has stored yet would otherwise count the reveals of
+    the whole round for each page."""
+    name = ("ring", task.sample_size, task.escalation_size)
+    ring = keys.derived.get(name)
+    if ring is None:
+        ring = keys.derived[name] = audit_ring(None, task, round_number)
+    return ring
 
 
 def distribution_view(
@@ -270,7 +378,9 @@ def distribution_view(
         listed = Address(key) in dist.rewards or Address(key) in dist.slashes
         page, next_after = ([key] if listed else []), None
     else:
-        page, next_after = _page(dist.rewards.keys() | dist.slashes.keys(), after, limit)
+        held = sorted_keys(("list", task.task_id, round_number, submitter), dist.rewards, dist.slashes)
+        start, stop, next_after = held.page(after, limit)
+        page = held.keys[start:stop]
     return {
         "task_id": task.task_id,
         "round": round_number,
@@ -360,7 +470,7 @@ def _node_round(task: TaskState, number: int, slot: int, me: Address) -> dict[st
     panel: list[str] = []
     mine = submissions.get(me)
     if mine is not None and mine.reveal and slot >= reveal_window(task, number).stop:
-        ring = audit_ring(None, task, number)
+        ring = _closed_ring(task, number, _round_keys(task, number, submissions))
         candidates = list(ring.candidates_of(me))
         panel = [c for c in ring.panel_candidates_of(me) if c in triggers]
     selected: list[Address | None] = []
