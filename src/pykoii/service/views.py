@@ -210,6 +210,8 @@ def sorted_keys(name: tuple[Any, ...], *maps: Mapping[Any, Any]) -> SortedKeys:
     if held is not None and held.sizes == sizes and all(map(operator.is_, held.sources, maps)):
         _SORTED.move_to_end(name)
         return held
+    if not any(sizes):  # a round nobody submitted to: nothing worth keeping (its map may be a new {})
+        return SortedKeys(maps, sizes, [], array("q"))
     first = list(maps[0]) if maps else []
     rest = {key for m in maps[1:] for key in m}.difference(first) if len(maps) > 1 else set()
     everything = first + sorted(rest)
