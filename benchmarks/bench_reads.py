@@ -75,6 +75,7 @@ class Sitting:
     label: str
     reads: dict[str, Read] = field(default_factory=dict)
     start_seconds: float = 0.0
+    browser: str = ""
 
 
 class Counting(httpx.HTTPTransport):
@@ -164,6 +165,44 @@ def readers(task_id: str, key: str, explorer: str) -> dict[str, Callable[[Ledger
     }
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def browser(ledger: Ledger, task_id: str) -> str:
+    """The explorer's round page in a real browser (Debian's chromium driven by Playwright, as
+    tests/dashboard do): the time until its first page is loaded, the rows it shows, and the time
+    until the page its "next" link opens is loaded."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return "not run (playwright is a dev dependency)"
+    if not os.path.exists(CHROMIUM):
+        return "not run (chromium is missing: `make system-packages`)"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = chromium.new_page()
+            page.set_default_timeout(120_000)
+            started = time.perf_counter()
+            page.goto(f"{ledger.url}/explorer/tasks/{task_id}/rounds/0", wait_until="load")
+            first = time.perf_counter() - started
+            rows = page.locator("table.wide tbody tr").count()
+            link = page.locator("p.pages a", has_text="submitters")
+            if not link.count():
+                return f"first page loaded in {first * 1000:,.0f} ms ({rows:,} rows), **no next link**"
+            started = time.perf_counter()
+            link.first.click()
+            page.wait_for_url("**after=**", wait_until="load")
+            second = time.perf_counter() - started
+            more = page.locator("table.wide tbody tr").count()
+        finally:
+            chromium.close()
+    return (
+        f"first page loaded in {first * 1000:,.0f} ms ({rows:,} table rows), its next link offered; "
+        f"the next page loaded {second * 1000:,.0f} ms after the click ({more:,} table rows)"
+    )
+
+
 def cli_info(ledger: Ledger, task_id: str, env: dict[str, str]) -> Read:
     """``pykoii task info`` as its own process."""
     pid = ledger.process.pid
@@ -205,6 +244,8 @@ def sitting(label: str, folder: Path, task_id: str, key: str, src: str | None) -
             print(f"[{label}] {name}…", flush=True)
             result.reads[name] = measure(ledger, run)
         result.reads["CLI: pykoii task info"] = cli_info(ledger, task_id, env)
+        print(f"[{label}] the explorer in a browser…", flush=True)
+        result.browser = browser(ledger, task_id)
     finally:
         ledger.stop()
     return result
@@ -256,6 +297,7 @@ def report(nodes: int, run: Run, sittings: list[Sitting], command: str) -> str:
         )
     table = "\n".join(rows)
     starts = ", ".join(f"{s.label} {s.start_seconds:.1f} s" for s in sittings)
+    browsers = "\n".join(f"- {s.label}: {s.browser}" for s in sittings)
     return f"""{SECTION}
 
 `{command}` — a paid round of **{nodes:,} nodes** (built as `bench_round.py` builds it: {run.windows}), then
@@ -272,6 +314,9 @@ start (state rebuilt from the log on disk): {starts}.
 | reader | requests | answer bytes | this code: time, service CPU | baseline: time, service CPU | answers identical |
 |---|---:|---:|---:|---:|:---:|
 {table}
+
+The explorer's round page in a real browser (chromium, Playwright), per sitting:
+{browsers}
 
 What each reader is: `round`, `list detail`, `stakers` are the API's pages (`GET /tasks/{{id}}/rounds/{{r}}`,
 `/distribution`, `/stakers`) read with the client; `node: round_pages` is `NodeLedger.round_pages`
