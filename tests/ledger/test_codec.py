@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,6 +19,7 @@ from pykoii.ledger.codec import (
     base58_encode,
     derive_address,
     is_address,
+    plain_bytes,
     sha256_hex,
 )
 from pykoii.ledger.state import AuditTrigger, Submission, TaskState, Vote
@@ -142,3 +146,63 @@ def test_canonical_bytes_of_what_only_json_writes():
     assert canonical_bytes({1: "a", 2**70: [True]}) == b'{"1":"a","1180591620717411303424":[true]}'
     with pytest.raises(UnicodeEncodeError):
         canonical_bytes({"a": "\ud800"})  # a lone surrogate has no UTF-8 form, whichever path
+
+
+_ROUNDS = st.dictionaries(st.integers(-3, 2**64 + 5), _TEXT, max_size=4)
+
+
+@st.composite
+def _states(draw: st.DrawFn) -> LedgerState:
+    """A ledger state with random values in every kind of field: integer-keyed round maps (keys
+    such as 9 and 10 sort as text), dataclasses in dicts, text of any plane, big integers."""
+    world = World(node_count=draw(st.integers(1, 3)))
+    task = world.task
+    for round_number, value in draw(_ROUNDS).items():
+        task.submissions[round_number] = {
+            node: Submission(value, draw(st.integers(0, 2**65)), round_number, reveal=draw(_TEXT))
+            for node in world.nodes
+        }
+        task.distributions_audit_record[round_number] = value
+        task.submissions_audit_trigger[round_number] = {
+            draw(_TEXT): AuditTrigger(value, 1, {draw(_TEXT): Vote(draw(st.booleans()), value, 2)})
+        }
+    task.task_vars = draw(_TEXT)
+    world.state.recent_transactions.update(draw(st.dictionaries(st.integers(0, 300), st.just({"a": 1}))))
+    return world.state
+
+
+@given(_states())
+def test_plain_bytes_are_canonical_bytes_of_to_plain(state):
+    """Checkpoints and state roots encode the live state (``plain_bytes``): exactly the bytes of the
+    definition, ``canonical_bytes(to_plain(state))``, itself the ``json`` definition."""
+    expected = json.dumps(to_plain(state), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert plain_bytes(state) == canonical_bytes(to_plain(state)) == expected.encode()
+    assert state_root(state) == sha256_hex(expected.encode())
+
+
+class _Text(str):
+    def __str__(self) -> str:
+        return "other"
+
+
+@dataclasses.dataclass
+class _Odd:
+    anything: Any
+    rounds: dict[int, Any] = dataclasses.field(default_factory=dict)
+    skipped: Any = dataclasses.field(default=None, metadata={"encode": False})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _Odd({1: "int key where the annotation says Any", "b": [_Odd(2)]}),
+        _Odd((1, _Odd("tuple")), {9: 1, 10: _Odd(None, {True: 1})}),
+        _Odd(_Text("a str subclass"), {1: {2: "nested int keys"}}),
+        _Odd({_Text("key"): 1}),
+        _Odd(collections.OrderedDict(b=1, a=2), collections.OrderedDict({3: 4})),
+        _Odd(2**70, skipped=object()),
+        [_Odd(1), {"x": _Odd(2)}],
+    ],
+)
+def test_plain_bytes_of_what_orjson_cannot_walk_is_still_the_definition(value):
+    assert plain_bytes(value) == canonical_bytes(to_plain(value))

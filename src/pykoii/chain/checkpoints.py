@@ -23,6 +23,7 @@ halts, see ``ChainStore``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,13 @@ import orjson
 
 from ..errors import LogCorruptionError
 from ..ledger import LedgerState, from_plain, state_root
+from ..ledger.codec import sha256_hex
 from ..service.log import Checkpoint
-from ..service.records import state_bytes
 
 if TYPE_CHECKING:
     from .log import ChainLog
+
+LOG = logging.getLogger("pykoii.chain.checkpoints")
 
 REPLAY_HINT = (
     "start it once with `pykoii validator run --replay-log` to drop the checkpoints and replay the whole log"
@@ -51,7 +54,7 @@ class BlockCheckpoints:
     _checkpoint_seq: int
     _checkpointer: Any
     _checkpointing: asyncio.Task[None] | None
-    _snapshot: Callable[[], tuple[int, str, Any]]
+    _snapshot: Callable[[], tuple[int, str, bytes]]
     _adopt_checkpoint: Callable[[Checkpoint, LedgerState, int, str], None]
 
     def _load_checkpoint(self) -> None:
@@ -104,25 +107,34 @@ class BlockCheckpoints:
         last = self.backend.last_block()
         if last is None or last.seq != self.seq:
             return
-        seq, last_hash, plain = self._snapshot()
-        await self._write_block_checkpoint(seq, last_hash, plain, last.app_hash)
+        await self._write_block_checkpoint(*self._snapshot(), last.app_hash)
 
     def _maybe_block_checkpoint(self, app_hash: str) -> None:
         """After a Commit: a checkpoint in the background once ``checkpoint_every`` entries were
-        committed since the last one (the state is copied now; it is encoded and written on the
-        checkpoint thread while blocks go on)."""
+        committed since the last one (the state is encoded now, ``_snapshot``; it is hashed and
+        written on the checkpoint thread while blocks go on)."""
         if not self.checkpoint_every or self.seq - self._checkpoint_seq < self.checkpoint_every:
             return
         if self._checkpointing is not None and not self._checkpointing.done():
             return
-        seq, last_hash, plain = self._snapshot()
         self._checkpointing = asyncio.get_running_loop().create_task(
-            self._write_block_checkpoint(seq, last_hash, plain, app_hash)
+            self._write_block_checkpoint(*self._snapshot(), app_hash)
         )
 
-    async def _write_block_checkpoint(self, seq: int, last_hash: str, plain: Any, app_hash: str) -> None:
+    async def _write_block_checkpoint(self, seq: int, last_hash: str, data: bytes, app_hash: str) -> None:
+        """Store the state's bytes as the checkpoint of the block whose app hash is ``app_hash``,
+        once their hash (on the checkpoint thread) is that app hash: a state that moved between
+        FinalizeBlock and Commit is never stored as the block's (start-up would refuse it)."""
         self._checkpoint_seq = seq  # also when it fails: the next try is a full interval later
         loop = asyncio.get_running_loop()
-        data = await loop.run_in_executor(self._checkpointer, state_bytes, plain)
+        root = await loop.run_in_executor(self._checkpointer, sha256_hex, data)
+        if root != app_hash:
+            LOG.error(
+                "checkpoint at seq %d not written: its state has root %s, not the block's app hash %s",
+                seq,
+                root,
+                app_hash,
+            )
+            return
         checkpoint = Checkpoint(seq=seq, entry_hash=last_hash, state_root=app_hash, state=data)
         await loop.run_in_executor(self._checkpointer, self.backend.write_checkpoint, checkpoint)

@@ -147,9 +147,3 @@ def chain_problem(entry: LogEntry, seq: int, prev_hash: str, slot: int) -> str |
     if entry.slot < slot:
         return f"slot {entry.slot} is earlier than the previous entry's slot {slot}"
     return None
-
-
-def state_bytes(plain: Any) -> bytes:
-    """The canonical bytes of a plain ledger state (``canonical_bytes``, whose orjson fast path
-    writes the same bytes as its ``json`` definition several times faster on a big state)."""
-    return canonical_bytes(plain)

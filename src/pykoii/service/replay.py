@@ -17,10 +17,10 @@ import orjson
 
 from ..errors import InvalidTransactionError, LedgerUnavailableError, LogCorruptionError
 from ..ledger import LedgerParams, LedgerState, apply_transaction, from_plain, state_root, to_plain
-from ..ledger.codec import sha256_hex
+from ..ledger.codec import plain_bytes, sha256_hex
 from ..ledger.events import Receipt
 from .log import Checkpoint, LogBackend, LogEntry, iter_entries
-from .records import Genesis, chain_problem, entry_from_plain, mark_entry, mark_of, receipt_plain, state_bytes
+from .records import Genesis, chain_problem, entry_from_plain, mark_entry, mark_of, receipt_plain
 from .slots import SlotClock
 from .verify import Verified, Verifier
 
@@ -219,17 +219,19 @@ class Replay:
         """Record the current state durably, so the next start-up replays only what follows."""
         await self._write_checkpoint(*self._snapshot())
 
-    def _snapshot(self) -> tuple[int, str, Any]:
-        """``(seq, last hash, plain state)``: ``to_plain`` copies the state, which may then move on."""
-        return self.seq, self.last_hash, to_plain(self.state)
+    def _snapshot(self) -> tuple[int, str, bytes]:
+        """``(seq, last hash, state bytes)``: the canonical bytes of the state after ``seq``,
+        encoded from the live state in one call on the event loop's thread (``plain_bytes``), so
+        nothing changes it meanwhile; the state may move on as soon as it returns. The one way a
+        checkpoint, ``durable_root`` and a validator's block checkpoint take the state."""
+        return self.seq, self.last_hash, plain_bytes(self.state)
 
-    async def _write_checkpoint(self, seq: int, last_hash: str, plain: Any) -> None:
-        """Encode and hash the state on the checkpoint thread, mark its root in the log (durable),
+    async def _write_checkpoint(self, seq: int, last_hash: str, data: bytes) -> None:
+        """Hash the state's bytes on the checkpoint thread, mark its root in the log (durable),
         then store the checkpoint: a checkpoint always has its mark."""
         self._checkpoint_seq = seq  # also when it fails: the next try is a full interval later
         loop = asyncio.get_running_loop()
-        data = await loop.run_in_executor(self._checkpointer, state_bytes, plain)
-        root = sha256_hex(data)
+        root = await loop.run_in_executor(self._checkpointer, sha256_hex, data)
         await self._mark(seq, root)
         checkpoint = Checkpoint(seq=seq, entry_hash=last_hash, state_root=root, state=data)
         await loop.run_in_executor(self._checkpointer, self.backend.write_checkpoint, checkpoint)

@@ -62,7 +62,6 @@ from ..errors import (
 from ..ledger import (
     apply_transaction,
     state_root,
-    to_plain,
 )
 from ..ledger.codec import sha256_hex
 from .blobs import DEFAULT_QUOTA_BYTES, BlobStore
@@ -70,7 +69,7 @@ from .events import EventHub, EventSource
 from .log import LogBackend, LogEntry, SQLiteLog, entry_hash_of
 from .metrics import Statistics
 from .records import Genesis as Genesis
-from .records import entry_to_plain, mark_entry, receipt_plain, state_bytes
+from .records import entry_to_plain, mark_entry, receipt_plain
 from .replay import Replay
 from .slots import SlotClock
 from .space import DEFAULT_RESERVE_BYTES, check_reserve
@@ -180,15 +179,13 @@ class LedgerStore(Replay, EventSource):
 
     async def durable_root(self) -> dict[str, Any]:
         """``{state_root, state_root_seq}``: the root of the state after entry ``state_root_seq``,
-        once that entry is durable. The state is copied on the event loop (``to_plain``) and
-        encoded and hashed on a thread, once per seq, for every concurrent caller."""
+        once that entry is durable. The state is encoded on the event loop (``_snapshot``, as a
+        checkpoint takes it) and hashed on a thread, once per seq, for every concurrent caller."""
         epoch, seq = self.read_epoch, self.seq
         cached = self._root_cache
         if cached is None or cached[0] != (epoch, seq):
-            plain = to_plain(self.state)
-            future = asyncio.get_running_loop().run_in_executor(
-                self._checkpointer, lambda: sha256_hex(state_bytes(plain))
-            )
+            _, _, data = self._snapshot()
+            future = asyncio.get_running_loop().run_in_executor(self._checkpointer, sha256_hex, data)
             cached = self._root_cache = ((epoch, seq), future)
         root = await cached[1]
         await self.durable(seq, epoch)
