@@ -167,7 +167,7 @@ def rss_mb(pid: int) -> float:
 class Ledger:
     """A ``pykoii ledger serve`` process on a free port, in its own folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, checkpoint_every: int) -> None:
         self.folder = folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -187,6 +187,8 @@ class Ledger:
                 str(self.port),
                 "--workers",
                 "2",
+                "--checkpoint-every",
+                str(checkpoint_every),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -672,10 +674,10 @@ def machine_text(runs: list[Run]) -> str:
     return f"{verdict} (measured from `/proc/stat` minus this benchmark's own processes, and the 1-minute load average: {each})."
 
 
-def run_size(nodes: int, folder: Path) -> Run:
+def run_size(nodes: int, folder: Path, checkpoint_every: int) -> Run:
     run = Run(nodes)
     signers = Signers(nodes)
-    ledger = Ledger(folder)
+    ledger = Ledger(folder, checkpoint_every)
     run.machine.start()
     try:
         return _round(ledger, signers, run)
@@ -867,7 +869,7 @@ def ratio(runs: list[Run], name: str | None, index: int) -> str:
     return f"{wall:.2f} wall, {cpu:.2f} CPU"
 
 
-def report(runs: list[Run], command: str) -> str:
+def report(runs: list[Run], command: str, checkpoint_every: int) -> str:
     header = "| phase | " + " | ".join(f"{r.nodes:,} nodes" for r in runs) + " |"
     lines = [header, "|---|" + "---:|" * len(runs)]
     for name in PHASES:
@@ -917,8 +919,14 @@ def report(runs: list[Run], command: str) -> str:
         )
         + " |"
     )
+    every = (
+        f"every {checkpoint_every:,} entries"
+        if checkpoint_every
+        else "**off for measuring** (`--checkpoint-every 0`: only at shutdown; `ledger serve`'s default is "
+        "200,000)"
+    )
     lines.append(
-        "| checkpoints in the round (every 200,000 entries: the state copied on the event loop, encoded "
+        f"| checkpoints in the round ({every}: the state copied on the event loop, encoded "
         "and hashed on a thread, its mark logged, then stored) | "
         + " | ".join("; ".join(r.checkpoints) or "none" for r in runs)
         + " |"
@@ -1036,21 +1044,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,30000", help="comma-separated node counts")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=200_000,
+        help="the service's checkpoint interval in log entries (default 200000, `ledger serve`'s own); "
+        "for measuring only: 0 keeps the periodic checkpoint out of the round, and the report says so",
+    )
     args = parser.parse_args()
+    if args.checkpoint_every < 0:
+        parser.error(f"--checkpoint-every is {args.checkpoint_every}; accepted: 0 or a positive count")
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = []
     for nodes in sizes:
         folder = Path(tempfile.mkdtemp(prefix="pykoii-round-"))
         try:
-            runs.append(run_size(nodes, folder / "ledger"))
+            runs.append(run_size(nodes, folder / "ledger", args.checkpoint_every))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     command = ".venv/bin/python benchmarks/bench_round.py" + (
         f" --sizes {args.sizes}" if args.sizes != "10000,30000" else ""
     )
+    if args.checkpoint_every != 200_000:
+        command += f" --checkpoint-every {args.checkpoint_every}"
     print("in process…", flush=True)
     took = [min((in_process(n) for _ in range(2)), key=lambda t: sum(t.values())) for n in sizes]
-    text = report(runs, command) + "\n" + IN_PROCESS_NOTE + "\n\n" + in_process_report(sizes, took) + "\n"
+    text = report(runs, command, args.checkpoint_every) + "\n" + IN_PROCESS_NOTE + "\n\n" + in_process_report(sizes, took) + "\n"
     print(text)
     if not args.no_write:
         write_section(text, SECTION)

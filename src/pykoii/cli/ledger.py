@@ -29,6 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--slot-ms", type=int, default=400, help="slot length in milliseconds for a new ledger (default 400)"
     )
     serve_parser.add_argument("--devnet", action="store_true", help="a new ledger accepts airdrops")
+    serve_parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=200_000,
+        help="write a checkpoint (the state, tied to the log by a mark) every N log entries, so a "
+        "restart replays only what follows it (default 200000; 0: only at shutdown)",
+    )
     serve_parser.set_defaults(func=serve)
 
     verify_parser = commands.add_parser(
@@ -145,6 +152,13 @@ def serve(args: argparse.Namespace) -> int:
     from ..ledger import LedgerParams
     from ..service import Genesis, create_app, open_store
 
+    if args.checkpoint_every < 0:
+        print(
+            f"pykoii: error: --checkpoint-every is {args.checkpoint_every}; accepted: 0 (checkpoint only "
+            "at shutdown) or a positive number of log entries",
+            file=sys.stderr,
+        )
+        return 2
     sock = listen_socket(args.host, args.port)
     genesis = Genesis(params=LedgerParams(devnet=args.devnet), slot_ms=args.slot_ms)
     store = open_store(
@@ -152,6 +166,7 @@ def serve(args: argparse.Namespace) -> int:
         clock=SystemClock(),
         genesis=genesis,
         workers=args.workers,
+        checkpoint_every=args.checkpoint_every,
         on_progress=_progress("replayed"),
         **storage_options(args),
     )
