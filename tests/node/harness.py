@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -295,6 +296,10 @@ class NodeProcess:
             timeout=120,
         )
 
+    def output(self) -> str:
+        """What `node run` printed (every start of it)."""
+        return (self.folder / "node.out").read_text(errors="replace")
+
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
@@ -326,6 +331,36 @@ def add_task(
     ledger.airdrop(node.info["main_account"], fund)
     result = node.cli("add-task", task_id, "--stake", str(stake), *extra)
     assert result.returncode == 0, result.stderr
+
+
+@contextlib.contextmanager
+def nodes_on_task(
+    root: Path, ledger: Ledger, task_id: str, count: int, *, stake: int = 5
+) -> Iterator[list[NodeProcess]]:
+    """``count`` nodes (``root/node0``, ...), each running ``task_id`` with ``stake`` KOII (``add_task``);
+    stopped when the block ends."""
+    nodes: list[NodeProcess] = []
+    try:
+        for index in range(count):
+            nodes.append(NodeProcess(root / f"node{index}", ledger.url))
+            add_task(nodes[-1], ledger, task_id, stake=stake)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def proofs_sent(
+    ledger: Ledger, task_id: str, keys: set[str], timing: dict[str, int], margin: int
+) -> tuple[int, dict[str, Any]] | None:
+    """``(round, task)`` once every key in ``keys`` sent its proof for the round whose submission
+    window is open, with at least ``margin`` slots of that window left; None before (poll it with
+    ``wait_until``)."""
+    slot, state = ledger.slot(), ledger.task(task_id)
+    offset = (slot - state["starting_slot"]) % timing["round_time"]
+    current = (slot - state["starting_slot"]) // timing["round_time"]
+    sent = set(state["submissions"].get(str(current - 1), {})) >= keys
+    return (current - 1, state) if sent and offset < timing["submission_window"] - margin else None
 
 
 class CountingProxy:

@@ -119,54 +119,6 @@ def test_killed_node_restarts_without_double_submission_and_catches_up(
             node.stop()
 
 
-def test_stop_task_right_after_a_proof_still_reveals_it_and_costs_no_stake(
-    ledger: Ledger, sandbox_root: Path
-) -> None:
-    # Stopped between its proof and the proof's reveal window, a node that gave up the reveal would be
-    # judged invalid and lose 70 % of its stake: it reveals in the window, then stops for good.
-    timing = {"round_time": 60, "submission_window": 20, "audit_window": 20}
-    task_id = ledger.create_hello_world(Keypair.generate(), **timing)
-    nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(2)]
-    try:
-        for node in nodes:
-            add_task(node, ledger, task_id)
-        stopped, me = nodes[0], nodes[0].info["staking_key"]
-        everyone = {node.info["staking_key"] for node in nodes}
-        starting_slot = ledger.task(task_id)["starting_slot"]
-
-        def proof_sent_window_open() -> dict | None:
-            """The task, once both nodes sent a proof for the same round (the other one then submits
-            that round's list and pays it) and its submission window is still open."""
-            slot, state = ledger.slot(), ledger.task(task_id)
-            offset = (slot - starting_slot) % timing["round_time"]
-            current = (slot - starting_slot) // timing["round_time"]
-            sent = set(state["submissions"].get(str(current - 1), {})) == everyone
-            return state if sent and offset < timing["submission_window"] - 5 else None
-
-        state = wait_until(proof_sent_window_open, 120, "both nodes' proofs, their submission window open")
-        number, stake = state["current_round"] - 1, state["stake_list"][me]
-        result = stopped.cli("stop-task", task_id)
-        assert result.returncode == 0, result.stderr
-        assert me in ledger.task(task_id)["submissions"][str(number)]
-        wait_until(
-            lambda: ledger.task(task_id)["submissions"].get(str(number), {}).get(me, {}).get("reveal"),
-            60,
-            f"the stopped node to reveal its proof of round {number}",
-        )
-        wait_until(
-            lambda: ledger.task(task_id)["distributions_audit_record"].get(str(number)) == "PayoutSuccessful",
-            120,
-            f"the payout of round {number}",
-        )
-        final = ledger.task(task_id)
-        assert final["stake_list"][me] == stake  # its proof stood: not slashed
-        assert me not in final["submissions"].get(str(number + 1), {})  # and it did stop
-        assert "stop" in [e["kind"] for e in stopped.operator("GET", f"/tasks/{task_id}/events")]
-    finally:
-        for node in nodes:
-            node.stop()
-
-
 CRASHER = """
     import os
     from pykoii import sdk

@@ -26,6 +26,7 @@ The CLI sends ``Authorization: Bearer <secret>``, the secret read from ``<data>/
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -45,6 +46,7 @@ from ..dashboard.node_dashboard import FRAME_DENY
 from ..dashboard.security import OperatorAuth, load_secret
 from ..errors import PykoiiError, UnknownTaskError
 from ..ports import listen_socket
+from .model import log
 
 if TYPE_CHECKING:
     from .runtime import Node
@@ -70,7 +72,8 @@ OPEN_PATHS = ("/login", "/dashboard/static/")
 async def serve(node: Node, sockets: list[socket.socket] | None = None) -> None:
     """Serve ``node``'s public port and operator port (``sockets``, default: bind both from its
     config) and run its tasks until cancelled or until SIGINT/SIGTERM; every task child is stopped
-    before this returns."""
+    before this returns. After a signal, the node still reveals the proofs it already sent, each in
+    its window (``Node.stop_revealing``), unless a second signal stops it at once."""
     config = node.config
     if sockets is None:
         sockets = [
@@ -84,8 +87,32 @@ async def serve(node: Node, sockets: list[socket.socket] | None = None) -> None:
     server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     try:
         await server.serve(sockets=sockets)
+        await _reveal_before_exit(node)
     finally:
         await node.close()
+
+
+async def _reveal_before_exit(node: Node) -> None:
+    """``node.stop_revealing``, a second SIGINT or SIGTERM meaning "stop now"."""
+    now = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, now.set)
+            handled.append(sig)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread: the caller's
+            pass
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        log.warning("%s", text)
+
+    try:
+        await node.stop_revealing(now, say)
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
 
 
 class _Server(uvicorn.Server):

@@ -222,25 +222,31 @@ class RoundExecutor:
             runtime.last_submitted_round = max(runtime.last_submitted_round or round_number, round_number)
         runtime.logger.info("sent %s for round %d%s", kind, round_number, _vote_text(candidate, envelope))
 
-    async def _reveal_due(self, runtime: TaskRuntime) -> bool:
+    async def _reveal_due(self, runtime: TaskRuntime) -> list[tuple[int, range]]:
         """Re-send what a previous run left unsent, then send each reveal due now: neither needs the
-        task child, so the node does this before it starts the child (a restart, a backoff) and
-        after ``stop-task``, where a proof left unrevealed would be judged invalid and slashed.
-        True while a proof of this node on the ledger still awaits its reveal."""
+        task child, so the node does this before it starts the child (a restart, a backoff), after
+        ``stop-task`` and ``remove-task`` and when it shuts down, where a proof left unrevealed would
+        be judged invalid and slashed. The proofs of this node the ledger held unrevealed, with a
+        reveal window still to come or open, as ``(round, reveal window)`` (also kept in
+        ``runtime.unrevealed``): empty once every proof sent is revealed (a reveal sent by this
+        call is listed until the next call reads it back)."""
         task_id = runtime.record.task_id
         await self._resend_pending(runtime)
         self.slot = await self.ledger.slot()
         state, facts = await self.ledger.key_facts(task_id)
+        runtime.state = state
         task = schedule.as_task_state(state)
         me = self.staking.public_key
         record = schedule.NodeRecord.from_json(self.journal.load_record(task_id))
         for action in schedule.due_actions(task, self.slot, record, me, facts):
             if action.kind is schedule.ActionKind.REVEAL:
                 await self._execute(runtime, task, record, action)
-        return any(
-            me in proofs and not proofs[me].reveal and self.slot < reveal_window(task, number).stop
+        runtime.unrevealed = sorted(
+            (number, reveal_window(task, number))
             for number, proofs in task.submissions.items()
+            if me in proofs and not proofs[me].reveal and self.slot < reveal_window(task, number).stop
         )
+        return runtime.unrevealed
 
     async def _resend_pending(self, runtime: TaskRuntime) -> None:
         """Re-send, unchanged, every envelope a previous run wrote but may not have sent."""

@@ -2,8 +2,8 @@
 
 One SQLite file, ``<data>/node.sqlite3``, owned by the node (a task child never sees it).
 
-- ``tasks``: the tasks the operator added, with their stake, task variables and whether they
-  should run.
+- ``tasks``: the tasks the operator added, with their stake, task variables, whether they
+  should run, and whether the operator removed them (kept until their proofs are revealed).
 - ``records``: per task, the schedule's ``NodeRecord`` (which actions are done, audit verdicts),
   saved before a transaction is sent, so ``schedule.due_actions`` never offers it again.
 - ``actions``: one row per on-chain action of a task round (``submit`` round 7, ``audit`` of a
@@ -38,6 +38,8 @@ class TaskRecord:
     enabled: bool = True
     """Whether the task should run (``stop-task`` clears it, ``start-task`` sets it)."""
     code_cid: str = ""
+    removed: bool = False
+    """``remove-task`` was asked: the task is forgotten once every proof it sent is revealed."""
 
 
 @dataclass
@@ -72,7 +74,8 @@ class Journal:
             """
             CREATE TABLE IF NOT EXISTS tasks (
                 task_id TEXT PRIMARY KEY, stake INTEGER NOT NULL, variables TEXT NOT NULL,
-                enabled INTEGER NOT NULL, code_cid TEXT NOT NULL DEFAULT '');
+                enabled INTEGER NOT NULL, code_cid TEXT NOT NULL DEFAULT '',
+                removed INTEGER NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS records (task_id TEXT PRIMARY KEY, record TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS actions (
                 task_id TEXT NOT NULL, kind TEXT NOT NULL, round INTEGER NOT NULL,
@@ -84,26 +87,33 @@ class Journal:
             CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, id);
             """
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        if "removed" not in columns:  # a journal written before remove-task waited for reveals
+            self._db.execute("ALTER TABLE tasks ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")
 
     # -- tasks ----------------------------------------------------------------------------------
 
     def put_task(self, record: TaskRecord) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO tasks (task_id, stake, variables, enabled, code_cid, removed)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     record.task_id,
                     record.stake,
                     json.dumps(record.variables),
                     int(record.enabled),
                     record.code_cid,
+                    int(record.removed),
                 ),
             )
 
     def tasks(self) -> list[TaskRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM tasks ORDER BY task_id").fetchall()
-        return [TaskRecord(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in rows]
+            rows = self._db.execute(
+                "SELECT task_id, stake, variables, enabled, code_cid, removed FROM tasks ORDER BY task_id"
+            ).fetchall()
+        return [TaskRecord(r[0], r[1], json.loads(r[2]), bool(r[3]), r[4], bool(r[5])) for r in rows]
 
     def task(self, task_id: str) -> TaskRecord | None:
         return next((t for t in self.tasks() if t.task_id == task_id), None)

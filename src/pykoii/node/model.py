@@ -61,7 +61,8 @@ class TaskRuntime:
     process: TaskProcess | None = None
     status: str = "stopped"
     """``starting``, ``running``, ``backoff`` (child died; restarting), ``stopped``, ``failed``,
-    ``migrated`` (the task moved to ``migrated_to``; its child is stopped)."""
+    ``migrated`` (the task moved to ``migrated_to``; its child is stopped), ``removing``
+    (``remove-task``: forgotten once the proofs it sent are revealed)."""
     migrated_to: str = ""
     flagged: bool = False
     last_error: str = ""
@@ -83,5 +84,8 @@ class TaskRuntime:
     work: asyncio.Task[None] | None = None
     """The work lane: ``task()`` of round ``working``, running beside the loop."""
     working: int | None = None
+    unrevealed: list[tuple[int, range]] | None = None
+    """This node's proofs the ledger holds unrevealed, reveal window not closed, as ``(round, reveal
+    window)``, as of the last ``_reveal_due`` (None: not read yet)."""
     logger: logging.Logger = field(default_factory=lambda: log)
     masker: Masker = field(default_factory=Masker)

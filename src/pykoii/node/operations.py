@@ -9,6 +9,7 @@ Money moves only by signed transactions: the **staking key** stakes, withdraws a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,8 @@ from ..errors import (
     PykoiiError,
     UnknownTaskError,
 )
-from . import isolation
+from ..ledger.rounds import reveal_slots
+from . import isolation, schedule
 from .journal import TaskRecord
 from .model import LOCAL_CODE, TaskRuntime, log
 
@@ -41,6 +43,7 @@ class NodeActions:
     staking: Any
     tasks: dict[str, TaskRuntime]
     data_dir: Path
+    slot: int
 
     if TYPE_CHECKING:  # provided by Node
 
@@ -52,7 +55,7 @@ class NodeActions:
         def _runtime(self, record: TaskRecord) -> TaskRuntime: ...
         def _event(self, runtime: TaskRuntime, kind: str, detail: str) -> None: ...
         def public_base_url(self) -> str: ...
-        async def _reveal_due(self, runtime: TaskRuntime) -> bool: ...
+        async def _reveal_due(self, runtime: TaskRuntime) -> list[tuple[int, range]]: ...
 
     async def add_task(
         self, task_id: str, stake: int, variables: dict[str, str], code: str | None = None
@@ -98,48 +101,163 @@ class NodeActions:
 
     async def stop_task(self, task_id: str) -> dict[str, Any]:
         """Stop the task's child and its rounds. A proof already sent is still revealed in its window
-        (``_reveals_after_stop``): unrevealed, it would be judged invalid and 70 % of the stake slashed."""
+        (``_reveals_after_stop``): unrevealed, it would be judged invalid and 70 % of the stake
+        slashed. The result's ``message`` names those proofs."""
         record = self._record(task_id)
         record.enabled = False
         self.journal.put_task(record)
-        await self._halt(task_id)
+        await self._halt(task_id, status="removing" if record.removed else "stopped")
         runtime = self._runtime(record)
         self._event(runtime, "stop", "stopped by the operator")
-        runtime.loop = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
-        return self._summary(self.tasks[task_id])
-
-    async def _reveals_after_stop(self, runtime: TaskRuntime) -> None:
-        """Reveal, once each window opens, the proofs this node sent before ``stop_task``; then end."""
-        while True:
-            try:
-                if not await self._reveal_due(runtime):
-                    return
-            except PykoiiError as exc:  # the ledger is away: try again
-                runtime.logger.warning("stopped, revealing the proofs already sent: %s: %s", exc.name, exc)
-            await asyncio.sleep(self.config.poll_interval)
+        message = await self._keep_revealing(runtime)
+        return {**self._summary(runtime), **({"message": message} if message else {})}
 
     async def start_task(self, task_id: str) -> dict[str, Any]:
         record = self._record(task_id)
-        record.enabled = True
+        record.enabled, record.removed = True, False  # a task being removed is kept after all
         self.journal.put_task(record)
-        runtime = self.tasks.get(task_id)
-        if runtime is not None and runtime.status == "stopped":
-            await self._halt(task_id, status=None)  # only its reveals after the stop ran: the loop does them
         await self._launch(record)
         return self._summary(self.tasks[task_id])
 
     async def remove_task(self, task_id: str) -> dict[str, Any]:
+        """Stop the task and forget it, once every proof it already sent is revealed in its window
+        (status ``removing`` until then, kept through a restart of the node)."""
         record = self._record(task_id)
-        await self._halt(task_id)
-        self._event(self._runtime(record), "remove", "removed by the operator; no process of it is left")
-        self.journal.remove_task(task_id)
-        runtime = self.tasks.pop(task_id)
+        record.enabled, record.removed = False, True
+        self.journal.put_task(record)
+        await self._halt(task_id, status="removing")
+        runtime = self._runtime(record)
+        self._event(runtime, "remove", "removed by the operator; no process of it is left")
+        message = await self._keep_revealing(runtime)
+        stake = "the stake stays on the ledger: withdraw it once its rounds are paid, then claim"
         return {
             "TaskID": task_id,
-            "status": "removed",
-            "stake": runtime.record.stake,
-            "message": "the stake stays on the ledger: withdraw it once its rounds are paid, then claim",
+            "status": "removing" if task_id in self.tasks else "removed",
+            "stake": record.stake,
+            "message": f"{message}; {stake}" if message else stake,
         }
+
+    async def _keep_revealing(self, runtime: TaskRuntime) -> str:
+        """After ``stop-task`` or ``remove-task``: send the reveals due now and, while proofs sent
+        before still await theirs, keep revealing them in the background (``_reveals_after_stop``);
+        what the operator is told about them ("" when none)."""
+        try:
+            pending = await self._reveal_due(runtime)
+        except UnknownTaskError:
+            pending = []
+        except PykoiiError as exc:
+            runtime.loop = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
+            return (
+                f"the ledger did not answer ({exc.name}): the node reveals the proofs it already sent, "
+                "if any, once it does"
+            )
+        if not pending:
+            self._forget_if_removed(runtime)
+            return ""
+        runtime.loop = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
+        then = "then forgets the task" if runtime.record.removed else "then stops"
+        windows = self._windows(pending)
+        return f"the node reveals the proofs it already sent, each in its window, {then}: {windows}"
+
+    async def _reveals_after_stop(self, runtime: TaskRuntime) -> None:
+        """Reveal, once each window opens, the proofs this node sent before the task was stopped or
+        removed; then end (and forget a removed task)."""
+        while True:
+            try:
+                if not await self._reveal_due(runtime):
+                    break
+            except UnknownTaskError:  # the ledger holds no such task: nothing to reveal
+                break
+            except PykoiiError as exc:  # the ledger is away: try again
+                runtime.logger.warning("stopped, revealing the proofs already sent: %s: %s", exc.name, exc)
+            await asyncio.sleep(self.config.poll_interval)
+        self._forget_if_removed(runtime)
+
+    def _forget_if_removed(self, runtime: TaskRuntime) -> None:
+        task_id = runtime.record.task_id
+        if runtime.record.removed and self.tasks.get(task_id) is runtime:
+            self._event(runtime, "forget", "every proof it sent is revealed: the task is forgotten")
+            self.journal.remove_task(task_id)
+            del self.tasks[task_id]
+
+    def _windows(self, pending: list[tuple[int, range]]) -> str:
+        """``round 7 (reveal window slots 120-123: opens in about 3 s, closes in about 4 s)``, one
+        per proof."""
+        parts = []
+        for number, window in pending:
+            opens, closes = (
+                (edge - self.slot) * self.ledger.slot_ms / 1000 for edge in (window.start, window.stop)
+            )
+            when = f"opens in about {opens:.0f} s" if opens > 0 else "open now"
+            parts.append(
+                f"round {number} (reveal window slots {window.start}-{window.stop - 1}: {when}, "
+                f"closes in about {closes:.0f} s)"
+            )
+        return ", ".join(parts)
+
+    async def stop_revealing(self, now: asyncio.Event, say: Callable[[str], None] = print) -> None:
+        """A clean shutdown (``node run`` on SIGINT/SIGTERM): stop every task child, then reveal each
+        proof already sent, in its window, and return once none is left; ``say`` tells the operator
+        which and how long. ``now`` set (a second signal): return at once, saying which proofs are
+        then lost unless the node is restarted before their windows close. Waits at most a
+        submission window plus a reveal window of the task (the ledger may never answer)."""
+        for task_id in list(self.tasks):
+            await self._halt(task_id, status=None)
+        waiting: list[TaskRuntime] = []
+        for runtime in list(self.tasks.values()):
+            task_id = runtime.record.task_id
+            try:
+                pending = await self._reveal_due(runtime)
+            except UnknownTaskError:
+                pending = []
+            except PykoiiError as exc:
+                say(f"task {task_id}: the ledger does not answer ({exc.name}: {exc}); trying again")
+                pending = None
+            if pending is None or pending:
+                waiting.append(runtime)
+            if pending:
+                say(f"task {task_id}: revealing the proofs already sent: {self._windows(pending)}")
+            else:
+                self._forget_if_removed(runtime)
+        if not waiting:
+            return
+        say(
+            "the node exits once they are revealed; SIGINT or SIGTERM again stops it now and loses "
+            "them (unless it is restarted before their windows close)"
+        )
+        loop = asyncio.get_running_loop()
+        jobs = [loop.create_task(self._reveals_after_stop(runtime)) for runtime in waiting]
+        for runtime, job in zip(waiting, jobs, strict=True):
+            runtime.loop = job
+        stop_now = loop.create_task(now.wait())
+        bound = max(self._reveal_wait(runtime) for runtime in waiting)
+        ends: list[asyncio.Future[Any]] = [asyncio.gather(*jobs, return_exceptions=True), stop_now]
+        await asyncio.wait(ends, timeout=bound, return_when=asyncio.FIRST_COMPLETED)
+        stop_now.cancel()
+        lost = [(runtime, job) for runtime, job in zip(waiting, jobs, strict=True) if not job.done()]
+        for runtime, job in lost:
+            job.cancel()
+            windows = (
+                self._windows(runtime.unrevealed) if runtime.unrevealed else "which, unknown (no ledger)"
+            )
+            say(
+                f"task {runtime.record.task_id}: NOT revealed, so judged invalid and slashed unless the "
+                f"node is restarted before the window closes: {windows}"
+            )
+        if not lost:
+            say("every proof sent is revealed")
+
+    def _reveal_wait(self, runtime: TaskRuntime) -> float:
+        """Seconds until the last reveal window of the task's unrevealed proofs closes, and 5 s; when
+        the ledger did not answer, the longest it can be: a submission window and a reveal window."""
+        if runtime.unrevealed:
+            slots = max(window.stop for _, window in runtime.unrevealed) - self.slot
+        elif runtime.state:
+            task = schedule.as_task_state(runtime.state)
+            slots = task.submission_window + reveal_slots(task)
+        else:
+            slots = 0
+        return max(0, slots) * self.ledger.slot_ms / 1000 + 5.0
 
     async def follow_migration(self, task_id: str) -> dict[str, Any]:
         """Add the version ``task_id`` was migrated to, with the same stake and variables, and stop

@@ -229,12 +229,15 @@ class Node(WorkLane, NodeActions):
     # -- life cycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume every task the journal says should run."""
+        """Resume every task the journal says should run; for the others (stopped, or removed
+        before the proofs they sent were revealed), reveal what a previous run sent."""
         for record in self.journal.tasks():
             if record.enabled:
                 await self._launch(record)
             else:
-                self._runtime(record)
+                runtime = self._runtime(record)
+                runtime.status = "removing" if record.removed else "stopped"
+                runtime.loop = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
 
     def public_base_url(self) -> str:
         """The public port's URL (what is registered with stakes)."""
@@ -272,6 +275,8 @@ class Node(WorkLane, NodeActions):
 
     async def _launch(self, record: TaskRecord) -> None:
         runtime = self._runtime(record)
+        if runtime.status in ("stopped", "removing"):
+            await self._halt(record.task_id, status=None)  # only its reveals after a stop ran
         if runtime.loop is not None and not runtime.loop.done():
             return
         runtime.status = "starting"

@@ -1,0 +1,123 @@
+"""A proof the node already sent is revealed in its window whatever the operator does next: stop
+the task, remove it, or stop the node (SIGTERM, and the restart after a second one). Unrevealed, it
+would be judged invalid and 70 % of the stake slashed. Real nodes, a real ledger; the stake is
+checked on the ledger after the round is paid."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pykoii.keys import Keypair
+from pykoii.node.journal import Journal
+
+from .harness import Ledger, nodes_on_task, proofs_sent, wait_until
+
+
+def revealed(ledger: Ledger, task_id: str, number: int, key: str) -> bool:
+    return bool(ledger.task(task_id)["submissions"].get(str(number), {}).get(key, {}).get("reveal"))
+
+
+def wait_paid(ledger: Ledger, task_id: str, number: int) -> dict:
+    wait_until(
+        lambda: ledger.task(task_id)["distributions_audit_record"].get(str(number)) == "PayoutSuccessful",
+        180,
+        f"the payout of round {number}",
+    )
+    return ledger.task(task_id)
+
+
+@pytest.mark.parametrize("verb", ["stop-task", "remove-task"])
+def test_stop_or_remove_task_right_after_a_proof_still_reveals_it_and_costs_no_stake(
+    verb: str, ledger: Ledger, sandbox_root: Path
+) -> None:
+    # Stopped between its proof and the proof's reveal window, a node that gave up the reveal would be
+    # judged invalid and lose 70 % of its stake: it reveals in the window, then stops (or forgets).
+    timing = {"round_time": 60, "submission_window": 20, "audit_window": 20}
+    task_id = ledger.create_hello_world(Keypair.generate(), **timing)
+    with nodes_on_task(sandbox_root, ledger, task_id, 2) as nodes:
+        stopped, me = nodes[0], nodes[0].info["staking_key"]
+        everyone = {node.info["staking_key"] for node in nodes}
+        number, state = wait_until(
+            lambda: proofs_sent(ledger, task_id, everyone, timing, 5),
+            120,
+            "both nodes' proofs, their submission window open",
+        )
+        stake = state["stake_list"][me]
+        result = stopped.cli(verb, task_id)
+        assert result.returncode == 0, result.stderr
+        assert f"round {number} (reveal window slots" in result.stdout, result.stdout  # told which
+        assert ("removing" in result.stdout) == (verb == "remove-task")
+        wait_until(lambda: revealed(ledger, task_id, number, me), 60, f"the reveal of round {number}")
+        final = wait_paid(ledger, task_id, number)
+        assert final["stake_list"][me] == stake  # its proof stood: not slashed
+        assert me not in final["submissions"].get(str(number + 1), {})  # and it did stop
+        kinds = [e["kind"] for e in stopped.operator("GET", f"/tasks/{task_id}/events")]
+        if verb == "stop-task":
+            assert "stop" in kinds
+        else:  # forgotten once its proof was revealed
+            assert "remove" in kinds and "forget" in kinds
+            assert task_id not in {t["TaskID"] for t in stopped.operator("GET", "/tasks")}
+            assert not [a for a in stopped.actions() if a["task_id"] == task_id]
+
+
+def test_sigterm_after_a_proof_reveals_it_before_exiting_or_after_the_restart(
+    ledger: Ledger, sandbox_root: Path
+) -> None:
+    # Three nodes send a proof; then `patient` gets SIGTERM and reveals before it exits, `hasty` gets a
+    # second SIGTERM (stop now), says its proof is not revealed, and is restarted: it reveals it before
+    # it starts its task child. Neither is slashed. (A 6 s submission window, of which at least 4 s
+    # are left when the signals are sent, so both signals come before the reveal window opens.)
+    timing = {"round_time": 150, "submission_window": 60, "audit_window": 60}
+    task_id = ledger.create_hello_world(Keypair.generate(), **timing)
+    with nodes_on_task(sandbox_root, ledger, task_id, 3) as nodes:
+        patient, hasty = nodes[0], nodes[1]
+        keys = {node.info["staking_key"]: node for node in nodes}
+        number, state = wait_until(
+            lambda: proofs_sent(ledger, task_id, set(keys), timing, 40),
+            120,
+            "three proofs, 4 s of window left",
+        )
+        for node in (patient, hasty):
+            assert node.process is not None
+            node.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "revealing the proofs already sent" in hasty.output(), 30, "hasty's notice")
+        assert hasty.process is not None
+        hasty.process.send_signal(signal.SIGTERM)
+        assert hasty.process.wait(30) == 0
+        told = hasty.output()
+        assert "NOT revealed" in told and f"round {number} (reveal window slots" in told, told
+        hasty_key = hasty.info["staking_key"]
+        assert not revealed(ledger, task_id, number, hasty_key)
+        hasty.start()  # the restart reveals it, in its window
+        wait_until(lambda: revealed(ledger, task_id, number, hasty_key), 60, "hasty's reveal after restart")
+        assert patient.process is not None
+        assert patient.process.wait(60) == 0  # exits by itself once its proof is revealed
+        said = patient.output()
+        assert f"round {number} (reveal window slots" in said and "every proof sent is revealed" in said, said
+        assert revealed(ledger, task_id, number, patient.info["staking_key"])
+        final = wait_paid(ledger, task_id, number)
+        for key in keys:
+            assert final["stake_list"][key] == state["stake_list"][key], key  # no proof judged invalid
+
+
+def test_a_journal_from_before_removals_waited_opens_and_keeps_its_tasks(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE tasks (task_id TEXT PRIMARY KEY, stake INTEGER NOT NULL, variables TEXT NOT NULL,"
+        " enabled INTEGER NOT NULL, code_cid TEXT NOT NULL DEFAULT '')"
+    )
+    db.execute("INSERT INTO tasks VALUES ('t1', 5, '{}', 1, 'cid')")
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    [record] = journal.tasks()
+    assert (record.task_id, record.enabled, record.removed, record.code_cid) == ("t1", True, False, "cid")
+    record.removed = True
+    journal.put_task(record)
+    assert journal.task("t1") is not None and journal.task("t1").removed  # type: ignore[union-attr]
+    journal.close()
