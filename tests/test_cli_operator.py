@@ -25,9 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pykoii.devnet import free_port_run
 from pykoii.keys import Keypair
-from pykoii.ports import free_port
 
 from .node.harness import HELLO_WORLD, Ledger, wait_until
 
@@ -78,6 +76,19 @@ def task_children(pids: set[int]) -> set[int]:
     return out
 
 
+def published(data: Path) -> dict[str, str]:
+    """``DATA/operator.json`` once ``node run`` wrote it whole: its two ports are bound by then (0: the
+    OS picked them, race-free), and its URLs say which."""
+
+    def read() -> dict[str, str] | None:
+        try:
+            return dict(json.loads((data / "operator.json").read_text()))
+        except (OSError, ValueError):
+            return None
+
+    return wait_until(read, 90, f"{data}/operator.json")  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     with socket.socket() as sock:
@@ -90,10 +101,10 @@ def test_a_busy_port_fails_cleanly_before_anything_claims_to_listen(busy_port: i
     for args, option in (
         (("ledger", "serve", "--data", str(tmp_path / "ledger"), "--port", str(busy_port)), "--port"),
         (("devnet", "up", "--data", str(tmp_path / "net"), "--ledger-port", str(busy_port)), "--ledger-port"),
-        (("devnet", "up", "--data", str(tmp_path / "net"), "--ledger-port", str(free_port()),
+        (("devnet", "up", "--data", str(tmp_path / "net"), "--ledger-port", "0",
           "--node-port", str(busy_port)), "--node-port"),
         (("node", "run", "--data", str(tmp_path / "node"), "--port", str(busy_port)), "--port"),
-        (("node", "run", "--data", str(tmp_path / "node"), "--port", str(free_port()),
+        (("node", "run", "--data", str(tmp_path / "node"), "--port", "0",
           "--dashboard-port", str(busy_port)), "--dashboard-port"),
     ):  # fmt: skip
         result = run(*args)
@@ -110,8 +121,7 @@ def test_node_run_on_an_unwritable_data_folder_says_so(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     result = run(
-        "node", "run", "--data", str(blocker / "node"), "--port", str(free_port()),
-        "--dashboard-port", str(free_port()),
+        "node", "run", "--data", str(blocker / "node"), "--port", "0", "--dashboard-port", "0",
     )  # fmt: skip
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -125,18 +135,18 @@ def test_devnet_hints_work_as_printed_claim_pays_the_node_and_sigterm_leaves_no_
     tmp_path: Path,
 ) -> None:
     folder = tmp_path / "net"
-    ledger_port, node_port = free_port(), free_port_run(2)
     out = tmp_path / "devnet.out"
-    devnet = subprocess.Popen(
+    devnet = subprocess.Popen(  # every port 0: the OS picks them (race-free), the hints say which
         [*PYKOII, "devnet", "up", "--nodes", "2", "--slot-ms", "100", "--data", str(folder),
-         "--ledger-port", str(ledger_port), "--node-port", str(node_port)],
+         "--ledger-port", "0", "--node-port", "0"],
         stdout=open(out, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         text = wait_until(
             lambda: "stops every process" in out.read_text() and out.read_text(), 90, "the devnet's hints"
         )
-        ledger_url = f"http://127.0.0.1:{ledger_port}"
+        ledger_url = re.search(r"ledger +(http://\S+)", text).group(1)  # type: ignore[union-attr]
+        node_urls = re.findall(r"node-\d +(http://\S+)/", text)
         wallets = re.findall(r"main wallet (\w+) \(100 KOII\)", text)
         staking = re.findall(r"staking key (\w+)", text)
         assert len(wallets) == 2 and len(staking) == 2
@@ -159,9 +169,8 @@ def test_devnet_hints_work_as_printed_claim_pays_the_node_and_sigterm_leaves_no_
         assert added.returncode == 0, added.stderr
         assert f"task {task_id} added" in added.stdout
         node_1 = folder / "node-1"
-        node_url = f"http://127.0.0.1:{node_port}"
-        assert [t["TaskID"] for t in httpx.get(node_url + "/tasks").json()] == [task_id]
-        assert httpx.get(f"http://127.0.0.1:{node_port + 1}/tasks").json() == []
+        assert [t["TaskID"] for t in httpx.get(node_urls[0] + "/tasks").json()] == [task_id]
+        assert httpx.get(f"{node_urls[1]}/tasks").json() == []
 
         # A wrong --node with this folder: the error names the real problem, not the token.
         wrong = run(
@@ -207,16 +216,14 @@ def test_node_run_in_the_background_stops_with_its_task_children_on_sigint(tmp_p
             submission_window=4,
             audit_window=4,
         )
-        port = free_port()
         data = tmp_path / "node"
         node = subprocess.Popen(  # as `pykoii node run &` in a script: SIGINT ignored on entry
-            [*PYKOII, "node", "run", "--ledger", ledger.url, "--data", str(data), "--port", str(port),
-             "--dashboard-port", str(free_port())],
+            [*PYKOII, "node", "run", "--ledger", ledger.url, "--data", str(data), "--port", "0",
+             "--dashboard-port", "0"],
             stdout=open(tmp_path / "node.out", "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )  # fmt: skip
-        wait_until(lambda: (data / "operator.json").exists(), 90, "operator.json")
-        main = json.loads((data / "operator.json").read_text())["main_account"]
+        main = published(data)["main_account"]
         ledger.airdrop(main, 20)
         added = run("node", "add-task", task_id, "--stake", "5", "--data", str(data))
         assert added.returncode == 0, added.stderr
@@ -242,15 +249,14 @@ def test_add_task_refuses_a_missing_task_variable_and_a_new_var_restarts_the_chi
         deployed = run("task", "deploy", str(HELLO_WORLD), env=env)
         assert deployed.returncode == 0, deployed.stderr
         task_id = re.search(r"task id: (\w+)", deployed.stdout).group(1)  # type: ignore[union-attr]
-        data, port = tmp_path / "node", free_port()
+        data = tmp_path / "node"
         node = subprocess.Popen(
-            [*PYKOII, "node", "run", "--ledger", ledger.url, "--data", str(data), "--port", str(port),
-             "--dashboard-port", str(free_port()),
-             "--poll", "0.05"],
+            [*PYKOII, "node", "run", "--ledger", ledger.url, "--data", str(data), "--port", "0",
+             "--dashboard-port", "0", "--poll", "0.05"],
             stdout=open(tmp_path / "node.out", "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_until(lambda: (data / "operator.json").exists(), 90, "operator.json")
-        keys = json.loads((data / "operator.json").read_text())
+        keys = published(data)
+        url = keys["public_url"]
         ledger.airdrop(keys["main_account"], 20)
 
         refused = run("node", "add-task", task_id, "--stake", "5", "--data", str(data))
@@ -259,7 +265,7 @@ def test_add_task_refuses_a_missing_task_variable_and_a_new_var_restarts_the_chi
         assert "received none" in refused.stderr and "nothing was staked" in refused.stderr
         assert httpx.get(f"{ledger.url}/accounts/{keys['main_account']}").json()["balance"] == 20 * 10**9
         assert httpx.get(f"{ledger.url}/accounts/{keys['staking_key']}").json()["balance"] == 0
-        assert httpx.get(f"http://127.0.0.1:{port}/tasks").json() == []
+        assert httpx.get(f"{url}/tasks").json() == []
 
         honest = run("node", "add-task", task_id, "--stake", "5", "--var", "FAULTY=0", "--data", str(data))
         assert honest.returncode == 0, honest.stderr
@@ -281,7 +287,7 @@ def test_add_task_refuses_a_missing_task_variable_and_a_new_var_restarts_the_chi
             return any(s.get("submission_value") != "Hello, World!" for r in rounds for s in r.values())
 
         wait_until(wrong_value_submitted, 90, "a submission made with FAULTY=1")
-        info = httpx.get(f"http://127.0.0.1:{port}/tasks/{task_id}").json()
+        info = httpx.get(f"{url}/tasks/{task_id}").json()
         assert info["variables"] == ["FAULTY"] and info["restarts"] == 1
     finally:
         if node is not None:
@@ -293,15 +299,13 @@ def test_add_task_refuses_a_missing_task_variable_and_a_new_var_restarts_the_chi
 def start_node(
     tmp_path: Path, name: str, ledger: Ledger, *extra: str
 ) -> tuple[subprocess.Popen[bytes], Path, str]:
-    data, port = tmp_path / name, free_port()
+    data = tmp_path / name
     process = subprocess.Popen(
-        [*PYKOII, "node", "run", "--ledger", ledger.url, "--data", str(data), "--port", str(port),
-             "--dashboard-port", str(free_port()),
-         "--poll", "0.05", *extra],
+        [*PYKOII, "node", "run", "--ledger", ledger.url, "--data", str(data), "--port", "0",
+         "--dashboard-port", "0", "--poll", "0.05", *extra],
         stdout=open(tmp_path / f"{name}.out", "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    wait_until(lambda: (data / "operator.json").exists(), 90, f"{name}/operator.json")
-    return process, data, f"http://127.0.0.1:{port}"
+    return process, data, str(published(data)["public_url"])
 
 
 def test_task_update_is_followed_by_auto_nodes_and_offered_to_ask_nodes(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from pykoii.clock import ManualClock
+from pykoii.devnet import LISTENING
 from pykoii.keys import Keypair
 from pykoii.ledger import LedgerParams
 from pykoii.service import Genesis, create_app, open_store
@@ -99,10 +100,25 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
         yield opened
 
 
-def start_server(*args: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """Start ``pykoii ledger ...`` as a real process and wait until it answers ``GET /health``."""
+class LedgerProcess(subprocess.Popen[bytes]):
+    """``pykoii ledger ...`` as started by ``start_server``: ``url`` is where it listens."""
+
+    url = ""
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+
+def start_server(*args: str, log: Path, port: int = 0) -> LedgerProcess:
+    """Start ``pykoii ledger ...`` as a real process and wait until it answers ``GET /health``.
+
+    ``port`` 0 (the default): the process binds a port the OS picks, so no other process can take
+    it in between, and says which in its ``listening on`` line (``url``). A restart passes the
+    port it had (``server.port``), as a restarted ledger would."""
     handle = open(log, "ab")
-    process = subprocess.Popen(
+    start = handle.tell()
+    process = LedgerProcess(
         [sys.executable, "-m", "pykoii.cli", "ledger", *args, "--port", str(port)],
         stdout=handle,
         stderr=subprocess.STDOUT,
@@ -112,11 +128,17 @@ def start_server(*args: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"server exited with {process.returncode}: {log.read_text()}")
+        if not process.url:
+            with open(log, "rb") as written:
+                written.seek(start)
+                found = LISTENING.search(written.read().decode(errors="replace"))
+            process.url = found.group(1) if found else ""
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+            if process.url and httpx.get(f"{process.url}/health", timeout=1).status_code == 200:
                 return process
         except httpx.TransportError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     process.kill()
     raise AssertionError(f"server did not start: {log.read_text()}")
 

@@ -27,7 +27,6 @@ import pytest
 from pykoii.client import LedgerClient
 from pykoii.clock import ManualClock
 from pykoii.keys import Keypair
-from pykoii.ports import free_port
 from pykoii.service import SQLiteLog, create_app
 from pykoii.service.space import free_bytes
 
@@ -95,12 +94,12 @@ async def load(
 
 def test_a_full_disk_under_load_loses_nothing_acknowledged_and_the_ledger_restarts(tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "disk") as disk:
-        port, folder = free_port(), disk / "ledger"
-        url = f"http://127.0.0.1:{port}"
+        folder = disk / "ledger"
         log = tmp_path / "serve.log"
         args = ("serve", "--data", str(folder), "--devnet", "--workers", "1")
         # No reserve at first: the commits themselves meet the full disk.
-        server = start_server(*args, "--reserve-mb", "0", port=port, log=log)
+        server = start_server(*args, "--reserve-mb", "0", log=log)
+        url, port = server.url, server.port
         try:
             slot = LedgerClient(url).slot()["slot"]
             keys = [Keypair.generate() for _ in range(4000)]

@@ -17,7 +17,6 @@ import pytest
 
 from pykoii.client import LedgerClient
 from pykoii.keys import Keypair
-from pykoii.ports import free_port
 from pykoii.service.events import EventHub
 
 from .conftest import KOII, start_server, stop
@@ -78,12 +77,11 @@ def test_hostile_clients_do_not_starve_ingest(tmp_path: Path) -> None:
     if hard != resource.RLIM_INFINITY and hard < SUBSCRIBERS + IDLE + 200:
         pytest.skip(f"the hard open-file limit {hard} is too low for {SUBSCRIBERS + IDLE} sockets")
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192) if hard > 0 else 8192, hard))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     server = start_server(
         "serve", "--data", str(tmp_path / "ledger"), "--devnet", "--workers", "1", "--header-timeout", "4",
-        port=port, log=tmp_path / "serve.log",
+        log=tmp_path / "serve.log",
     )  # fmt: skip
+    url, port = server.url, server.port
     sockets: list[socket.socket] = []
     try:
         slot = LedgerClient(url).slot()["slot"]

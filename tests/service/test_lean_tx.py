@@ -15,7 +15,6 @@ import orjson
 import pytest
 
 from pykoii.keys import Keypair, verify_envelope
-from pykoii.ports import free_port
 from pykoii.service.ingest import MAX_TX_BODY
 
 from .conftest import KOII, start_server, stop
@@ -24,12 +23,11 @@ from .conftest import KOII, start_server, stop
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("lean")
-    port = free_port()
     server = start_server(
-        "serve", "--data", str(folder / "ledger"), "--devnet", "--workers", "1", port=port, log=folder / "log"
+        "serve", "--data", str(folder / "ledger"), "--devnet", "--workers", "1", log=folder / "log"
     )
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
         stop(server)
 
@@ -161,13 +159,12 @@ def test_expect_100_continue(url: str) -> None:
 def test_the_header_timeout_runs_from_each_answer(tmp_path: Path) -> None:
     """One lazily moved timer per connection: a connection that keeps sending requests stays open
     past the header timeout; one that stops inside a request's headers is closed."""
-    port = free_port()
     server = start_server(
         "serve", "--data", str(tmp_path / "ledger"), "--devnet", "--workers", "0",
-        "--header-timeout", "2", "--idle-timeout", "60", port=port, log=tmp_path / "log",
+        "--header-timeout", "2", "--idle-timeout", "60", log=tmp_path / "log",
     )  # fmt: skip
     try:
-        url = f"http://127.0.0.1:{port}"
+        url = server.url
         with connect(url) as busy:
             buffer = bytearray()
             for _ in range(12):  # about 3.6 s in all, more than the 2 s timeout

@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pykoii.ports import free_port
-
 from .conftest import start_server, stop
 
 CHECKS = ",".join(
@@ -37,18 +35,16 @@ parameters = { "query.wait" = 0 }
 
 
 def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
-    port = free_port()
     server = start_server(
-        "serve", "--data", str(tmp_path / "ledger"), "--devnet", "--workers", "0",
-        port=port, log=tmp_path / "serve.log",
-    )  # fmt: skip
+        "serve", "--data", str(tmp_path / "ledger"), "--devnet", "--workers", "0", log=tmp_path / "serve.log"
+    )
     (tmp_path / "schemathesis.toml").write_text(CONFIG)
     try:
         run = subprocess.run(
             [
                 str(Path(sys.executable).parent / "schemathesis"),
                 "--config-file", str(tmp_path / "schemathesis.toml"),
-                "run", f"http://127.0.0.1:{port}/openapi.json",
+                "run", f"{server.url}/openapi.json",
                 "--checks", CHECKS,
                 "--max-examples", "25",
                 "--seed", "11",

@@ -17,7 +17,6 @@ from pykoii import errors
 from pykoii.client import LedgerClient
 from pykoii.clock import SystemClock
 from pykoii.keys import Keypair
-from pykoii.ports import free_port
 from pykoii.service import SQLiteLog
 from pykoii.service.store import LedgerStore
 
@@ -34,7 +33,6 @@ def verify_cli(folder: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_serve_as_a_subprocess_over_http(tmp_path: Path) -> None:
-    port = free_port()
     folder = tmp_path / "ledger"
     server = start_server(
         "serve",
@@ -45,11 +43,10 @@ def test_serve_as_a_subprocess_over_http(tmp_path: Path) -> None:
         "100",
         "--workers",
         "1",
-        port=port,
         log=tmp_path / "serve.log",
     )
     try:
-        client = LedgerClient(f"http://127.0.0.1:{port}")
+        client = LedgerClient(server.url)
         alice, bob = Keypair.generate(), Keypair.generate()
         client.send_transaction(alice, {"type": "airdrop", "to": alice.public_key, "amount": 3 * KOII})
         receipt = client.send_transaction(alice, {"type": "transfer", "to": bob.public_key, "amount": KOII})
@@ -104,11 +101,11 @@ async def blast(
 
 
 def test_kill_9_under_load_loses_no_acknowledged_transaction(tmp_path: Path) -> None:
-    port, folder = free_port(), tmp_path / "ledger"
-    url = f"http://127.0.0.1:{port}"
+    folder = tmp_path / "ledger"
     server = start_server(
-        "serve", "--data", str(folder), "--devnet", "--workers", "1", port=port, log=tmp_path / "serve.log"
+        "serve", "--data", str(folder), "--devnet", "--workers", "1", log=tmp_path / "serve.log"
     )
+    url, port = server.url, server.port
     slot = LedgerClient(url).slot()["slot"]
     keys = [Keypair.generate() for _ in range(3000)]
     envelopes = [
@@ -144,7 +141,6 @@ def test_kill_9_under_load_loses_no_acknowledged_transaction(tmp_path: Path) -> 
 
 
 def test_a_replica_reaches_the_primary_state_root(tmp_path: Path) -> None:
-    primary_port, replica_port = free_port(), free_port()
     primary = start_server(
         "serve",
         "--data",
@@ -152,28 +148,26 @@ def test_a_replica_reaches_the_primary_state_root(tmp_path: Path) -> None:
         "--devnet",
         "--workers",
         "0",
-        port=primary_port,
         log=tmp_path / "primary.log",
     )
     replica = None
     try:
-        client = LedgerClient(f"http://127.0.0.1:{primary_port}")
+        client = LedgerClient(primary.url)
         keys = [Keypair.generate() for _ in range(20)]
         for key in keys:
             client.send_transaction(key, {"type": "airdrop", "to": key.public_key, "amount": 10 * KOII})
         replica = start_server(
             "follow",
-            f"http://127.0.0.1:{primary_port}",
+            primary.url,
             "--data",
             str(tmp_path / "replica"),
             "--workers",
             "0",
-            port=replica_port,
             log=tmp_path / "replica.log",
         )
         for i, key in enumerate(keys):  # more while it follows
             client.send_transaction(key, {"type": "transfer", "to": keys[i - 1].public_key, "amount": i + 1})
-        follower = LedgerClient(f"http://127.0.0.1:{replica_port}")
+        follower = LedgerClient(replica.url)
         want = client.health(state_root=True)
         deadline = time.monotonic() + 30
         while follower.health()["seq"] < want["seq"] and time.monotonic() < deadline:

@@ -5,6 +5,7 @@ recovers; it serves the primary's blobs."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from pykoii.client import LedgerClient
 from pykoii.keys import Keypair
-from pykoii.ports import free_port
+from pykoii.ports import listen_socket
 
 from .conftest import KOII, start_server, stop
 
@@ -32,7 +33,8 @@ class Front:
         self.target = target
         self.broken = False
         self.answered_html = 0
-        self.port = free_port()
+        self.port = 0
+        """Bound when it starts: a port the OS picks (``listen_socket``), read back."""
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -59,7 +61,9 @@ class Front:
             app.router.add_route("*", "/{tail:.*}", self.handle)
             self.runner = web.AppRunner(app)
             await self.runner.setup()
-            await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+            sock = listen_socket("127.0.0.1", 0)
+            self.port = int(sock.getsockname()[1])
+            await web.SockSite(self.runner, sock).start()
             self._ready.set()
 
         self.loop.run_until_complete(start())
@@ -89,13 +93,17 @@ def wait_until(check: object, seconds: float = 60) -> None:
 
 @pytest.fixture
 def primary(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
     server = start_server(
-        "serve", "--data", str(tmp_path / "primary"), "--devnet", "--workers", "0", port=port,
+        "serve",
+        "--data",
+        str(tmp_path / "primary"),
+        "--devnet",
+        "--workers",
+        "0",
         log=tmp_path / "primary.log",
-    )  # fmt: skip
+    )
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
         stop(server)
 
@@ -109,12 +117,12 @@ def test_a_replica_behind_a_front_answering_html_errors_recovers_and_reports_its
         client.send_transaction(key, {"type": "airdrop", "to": key.public_key, "amount": 10 * KOII})
     cid = client.put_blob(b"task code, as a node downloads it")
     with Front(primary) as front:
-        port, log = free_port(), tmp_path / "replica.log"
+        log = tmp_path / "replica.log"
         replica = start_server(
             "follow", f"http://127.0.0.1:{front.port}", "--data", str(tmp_path / "replica"),
-            "--workers", "0", "--stall-seconds", "2", port=port, log=log,
+            "--workers", "0", "--stall-seconds", "2", log=log,
         )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
+        url = replica.url
         try:
             wait_until(lambda: httpx.get(url + "/health").json()["seq"] == 10)
             health = httpx.get(url + "/health").json()
@@ -196,7 +204,9 @@ def test_blobs_are_found_on_other_ledgers_checked_against_their_cid(primary: str
     hostile, huge = WrongBytes(), WrongBytes(b"x" * 5_000_000)
     hostile.start()
     huge.start()
-    down = f"http://127.0.0.1:{free_port()}"
+    taken = socket.socket()  # bound, never listening: nothing answers there, nobody else binds it
+    taken.bind(("127.0.0.1", 0))
+    down = f"http://127.0.0.1:{taken.getsockname()[1]}"
     try:
         # Down, lying (refused: not the CID's bytes), endless (refused past max_bytes), the real copy.
         fetch = blob_source([down, hostile.url, huge.url, primary], local=True, max_bytes=1000)
@@ -210,3 +220,4 @@ def test_blobs_are_found_on_other_ledgers_checked_against_their_cid(primary: str
     finally:
         hostile.server.shutdown()
         huge.server.shutdown()
+        taken.close()

@@ -266,7 +266,7 @@ def follow(args: argparse.Namespace) -> int:
             f"{args.data} holds a ledger with another genesis; follow {args.url} with an empty folder"
         )
     print(
-        f"pykoii ledger: replica of {args.url} at seq {store.seq}; serving reads on "
+        f"pykoii ledger: replica of {args.url} at seq {store.seq}; serving reads, listening on "
         f"http://{args.host}:{sock.getsockname()[1]}",
         flush=True,
     )

@@ -45,9 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="run the ledger on N CometBFT validators (default 0: one sequencer)",
     )
     up.add_argument("--data", type=Path, help="folder for every process's data (default: a new temp folder)")
-    up.add_argument("--ledger-port", type=int, default=8899, help="ledger port (default 8899)")
     up.add_argument(
-        "--node-port", type=int, default=30017, help="first node's port; the others follow (default 30017)"
+        "--ledger-port", type=int, default=8899, help="ledger port (default 8899; 0: one the OS picks)"
+    )
+    up.add_argument(
+        "--node-port",
+        type=int,
+        default=30017,
+        help="first node's port; the others follow (default 30017; 0: each one the OS picks)",
     )
     up.set_defaults(func=devnet_up)
 
@@ -75,7 +80,7 @@ def devnet_up(args: argparse.Namespace) -> int:
     from ..node.control import operator_secret, operator_url
     from ..ports import check_ports_free
 
-    node_ports = [args.node_port + i for i in range(args.nodes)]
+    node_ports = [args.node_port + i if args.node_port else 0 for i in range(args.nodes)]
     check_ports_free(
         "127.0.0.1",
         {"--ledger-port": args.ledger_port, **{f"--node-port (+{i})": p for i, p in enumerate(node_ports)}},
