@@ -168,7 +168,9 @@ def test_four_validators_agree_survive_kill_and_halt_without_quorum(tmp_path: Pa
         # Restarted with a blob quota of 1 KB, and a checkpoint every 5 entries (for its next restart).
         v4.options = ["--blob-quota-mb", "0.001", "--checkpoint-every", "5"]
         network.start_validator(v4)
-        wait_for(lambda: network.height(v4) >= network.height(v1) - 1, "validator-4 catching up")
+        # Its HTTP API answers first; its engine's RPC only once the engine has replayed its blocks
+        # with the application (seconds on a loaded machine): wait_height waits through refusals.
+        network.wait_height(network.height(v1), [v4], timeout=120)  # validator-4 catching up
         check_blobs_on_every_validator(network, client.task(task_id)["task_audit_program"])
 
         # Every other instruction, accepted or refused, so the comparison below covers them all.

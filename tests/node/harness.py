@@ -416,10 +416,18 @@ class CountingProxy:
 
     def ticks(self, start: int) -> list[int]:
         """The bytes of each whole tick recorded after ``start`` (from one ``GET /slot`` to the next)."""
+        return [size for _, size in self.requests_per_tick(start)]
+
+    def requests_per_tick(self, start: int, end: int | None = None) -> list[tuple[tuple[str, ...], int]]:
+        """Each whole tick recorded from ``start`` to ``end``: its requests (``METHOD path``, sorted)
+        and its bytes."""
         with self.lock:
-            seen = self.seen[start:]
+            seen = self.seen[start:end]
         starts = [i for i, (method, path, _) in enumerate(seen) if method == "GET" and path == "/slot"]
-        return [sum(size for _, _, size in seen[a:b]) for a, b in zip(starts, starts[1:], strict=False)]
+        return [
+            (tuple(sorted(f"{m} {p}" for m, p, _ in seen[a:b])), sum(size for _, _, size in seen[a:b]))
+            for a, b in zip(starts, starts[1:], strict=False)
+        ]
 
     def paths(self, start: int) -> set[str]:
         with self.lock:

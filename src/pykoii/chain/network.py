@@ -1,6 +1,7 @@
 """``ValidatorNetwork``: N validators (engine + application each) as real processes on loopback.
 
-Each validator gets its own folder, free ports (p2p, engine RPC, HTTP API) and an ABCI unix socket;
+Each validator gets its own folder, free ports (p2p, engine RPC, HTTP API; picked before it starts,
+see ``ValidatorNetwork.start``) and an ABCI unix socket;
 all share one genesis, dial each other as persistent peers and fetch the blobs they do not hold from
 each other's HTTP APIs (``--peer-apis``). ``pykoii devnet up --validators N``,
 ``pykoii demo --validators N``, the fault tests and the benchmark are built on it.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -22,14 +24,17 @@ import httpx
 
 from ..errors import SandboxError
 from ..ledger import LedgerParams
+from ..ports import free_port
 from ..service.records import Genesis
 from .engine import ValidatorInfo, init_home, install_genesis, make_genesis
 
+PORT_ATTEMPTS = 3
+"""How many times ``ValidatorNetwork.start`` creates a fresh network on new ports when a port it
+picked was taken before its validator bound it (see ``start``)."""
 
-def free_port() -> int:
-    from ..devnet import free_port as port
-
-    return port()
+PORT_TAKEN = "address already in use"
+"""What CometBFT (``bind: address already in use``) and the HTTP API (``Address already in use``)
+say, in their logs, when a port is taken."""
 
 
 @dataclass
@@ -105,11 +110,60 @@ class ValidatorNetwork:
                 install_genesis(validator.home, document, peers)
 
     def start(self, *, timeout: float = 90.0) -> None:
+        """Start every validator and wait until each answers HTTP.
+
+        The ports are picked (``free_port``) before the validators run, not bound on 0 and read
+        back: CometBFT must be given its p2p and RPC ports in its config, and each validator its
+        peers' p2p addresses (``persistent_peers``) and HTTP APIs (``--peer-apis``) before any of
+        them starts. Another process may take one of those ports in between; the validator that
+        cannot bind it exits and its log says ``address already in use``. A network this call
+        created or that never ran (no block, nothing to keep) is then stopped, its folders removed,
+        and created again on new ports, up to ``PORT_ATTEMPTS`` times; any other failure, or a
+        network that ran before, raises at once. Such a network is started once each validator's
+        engine has committed a block (all its ports bound and its peers dialled)."""
         self.create()
+        fresh = not any((validator.home / "ledger").exists() for validator in self.validators)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.create()
+            try:
+                for validator in self.validators:
+                    self.start_validator(validator, wait=False)
+                for validator in self.validators:
+                    self.wait_ready(validator, timeout)
+                if fresh:  # its p2p port too is bound only once it makes blocks with its peers
+                    for validator in self.validators:
+                        validator.process.wait_for(
+                            lambda v=validator: True if self._height_or_none(v) else None,
+                            "its first block",
+                            timeout,
+                        )
+                return
+            except SandboxError:
+                if not fresh or attempt == PORT_ATTEMPTS or not self._port_taken():
+                    raise
+                self.stop()
+                self._discard()
+
+    def _logs(self, validator: Validator) -> list[Path]:
+        return [self.folder / f"{validator.info.name}.log", validator.home / "engine.log"]
+
+    def _port_taken(self) -> bool:
+        """Whether a validator's log (or its engine's) says a port was taken."""
         for validator in self.validators:
-            self.start_validator(validator, wait=False)
+            for path in self._logs(validator):
+                with contextlib.suppress(OSError):
+                    if PORT_TAKEN in path.read_text(errors="replace").lower():
+                        return True
+        return False
+
+    def _discard(self) -> None:
+        """Remove what ``create`` made (folders, keys, genesis) and the logs, to create it anew."""
         for validator in self.validators:
-            self.wait_ready(validator, timeout)
+            for path in self._logs(validator):
+                path.unlink(missing_ok=True)
+            shutil.rmtree(validator.home, ignore_errors=True)
+        (self.folder / "genesis.json").unlink(missing_ok=True)
+        self.validators = []
 
     def start_validator(self, validator: Validator, *, wait: bool = True, timeout: float = 90.0) -> None:
         from ..devnet import Process
@@ -143,8 +197,20 @@ class ValidatorNetwork:
             self.wait_ready(validator, timeout)
 
     def wait_ready(self, validator: Validator, timeout: float) -> None:
+        """Until its HTTP API and its engine's RPC answer: the API answers first, the engine's RPC
+        once the engine has replayed its blocks with the application (seconds on a loaded machine)."""
         assert validator.process is not None, f"{validator.info.name} was not started"
         validator.process.wait_http("/health", timeout)
+        validator.process.wait_for(
+            lambda: True if self._height_or_none(validator) is not None else None, "its engine's RPC", timeout
+        )
+
+    def _height_or_none(self, validator: Validator) -> int | None:
+        """``height``, or None while its engine's RPC does not answer."""
+        try:
+            return self.height(validator)
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
 
     def stop(self) -> None:
         """SIGTERM every validator at once, wait for each (SIGKILL after ``Process.stop``'s grace),
@@ -185,11 +251,9 @@ class ValidatorNetwork:
         deadline = time.monotonic() + timeout
         for validator in validators or self.validators:
             while True:
-                try:
-                    if self.height(validator) >= height:
-                        break
-                except (httpx.HTTPError, KeyError, ValueError):
-                    pass
+                reached = self._height_or_none(validator)
+                if reached is not None and reached >= height:
+                    break
                 if time.monotonic() > deadline:
                     raise SandboxError(
                         f"{validator.info.name} did not reach height {height} in {timeout:.0f} s"
