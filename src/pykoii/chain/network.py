@@ -110,7 +110,7 @@ class ValidatorNetwork:
                 install_genesis(validator.home, document, peers)
 
     def start(self, *, timeout: float = 90.0) -> None:
-        """Start every validator and wait until each answers HTTP.
+        """Start every validator and wait until each answers (HTTP API and engine RPC).
 
         The ports are picked (``free_port``) before the validators run, not bound on 0 and read
         back: CometBFT must be given its p2p and RPC ports in its config, and each validator its
@@ -119,8 +119,8 @@ class ValidatorNetwork:
         cannot bind it exits and its log says ``address already in use``. A network this call
         created or that never ran (no block, nothing to keep) is then stopped, its folders removed,
         and created again on new ports, up to ``PORT_ATTEMPTS`` times; any other failure, or a
-        network that ran before, raises at once. Such a network is started once each validator's
-        engine has committed a block (all its ports bound and its peers dialled)."""
+        network that ran before, stops what started and raises. A fresh network is started once
+        each validator's engine has committed a block (all its ports bound, its peers dialled)."""
         self.create()
         fresh = not any((validator.home / "ledger").exists() for validator in self.validators)
         for attempt in range(1, PORT_ATTEMPTS + 1):
@@ -139,9 +139,9 @@ class ValidatorNetwork:
                         )
                 return
             except SandboxError:
+                self.stop()  # what did start: nothing is left running
                 if not fresh or attempt == PORT_ATTEMPTS or not self._port_taken():
                     raise
-                self.stop()
                 self._discard()
 
     def _logs(self, validator: Validator) -> list[Path]:
