@@ -335,15 +335,21 @@ def add_task(
 
 @contextlib.contextmanager
 def nodes_on_task(
-    root: Path, ledger: Ledger, task_id: str, count: int, *, stake: int = 5
+    root: Path,
+    ledger: Ledger,
+    task_id: str,
+    count: int,
+    *,
+    stake: int = 5,
+    options: dict[int, tuple[str, ...]] | None = None,
 ) -> Iterator[list[NodeProcess]]:
-    """``count`` nodes (``root/node0``, ...), each running ``task_id`` with ``stake`` KOII (``add_task``);
-    stopped when the block ends."""
+    """``count`` nodes (``root/node0``, ...), each running ``task_id`` with ``stake`` KOII (``add_task``,
+    with ``options[index]`` for some, e.g. ``("--var", "FAULTY=1")``); stopped when the block ends."""
     nodes: list[NodeProcess] = []
     try:
         for index in range(count):
             nodes.append(NodeProcess(root / f"node{index}", ledger.url))
-            add_task(nodes[-1], ledger, task_id, stake=stake)
+            add_task(nodes[-1], ledger, task_id, *(options or {}).get(index, ()), stake=stake)
         yield nodes
     finally:
         for node in nodes:

@@ -10,7 +10,7 @@ import httpx
 from pykoii.keys import Keypair
 
 from .conftest import write_task
-from .harness import Ledger, NodeProcess, add_task, wait_until, watch_rounds
+from .harness import Ledger, NodeProcess, add_task, nodes_on_task, proofs_sent, wait_until, watch_rounds
 
 BOUNTY = 10**9
 STAKE_KOII = 5
@@ -20,10 +20,9 @@ def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger,
     task_id = ledger.create_hello_world(
         Keypair.generate(), round_time=24, submission_window=9, audit_window=9, minimum_stake=10**7
     )
-    nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(5)]
-    try:
-        for index, node in enumerate(nodes):
-            add_task(node, ledger, task_id, *(["--var", "FAULTY=1"] if index == 4 else []), stake=STAKE_KOII)
+    with nodes_on_task(
+        sandbox_root, ledger, task_id, 5, stake=STAKE_KOII, options={4: ("--var", "FAULTY=1")}
+    ) as nodes:
         everyone = {n.info["staking_key"] for n in nodes}
         faulty = nodes[4].info["staking_key"]
         honest = everyone - {faulty}
@@ -57,9 +56,6 @@ def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger,
             assert final["stake_list"][faulty] == stake
         assert faulty not in final["available_balances"]
         assert final["stake_list"][faulty] < STAKE_KOII * 10**9 * 30 // 100 + 1
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_killed_node_restarts_without_double_submission_and_catches_up(
@@ -71,10 +67,7 @@ def test_killed_node_restarts_without_double_submission_and_catches_up(
     # its task child; its own start-up takes 1-2 s, several on a loaded machine.
     timing = {"round_time": 100, "submission_window": 10, "audit_window": 80}
     task_id = ledger.create_hello_world(Keypair.generate(), **timing)
-    nodes = [NodeProcess(sandbox_root / f"node{i}", ledger.url) for i in range(3)]
-    try:
-        for node in nodes:
-            add_task(node, ledger, task_id)
+    with nodes_on_task(sandbox_root, ledger, task_id, 3) as nodes:
         victim = nodes[0]
         me = victim.info["staking_key"]
         wait_until(
@@ -82,22 +75,12 @@ def test_killed_node_restarts_without_double_submission_and_catches_up(
             120,
             "a first submission",
         )
-        starting_slot = ledger.task(task_id)["starting_slot"]
-
-        def just_sent() -> dict | None:
-            """The task, if the victim's proof of the round before is in and its window still open."""
-            slot, state = ledger.slot(), ledger.task(task_id)
-            in_window = (slot - starting_slot) % timing["round_time"] < timing["submission_window"] - 1
-            sent = me in state["submissions"].get(str(state["current_round"] - 1), {})
-            return state if in_window and sent and round_of(slot) == state["current_round"] else None
-
-        def round_of(slot: int) -> int:
-            return (slot - starting_slot) // timing["round_time"]
-
         # kill it inside a submission window, right after it has sent work: mid-round
-        state = wait_until(just_sent, 60, "the victim's proof, inside a submission window")
+        number, state = wait_until(
+            lambda: proofs_sent(ledger, task_id, {me}, timing, 1), 60, "the victim's proof, inside a window"
+        )
         victim.kill()
-        stake, killed_round = state["stake_list"][me], state["current_round"]
+        stake, killed_round = state["stake_list"][me], number + 1
         time.sleep(0.5)
         victim.start()
         wait_until(
@@ -114,9 +97,6 @@ def test_killed_node_restarts_without_double_submission_and_catches_up(
         log = victim.logs(task_id)
         assert not any("submit_proof" in line and "refused" in line for line in log.splitlines()), log
         assert "re-sending" in log or all(a["status"] == "done" for a in actions)
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 CRASHER = """
