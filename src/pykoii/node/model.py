@@ -81,6 +81,10 @@ class TaskRuntime:
     reads: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     """What task code asked of the ledger since the last tick (``answers.py``), read once a tick."""
     loop: asyncio.Task[None] | None = None
+    """The task's loop: while it runs, the task runs on this node (the dashboard's "running")."""
+    reveals: asyncio.Task[None] | None = None
+    """After ``stop-task`` or ``remove-task``, after a restart of a stopped or removing task and at
+    shutdown: the reveals of the proofs already sent (``_reveals_after_stop``), the task not running."""
     work: asyncio.Task[None] | None = None
     """The work lane: ``task()`` of round ``working``, running beside the loop."""
     working: int | None = None

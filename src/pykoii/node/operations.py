@@ -146,7 +146,7 @@ class NodeActions:
         except UnknownTaskError:
             pending = []
         except PykoiiError as exc:
-            runtime.loop = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
+            runtime.reveals = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
             return (
                 f"the ledger did not answer ({exc.name}): the node reveals the proofs it already sent, "
                 "if any, once it does"
@@ -154,7 +154,7 @@ class NodeActions:
         if not pending:
             self._forget_if_removed(runtime)
             return ""
-        runtime.loop = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
+        runtime.reveals = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
         then = "then forgets the task" if runtime.record.removed else "then stops"
         windows = self._windows(pending)
         return f"the node reveals the proofs it already sent, each in its window, {then}: {windows}"
@@ -228,7 +228,7 @@ class NodeActions:
         loop = asyncio.get_running_loop()
         jobs = [loop.create_task(self._reveals_after_stop(runtime)) for runtime in waiting]
         for runtime, job in zip(waiting, jobs, strict=True):
-            runtime.loop = job
+            runtime.reveals = job
         stop_now = loop.create_task(now.wait())
         bound = max(self._reveal_wait(runtime) for runtime in waiting)
         ends: list[asyncio.Future[Any]] = [asyncio.gather(*jobs, return_exceptions=True), stop_now]

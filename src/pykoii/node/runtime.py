@@ -237,7 +237,7 @@ class Node(WorkLane, NodeActions):
             else:
                 runtime = self._runtime(record)
                 runtime.status = "removing" if record.removed else "stopped"
-                runtime.loop = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
+                runtime.reveals = asyncio.get_running_loop().create_task(self._reveals_after_stop(runtime))
 
     def public_base_url(self) -> str:
         """The public port's URL (what is registered with stakes)."""
@@ -286,12 +286,12 @@ class Node(WorkLane, NodeActions):
         runtime = self.tasks.get(task_id)
         if runtime is None:
             return
-        for job in (runtime.loop, runtime.work):
+        for job in (runtime.loop, runtime.work, runtime.reveals):
             if job is not None:
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await job
-        runtime.loop = runtime.work = None
+        runtime.loop = runtime.work = runtime.reveals = None
         runtime.working = None
         if runtime.process is not None:
             await runtime.process.stop()
