@@ -211,12 +211,12 @@ def sorted_keys(name: tuple[Any, ...], *maps: Mapping[Any, Any]) -> SortedKeys:
         _SORTED.move_to_end(name)
         return held
     if not any(sizes):  # a round nobody submitted to: nothing worth keeping (its map may be a new {})
-        return SortedKeys(maps, sizes, [], array("q"))
+        return SortedKeys(maps, sizes, [], array("I"))
     first = list(maps[0]) if maps else []
     rest = {key for m in maps[1:] for key in m}.difference(first) if len(maps) > 1 else set()
     everything = first + sorted(rest)
     order = sorted(range(len(everything)), key=everything.__getitem__)
-    held = SortedKeys(maps, sizes, [everything[i] for i in order], array("q", order))
+    held = SortedKeys(maps, sizes, [everything[i] for i in order], array("I", order))
     _SORTED[name] = held
     _SORTED.move_to_end(name)
     while len(_SORTED) > ROUNDS_CACHED:
