@@ -306,7 +306,7 @@ Time is wall time of the whole read (this process's HTTP client included); CPU i
 service's main process over the same read (where every read is answered). "This code" columns list
 each sitting (two when a baseline ran between them: this code, the baseline, this code again).
 "Answers identical" compares the answers' bytes across every sitting (SHA-256 of every JSON body in
-order, without its `slot`, the current slot; HTML pages show it and are not compared). Ledger
+order, without `slot` and `current_round`, which move between sittings; HTML pages are not compared). Ledger
 start (state rebuilt from the log on disk): {starts}.
 
 {machine_text([run])}
@@ -325,6 +325,11 @@ What each reader is: `round`, `list detail`, `stakers` are the API's pages (`GET
 `dashboard: reward history` is what the node dashboard's overview reads when first opened
 (`RewardHistory.update`: the log since `LOOKBACK` entries back, and the key's list entry); the CLI
 row is `pykoii task info` in its own process (Python's start included).
+
+Not paged in O(page size): `stakers` (a task's accounts come and go, so no sorted copy of them is
+kept: each page is one pass over the task's accounts, and reading every page grows as n²/page), and
+the dashboard's reward history, which follows the log (on first use the last `LOOKBACK` entries,
+then every entry since its last read: the whole round's log each round it is opened).
 """
 
 
