@@ -53,7 +53,6 @@ from pykoii.dashboard.history import RewardHistory
 from pykoii.node.ledger_access import NodeLedger
 
 SECTION = "## Reading a large round"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass

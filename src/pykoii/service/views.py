@@ -472,7 +472,9 @@ def _node_round(task: TaskState, number: int, slot: int, me: Address) -> dict[st
     panel: list[str] = []
     mine = submissions.get(me)
     if mine is not None and mine.reveal and slot >= reveal_window(task, number).stop:
-        ring = _closed_ring(task, number, _round_keys(task, number, submissions))
+        # The ledger's own ring cache, not SortedKeys: every node reads this each tick, and with
+        # more rounds read than ROUNDS_CACHED a kept round would be re-sorted for each read.
+        ring = audit_ring(None, task, number)
         candidates = list(ring.candidates_of(me))
         panel = [c for c in ring.panel_candidates_of(me) if c in triggers]
     selected: list[Address | None] = []
