@@ -143,21 +143,17 @@ class Run:
     baseline_tx_per_s: float = 0.0
     """Same-run baseline: airdrops (the simplest transaction) acknowledged per second while funding."""
     machine: Machine = field(default_factory=lambda: Machine())
-    first_read: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """A node's first read of its round after the reveal window: ``(seconds, service CPU, main
-    process CPU)``."""
     checkpoints: list[str] = field(default_factory=list)
     """The service's periodic checkpoints during the round: in which phase the state was copied
     (the pass that crossed the interval) and in which its mark was logged."""
 
     @property
     def ledger_seconds(self) -> float:
-        """The phases and the first round read (which computes what the first vote used to)."""
-        return sum(p.seconds for p in self.phases.values()) + self.first_read[0]
+        return sum(p.seconds for p in self.phases.values())
 
     @property
     def server_cpu(self) -> float:
-        return sum(p.server_cpu for p in self.phases.values()) + self.first_read[1]
+        return sum(p.server_cpu for p in self.phases.values())
 
 
 def rss_mb(pid: int) -> float:
@@ -823,15 +819,6 @@ def _round(ledger: Ledger, signers: Signers, run: Run) -> Run:
         )
 
     ledger.wait_for_slot(audit_window(task, 0).start)
-    # A node's first read of its round once the reveals are in (as ``node.ledger_access`` reads it):
-    # the service computes the round's beacon and ring there, cached; the first vote stores that beacon.
-    cpu, main, started = tree_cpu(pid), _proc_stat(pid)[0], time.perf_counter()
-    ledger.http.get(f"/tasks/{task_id}/rounds/0", params={"key": keys[0].public_key}).raise_for_status()
-    run.first_read = (
-        time.perf_counter() - started,
-        tree_cpu(pid) - cpu,
-        _proc_stat(pid)[0] - main,
-    )
     task = ledger.task(task_id)
     ring = audit_ring(None, task, 0)
     votes = [
@@ -943,13 +930,6 @@ def report(runs: list[Run], command: str, checkpoint_every: int) -> str:
             + (f", growth {growth}" if growth else "")
         )
     lines.append("| **whole round** | " + " | ".join(total) + " |")
-    lines.append(
-        "| a node's first read of its round after the reveals (`GET /tasks/{id}/rounds/0?key=…`, before the "
-        "first vote: the service computes and caches the round's beacon and ring, the first vote stores that "
-        "beacon) | "
-        + " | ".join(f"{r.first_read[0] * 1000:,.0f} ms (CPU {r.first_read[1]:.2f} s)" for r in runs)
-        + " |"
-    )
     lines.append(
         "| baseline, same run: airdrops (simplest tx) | "
         + " | ".join(f"{r.baseline_tx_per_s:,.0f} tx/s" for r in runs)
@@ -1078,8 +1058,6 @@ process only sends:
   funding and staking (setup) are signed in slices of {SLICE:,} by the signing processes, each slice sent before
   the next is signed.
 
-A node's first read of its round after the reveals is timed too (its own row) and counted in the whole round: the
-round's beacon and ring are computed there, as in a network of nodes, which read their round before voting.
 A phase's time is from sending its first request to the durable acknowledgement of its last; CPU is the service's
 (main process and signature workers) over the same span, and the main process's part of it (the event loop:
 HTTP, sequencer, apply, log). Growth = (time ratio) / (node ratio) from the previous
