@@ -5,7 +5,9 @@ hostile bytes. Every check goes through the public surfaces: the engines' RPC an
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -324,25 +326,56 @@ def one_validator(
     """A one-validator network through the CLI (``validator init``, ``genesis --devnet``, ``run``):
     its folder, ports (p2p, engine RPC, HTTP), process and log file; ``config`` is set in the
     engine's config.toml before it starts."""
-    home = tmp_path / "v1"
     cli = [sys.executable, "-m", "pykoii.cli", "validator"]
-    ports = [str(_port()) for _ in range(3)]
-    subprocess.run(
-        [*cli, "init", "--home", str(home),
-         "--p2p-port", ports[0], "--rpc-port", ports[1], "--http-port", ports[2]],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    if config:
-        set_config(home / "engine" / "config" / "config.toml", config)
-    genesis = tmp_path / "genesis.json"
-    subprocess.run(
-        [*cli, "genesis", "--out", str(genesis), "--devnet", str(home)], check=True, capture_output=True
-    )
-    log = open(tmp_path / "validator.log", "wb")
-    process = subprocess.Popen(
-        [*cli, "run", "--home", str(home), "--genesis", str(genesis)], stdout=log, stderr=subprocess.STDOUT
-    )
-    return home, ports, process, log
+    # `validator init` takes the ports (CometBFT's config holds them), so they are picked before the
+    # validator binds them; if another process took one meanwhile (the validator or its engine then
+    # exits: "address already in use"), this fresh validator is made again on new ports.
+    for attempt in range(3):
+        home = tmp_path / "v1"
+        shutil.rmtree(home, ignore_errors=True)
+        ports = [str(_port()) for _ in range(3)]
+        subprocess.run(
+            [*cli, "init", "--home", str(home),
+             "--p2p-port", ports[0], "--rpc-port", ports[1], "--http-port", ports[2]],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        if config:
+            set_config(home / "engine" / "config" / "config.toml", config)
+        genesis = tmp_path / "genesis.json"
+        subprocess.run(
+            [*cli, "genesis", "--out", str(genesis), "--devnet", str(home)], check=True, capture_output=True
+        )
+        log = open(tmp_path / "validator.log", "wb")
+        process = subprocess.Popen(
+            [*cli, "run", "--home", str(home), "--genesis", str(genesis)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        # The HTTP API may answer before the engine's RPC listens (POST /tx then answers 503, nothing
+        # sent), and the engine binds its p2p port after its RPC: wait for its first block (on a
+        # loaded machine that can take a while).
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                status = httpx.get(f"http://127.0.0.1:{ports[1]}/status", timeout=5).json()
+                if int(status["result"]["sync_info"]["latest_block_height"]) >= 1:
+                    break
+            time.sleep(0.2)
+        else:
+            said = (tmp_path / "validator.log").read_text(errors="replace")
+            with contextlib.suppress(OSError):
+                said += (home / "engine.log").read_text(errors="replace")
+            if process.poll() is None:
+                process.kill()
+                raise AssertionError(
+                    f"the engine's RPC made no block in 120 s; the logs end with:\n{said[-3000:]}"
+                )
+            log.close()
+            if "address already in use" not in said.lower() or attempt == 2:
+                raise AssertionError(f"the validator exited with {process.returncode}:\n{said[-3000:]}")
+            continue
+        return home, ports, process, log
+    raise AssertionError("unreachable")
 
 
 def block_ms(block: Any) -> int:
@@ -358,18 +391,10 @@ def test_validator_cli_and_hostile_input(tmp_path: Path) -> None:
     rpc, url = f"http://127.0.0.1:{ports[1]}", f"http://127.0.0.1:{ports[2]}"
     try:
         client = LedgerClient(url, retries=20, backoff=0.5)
-        # The HTTP API may answer before the engine's RPC listens (POST /tx then answers 503, nothing
-        # sent): wait for the engine's first block, on a loaded machine that can take a while.
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                status = httpx.get(rpc + "/status", timeout=5).json()
-                if int(status["result"]["sync_info"]["latest_block_height"]) >= 1:
-                    break
-            except (httpx.HTTPError, KeyError, ValueError):
-                pass
-            assert time.monotonic() < deadline, f"the engine's RPC {rpc} made no block in 120 s"
-            time.sleep(0.2)
+        assert (
+            int(httpx.get(rpc + "/status", timeout=5).json()["result"]["sync_info"]["latest_block_height"])
+            >= 1
+        )
         alice = Keypair.generate()
         client.send_transaction(alice, {"type": "airdrop", "to": alice.public_key, "amount": 9})
 
