@@ -20,6 +20,7 @@ from pykoii.ledger import (
     from_plain,
     state_root,
 )
+from pykoii.service.log import KEPT_CHECKPOINT_STATES
 from pykoii.service.store import LedgerStore
 
 from .conftest import KOII, make_store
@@ -84,7 +85,9 @@ def test_checkpoints_and_durable_roots_taken_while_writes_go_on_hold_their_seqs_
     rows = db.execute("SELECT seq, state_root, state FROM checkpoints ORDER BY seq").fetchall()
     db.close()
     assert len(rows) >= 2  # periodic ones (how many depends on how passes group) and the final one
-    for _, root, data in rows:
+    # Only the newest keep their state (service/log.py KEPT_CHECKPOINT_STATES); older rows keep their root.
+    assert [seq for seq, _, data in rows if data] == [seq for seq, _, _ in rows[-KEPT_CHECKPOINT_STATES:]]
+    for _, root, data in rows[-KEPT_CHECKPOINT_STATES:]:
         # The bytes stored are the state's canonical bytes, hashing to the root recorded and marked.
         assert hashlib.sha256(data).hexdigest() == root
         assert state_root(from_plain(LedgerState, orjson.loads(data))) == root

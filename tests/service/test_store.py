@@ -17,7 +17,7 @@ from pykoii.keys import Keypair
 from pykoii.ledger import LedgerParams, canonical_bytes, to_plain
 from pykoii.ledger.codec import plain_bytes
 from pykoii.service import Genesis, SlotClock, Verifier
-from pykoii.service.log import LogEntry, SQLiteLog
+from pykoii.service.log import KEPT_CHECKPOINT_STATES, LogEntry, SQLiteLog
 from pykoii.service.records import mark_of
 from pykoii.service.store import LedgerStore
 
@@ -347,6 +347,32 @@ def test_a_checkpoint_is_marked_in_the_log_and_loaded_with_its_tail(tmp_path: Pa
     full = reopen(tmp_path, clock, use_checkpoint=False)
     assert (full.root(), full.seq) == (store.root(), store.seq)
     full.backend.close()
+
+
+def test_only_the_newest_checkpoints_keep_their_state_and_verify_still_checks_every_root(
+    tmp_path: Path,
+) -> None:
+    """Each checkpoint is the whole state: the file must not grow by one per interval. Older rows keep
+    their seq and root (a full replay still checks each), only the newest keep the state."""
+    clock = ManualClock()
+    store = make_store(tmp_path, clock, checkpoint_every=5)
+    fill(store, clock, count=40)
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as conn:
+        rows = conn.execute("SELECT seq, length(state) FROM checkpoints ORDER BY seq").fetchall()
+    assert len(rows) > KEPT_CHECKPOINT_STATES + 1
+    kept = [seq for seq, size in rows if size > 0]
+    assert kept == [seq for seq, _ in rows[-KEPT_CHECKPOINT_STATES:]]
+    # The newest is loaded; a replay from genesis compares every recorded root, emptied or not.
+    again = reopen(tmp_path, clock)
+    assert (again.root(), again.seq) == (store.root(), store.seq)
+    again.backend.close()
+    full = reopen(tmp_path, clock, use_checkpoint=False)
+    assert (full.root(), full.seq) == (store.root(), store.seq)
+    full.backend.close()
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as conn:  # an emptied row's root is still checked
+        conn.execute("UPDATE checkpoints SET state_root = ? WHERE seq = ?", ("0" * 64, rows[0][0]))
+    with pytest.raises(LogCorruptionError, match="differs from checkpoint root"):
+        reopen(tmp_path, clock, use_checkpoint=False)
 
 
 def test_replay_recomputes_every_stored_receipt(tmp_path: Path) -> None:

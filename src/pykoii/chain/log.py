@@ -91,7 +91,7 @@ class ChainLog(SQLiteLog):
 
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Store a checkpoint and drop those before the one preceding it (start-up uses the newest;
-        the sequencer's keep every one for ``ledger verify``, a validator's log has no marks)."""
+        the sequencer's keep every root for ``ledger verify``, a validator's log has no marks)."""
         super().write_checkpoint(checkpoint)
         self._checkpointer.execute(
             "DELETE FROM checkpoints WHERE seq < (SELECT min(seq) FROM "

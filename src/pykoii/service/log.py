@@ -185,6 +185,8 @@ the rows a key matches are compared on the full id, so a shared prefix costs a r
 ID_BATCH = 50_000
 """Committed entries between two bulk writes of ``log_ids`` (the dict of the entries committed since
 the last one holds at most about this many ids)."""
+KEPT_CHECKPOINT_STATES = 2
+"""Checkpoints whose state is kept (the newest); older rows keep only seq, entry hash and root."""
 _IDS_THROUGH = "ids_through"
 """The ``meta`` key of the last seq whose id is in ``log_ids``."""
 WRITER_CACHE_KIB = 16 * 1024
@@ -338,11 +340,20 @@ class SQLiteLog:
         return _entry(rows[0]) if rows else None
 
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a checkpoint, and empty the state of those older than the newest
+        ``KEPT_CHECKPOINT_STATES`` (their seq, entry hash and root stay, for ``ledger verify``):
+        start-up loads only the newest, and each state is the whole ledger (58 MB at 100,000 nodes),
+        so keeping every one would grow the file by a state per checkpoint interval."""
         c = checkpoint
         with _Transaction(self._checkpointer):
             self._checkpointer.execute(
                 "INSERT OR REPLACE INTO checkpoints (seq, entry_hash, state_root, state) VALUES (?, ?, ?, ?)",
                 (c.seq, c.entry_hash, c.state_root, c.state),
+            )
+            self._checkpointer.execute(
+                "UPDATE checkpoints SET state = x'' WHERE length(state) > 0 AND seq < (SELECT min(seq) "
+                "FROM (SELECT seq FROM checkpoints ORDER BY seq DESC LIMIT ?))",
+                (KEPT_CHECKPOINT_STATES,),
             )
 
     def latest_checkpoint(self) -> Checkpoint | None:
