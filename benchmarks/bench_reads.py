@@ -17,14 +17,15 @@ is answered) are measured per reader:
   back, and the key's list entry), what its overview does when it is opened;
 - the CLI: ``pykoii task info`` (a process of its own; its wall time includes Python's start).
 
-With ``--baseline-src DIR`` (the ``src`` folder of another checkout, e.g. one made with ``git
-worktree add --detach /tmp/reads-base <commit>``) the same reads are run, in the same sitting,
-against a ledger of that code started on the same data folder (state rebuilt from the same log),
-then against this code's again, and each read's answer is compared byte for byte between the two.
+With ``--baseline-views REF`` the same reads are run, in the same sitting, against a ledger of
+this code with ``service/views.py`` as it was at git commit ``REF`` (a copy of ``src`` with that one
+file replaced: only the read views differ, so the data folder, the flags and the log format are
+this code's), started on the same data folder (state rebuilt from the same log), then against
+this code's again, and each read's answer is compared byte for byte between the two.
 
 Writes the "## Reading a large round" section of BENCHMARKS.md. Run::
 
-    .venv/bin/python benchmarks/bench_reads.py [--nodes 100000] [--baseline-src DIR] [--no-write]
+    .venv/bin/python benchmarks/bench_reads.py [--nodes 100000] [--baseline-views 3331e03] [--no-write]
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ from pykoii.dashboard.history import RewardHistory
 from pykoii.node.ledger_access import NodeLedger
 
 SECTION = "## Reading a large round"
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_EVERY = 200_000
+"""The ledger's checkpoint interval in log entries: ``ledger serve``'s own default."""
 
 
 @dataclass
@@ -230,7 +234,7 @@ def sitting(label: str, folder: Path, task_id: str, key: str, src: str | None) -
     os.environ.update({"PYTHONPATH": env["PYTHONPATH"]} if src is not None else {})
     started = time.perf_counter()
     try:
-        ledger = Ledger(folder)
+        ledger = Ledger(folder, CHECKPOINT_EVERY)
     finally:
         if src is not None:
             if saved is None:
@@ -250,12 +254,24 @@ def sitting(label: str, folder: Path, task_id: str, key: str, src: str | None) -
     return result
 
 
+def baseline_src(ref: str, folder: Path) -> str:
+    """A copy of this checkout's ``src`` in ``folder`` with ``service/views.py`` as at ``ref``."""
+    views = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{ref}:src/pykoii/service/views.py"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    shutil.copytree(ROOT / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (folder / "src" / "pykoii" / "service" / "views.py").write_bytes(views)
+    return str(folder / "src")
+
+
 def build(nodes: int, folder: Path) -> tuple[Run, str, str]:
     """A paid round of ``nodes`` nodes in a ledger on ``folder`` (stopped after); its task and a
     staking key of it."""
     run = Run(nodes)
     signers = Signers(nodes)
-    ledger = Ledger(folder)
+    ledger = Ledger(folder, CHECKPOINT_EVERY)
     run.machine.start()
     try:
         _round(ledger, signers, run)
@@ -335,22 +351,27 @@ then every entry since its last read: the whole round's log each round it is ope
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100_000, help="nodes of the round (default 100,000)")
-    parser.add_argument("--baseline-src", help="a src folder of other code to read the same round with (A/B)")
+    parser.add_argument(
+        "--baseline-views",
+        metavar="REF",
+        help="also read the round with service/views.py as at git commit REF (A/B)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="pykoii-reads-"))
     try:
         run, task_id, key = build(args.nodes, folder / "ledger")
         sittings = [sitting("this code", folder / "ledger", task_id, key, None)]
-        if args.baseline_src:
-            sittings.append(sitting("baseline", folder / "ledger", task_id, key, args.baseline_src))
+        if args.baseline_views:
+            base = baseline_src(args.baseline_views, folder)
+            sittings.append(sitting("baseline", folder / "ledger", task_id, key, base))
             sittings.append(sitting("this code", folder / "ledger", task_id, key, None))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     command = (
         ".venv/bin/python benchmarks/bench_reads.py"
         + (f" --nodes {args.nodes}" if args.nodes != 100_000 else "")
-        + (f" --baseline-src {args.baseline_src}" if args.baseline_src else "")
+        + (f" --baseline-views {args.baseline_views}" if args.baseline_views else "")
     )
     text = report(args.nodes, run, sittings, command)
     print(text)
