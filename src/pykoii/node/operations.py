@@ -213,12 +213,12 @@ class NodeActions:
             except PykoiiError as exc:
                 say(f"task {task_id}: the ledger does not answer ({exc.name}: {exc}); trying again")
                 pending = None
-            if pending is None or pending:
-                waiting.append(runtime)
+            if pending == []:  # every proof sent is revealed (not None: the ledger did not answer)
+                self._forget_if_removed(runtime)
+                continue
+            waiting.append(runtime)
             if pending:
                 say(f"task {task_id}: revealing the proofs already sent: {self._windows(pending)}")
-            else:
-                self._forget_if_removed(runtime)
         if not waiting:
             return
         say(
