@@ -144,8 +144,8 @@ class Run:
     """Same-run baseline: airdrops (the simplest transaction) acknowledged per second while funding."""
     machine: Machine = field(default_factory=lambda: Machine())
     checkpoints: list[str] = field(default_factory=list)
-    """The service's periodic checkpoints during the round: in which phase the state was copied
-    (the pass that crossed the interval) and in which its mark was logged."""
+    """The service's periodic checkpoints during the round: the phase whose entries the state
+    covers up to, and in which its mark was logged ("between phases": taken in a pause)."""
 
     @property
     def ledger_seconds(self) -> float:
@@ -870,7 +870,8 @@ def _round(ledger: Ledger, signers: Signers, run: Run) -> Run:
         return next((name for name, p in phases.items() if p.seqs[0] < seq <= p.seqs[1]), "between phases")
 
     run.checkpoints = [
-        f"of seq {at:,}: copied in {phase_of(at)}, marked in {phase_of(mark)}"
+        f"of seq {at:,} ({phase_of(at)}), marked "
+        + ("between phases" if phase_of(mark) == "between phases" else f"in {phase_of(mark)}")
         for mark, at in ledger.marks(seq_before)
     ]
     run.rss_end_mb = rss_mb(pid)
@@ -958,8 +959,8 @@ def report(runs: list[Run], command: str, checkpoint_every: int) -> str:
         "200,000)"
     )
     lines.append(
-        f"| checkpoints in the round ({every}: the state copied on the event loop, encoded "
-        "and hashed on a thread, its mark logged, then stored) | "
+        f"| checkpoints in the round ({every}, taken at the first quiet moment after: the state "
+        "encoded on the event loop, hashed on a thread, its mark logged, then stored) | "
         + " | ".join("; ".join(r.checkpoints) or "none" for r in runs)
         + " |"
     )

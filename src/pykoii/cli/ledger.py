@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--checkpoint-every",
         type=int,
         default=200_000,
-        help="write a checkpoint (the state, tied to the log by a mark) every N log entries, so a "
-        "restart replays only what follows it (default 200000; 0: only at shutdown)",
+        help="write a checkpoint (the state, tied to the log by a mark) every N log entries, at the "
+        "first quiet moment after (at most N/2 entries later), so a restart replays only what follows "
+        "it (default 200000; 0: only at shutdown)",
     )
     serve_parser.set_defaults(func=serve)
 

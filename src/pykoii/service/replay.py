@@ -27,6 +27,9 @@ from .verify import Verified, Verifier
 if TYPE_CHECKING:
     from .metrics import Statistics
 
+QUIET_SECONDS = 0.1
+"""How long no request may have arrived for a due checkpoint to be taken (``_maybe_checkpoint``)."""
+
 
 class Replay:
     """The start-up half of ``LedgerStore`` (a mixin: the store sets these attributes)."""
@@ -60,6 +63,12 @@ class Replay:
     _use_checkpoint: bool
     _on_progress: Any
     _checkpointer: ThreadPoolExecutor
+    checkpoint_every: int
+    _checkpointing: asyncio.Task[None] | None
+    _quiet_timer: asyncio.TimerHandle | None
+    _last_arrival: float
+    _pending: list[Any]
+    _passes: list[Any]
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -214,6 +223,35 @@ class Replay:
             raise _corrupt(entry, f"the ledger refuses it on replay: {exc.name}: {exc}") from None
 
     # --- checkpoints ------------------------------------------------------------------------
+
+    def _maybe_checkpoint(self) -> None:
+        """Take the periodic checkpoint once it is due (``checkpoint_every`` durable entries since
+        the last), at a quiet moment: no request for ``QUIET_SECONDS`` and nothing waiting for the
+        sequencer, so taking the state (a fifth of a second at 100,000 nodes, on the event loop)
+        delays no one; else this looks again once it could be quiet. A checkpoint still not taken
+        ``checkpoint_every // 2`` entries later is taken at once, busy or not: a restart replays at
+        most 1.5 intervals plus the passes in flight. Then in the background: the sequencer goes
+        on while the bytes are hashed and written (on its own thread and connection); the mark
+        goes through a later pass, so the checkpoint is stored only once everything it covers is
+        durable."""
+        every = self.checkpoint_every
+        since = self.durable_seq - self._checkpoint_seq
+        if not every or since < every or self._broken is not None:
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return  # the next pass's settle looks again
+        loop = asyncio.get_running_loop()
+        wait = max(self._last_arrival + QUIET_SECONDS - loop.time(), 0.0)
+        if (wait > 0 or self._pending or self._passes) and since < every + every // 2:
+            if self._quiet_timer is None:
+                self._quiet_timer = loop.call_later(wait or QUIET_SECONDS, self._quiet_checkpoint)
+            return
+        snapshot = self._snapshot()
+        self._checkpointing = loop.create_task(self._write_checkpoint(*snapshot))
+
+    def _quiet_checkpoint(self) -> None:
+        self._quiet_timer = None
+        self._maybe_checkpoint()
 
     async def checkpoint(self) -> None:
         """Record the current state durably, so the next start-up replays only what follows."""

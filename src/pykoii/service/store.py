@@ -162,6 +162,9 @@ class LedgerStore(Replay, EventSource):
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-log")
         self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-checkpoint")
         self._checkpointing: asyncio.Task[None] | None = None
+        self._quiet_timer: asyncio.TimerHandle | None = None
+        self._last_arrival = 0.0
+        """The event loop's time of the last ``submit_later`` (a due checkpoint waits for quiet)."""
         self._broken: BaseException | None = None
         self._low_space = False
         self._root_cache: tuple[tuple[int, int], asyncio.Future[str]] | None = None
@@ -279,7 +282,9 @@ class LedgerStore(Replay, EventSource):
                 "retry shortly",
                 pending=self._pending_count,
             )
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._last_arrival = loop.time()
+        future: asyncio.Future[list[Any]] = loop.create_future()
 
         def verified(outcomes: list[Any] | PykoiiError) -> None:
             # Straight from the verifier to the sequencer's queue: the caller's coroutine next wakes
@@ -448,15 +453,7 @@ class LedgerStore(Replay, EventSource):
         await self._notify()
         if self.events.active:
             self._publish(done.receipts)
-        if self.checkpoint_every and done.seq - self._checkpoint_seq >= self.checkpoint_every:
-            if self._checkpointing is None or self._checkpointing.done():
-                # In the background: the sequencer goes on while the snapshot is encoded and
-                # written (on its own thread and connection). Its mark goes through a later pass,
-                # so the checkpoint is stored only once everything it covers is durable.
-                snapshot = self._snapshot()
-                self._checkpointing = asyncio.get_running_loop().create_task(
-                    self._write_checkpoint(*snapshot)
-                )
+        self._maybe_checkpoint()
         return True
 
     async def _notify(self) -> None:
@@ -525,6 +522,9 @@ class LedgerStore(Replay, EventSource):
 
     async def close(self) -> None:
         """Stop the sequencer after its current batch, write a checkpoint, and release storage."""
+        if self._quiet_timer is not None:
+            self._quiet_timer.cancel()
+            self._quiet_timer = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
