@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
@@ -166,7 +167,12 @@ def verify_envelope(envelope: Any) -> Transaction:
 
 @functools.lru_cache(maxsize=16384)
 def signer_key(signer: str) -> bytes:
-    """``base58_decode`` of a signer's public key, remembered: the same signers sign again and again."""
+    """``base58_decode`` of a signer's public key, remembered for the last 16,384 signers: in a
+    network of fewer nodes the same signers sign again and again (a hit costs about 0.2 µs, a
+    decode about 1.8). The cache holds about 240 bytes a signer (its key text included), at most
+    about 4 MB per process. A round with more signers than that (a 100,000-node round) finds
+    none of them in it and pays about 0.4 µs more per envelope than a plain decode
+    (benchmarks/bench_verify.py measures it that way)."""
     return base58_decode(signer)
 
 
@@ -194,8 +200,8 @@ def verify_envelope_bytes(envelope: Any) -> tuple[Transaction, bytes]:
             f"got {len(signature_bytes)} and {len(public_key)}",
             signature=signature,
         )
-    try:
-        VerifyKey(public_key).verify(canonical, signature_bytes)
+    try:  # what ``VerifyKey(public_key).verify(canonical, signature_bytes)`` calls, lengths checked above
+        crypto_sign_open(signature_bytes + canonical, public_key)
     except (BadSignatureError, ValueError):
         raise InvalidSignatureError(
             f"signature does not verify for signer {tx.signer} over the canonical bytes of tx",

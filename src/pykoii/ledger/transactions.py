@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import re
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,6 +32,7 @@ from .bounds import (
     Bound,
     transaction_schema,
 )
+from .checks import HEX_HASH, Checker, compile_checker, valid_unicode
 from .codec import canonical_bytes, is_address, sha256_hex
 from .state import RequirementTag
 from .types import Address, Roe, RoundNumber, Slot, TaskId, TxId
@@ -50,7 +52,7 @@ class Transaction:
         # back this way): the default of a slots dataclass looks up ``fields()`` per object on
         # both ends, about 10 us a transaction on the service's event loop.
         cls = type(self)
-        return cls, tuple([getattr(self, name) for name in _field_names(cls)])
+        return cls, _field_values(cls)(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,15 +283,16 @@ _REQUIRED = {
 must say which way it goes."""
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FIELD_VALUES: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
-    """A transaction class's field names in ``__init__`` order (cached: fields are fixed per class)."""
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    return names
+def _field_values(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """The function giving a transaction's field values in ``__init__`` order, as one tuple (one
+    ``operator.attrgetter`` per class: every class has at least three fields)."""
+    values = _FIELD_VALUES.get(cls)
+    if values is None:
+        values = _FIELD_VALUES[cls] = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
+    return values
 
 
 def decode_transaction(data: Any, *, canonical: bytes | None = None) -> Transaction:
@@ -312,6 +315,20 @@ def decode_transaction(data: Any, *, canonical: bytes | None = None) -> Transact
             f"unknown instruction type {_short(kind)}; accepted: {', '.join(sorted(INSTRUCTIONS))}",
             received=kind if isinstance(kind, str) and len(kind) <= 80 else _short(kind),
         )
+    checked = _checker(cls)(data) if type(data) is dict else None
+    tx = checked if checked is not None else _decode_checked(cls, kind, data)
+    if canonical is None:
+        try:
+            canonical = canonical_bytes(data)
+        except (TypeError, ValueError) as exc:
+            raise MalformedTransactionError(f"{kind} cannot be encoded: {exc}", received=None) from None
+    object.__setattr__(tx, "tx_id", TxId(sha256_hex(canonical)))
+    return tx
+
+
+def _decode_checked(cls: type[Transaction], kind: Any, data: dict[Any, Any]) -> Transaction:
+    """The definition of decoding, field by field: the transaction, or the error that names the
+    first problem (unknown field, missing field, then each field in sorted order)."""
     layout = _layout(cls)
     names = layout.names
     if not data.keys() - {"type"} <= names:
@@ -328,14 +345,7 @@ def decode_transaction(data: Any, *, canonical: bytes | None = None) -> Transact
         for name in layout.fields
         if name in data
     }
-    tx = cls(**values)
-    if canonical is None:
-        try:
-            canonical = canonical_bytes(data)
-        except (TypeError, ValueError) as exc:
-            raise MalformedTransactionError(f"{kind} cannot be encoded: {exc}", received=None) from None
-    object.__setattr__(tx, "tx_id", TxId(sha256_hex(canonical)))
-    return tx
+    return cls(**values)
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -357,7 +367,7 @@ def _decode_field(kind: str, class_name: str, name: str, value: Any) -> Any:
             )
         return value
     if bound.kind == "hex":
-        if type(value) is not str or not (_HEX.fullmatch(value) or (value == "" and bound.low == 0)):
+        if type(value) is not str or not (HEX_HASH.fullmatch(value) or (value == "" and bound.low == 0)):
             raise MalformedTransactionError(
                 f"{where} must be {bound.high} lowercase hex characters ({bound.description}), "
                 f"got {_short(value)}",
@@ -391,7 +401,6 @@ def _decode_field(kind: str, class_name: str, name: str, value: Any) -> Any:
 
 
 _HASH = Bound("string", "a hex SHA-256", 0, 64)
-_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 _AMOUNT = Bound("integer", "ROE", checked_by="InvalidDistributionListError")
@@ -435,14 +444,11 @@ def _string(where: str, typed: str, value: Any, bound: Bound) -> str:
             f"({bound.description})",
             received=_short(value),
         )
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise MalformedTransactionError(
-                f"{where} is not valid Unicode (it holds a lone surrogate): {_short(value)}",
-                received=_short(value),
-            ) from None
+    if not (value.isascii() or valid_unicode(value)):
+        raise MalformedTransactionError(
+            f"{where} is not valid Unicode (it holds a lone surrogate): {_short(value)}",
+            received=_short(value),
+        )
     return value
 
 
@@ -502,6 +508,18 @@ def _layout(cls: type) -> _Layout:
             names=frozenset(names), fields=tuple(sorted(names)), required=tuple(sorted(names & _REQUIRED))
         )
     return layout
+
+
+_CHECKERS: dict[type, Checker] = {}
+
+
+def _checker(cls: type[Transaction]) -> Checker:
+    """``cls``'s compiled check (``checks.compile_checker``), built once per class."""
+    checker = _CHECKERS.get(cls)
+    if checker is None:
+        layout = _layout(cls)
+        checker = _CHECKERS[cls] = compile_checker(cls, layout.names, layout.required)
+    return checker
 
 
 def transaction_schemas() -> dict[str, dict[str, Any]]:

@@ -47,9 +47,16 @@ Outcome = Verified | PykoiiError
 
 def verify_one(envelope: Any) -> Outcome:
     """Verify one envelope; return a ``Verified`` or the error that refuses it."""
+    result = _attempt(envelope)
+    if isinstance(result, PykoiiError):
+        return result
+    return Verified(tx=result[0], canonical=result[1], signature=envelope["signature"])
+
+
+def _attempt(envelope: Any) -> tuple[Transaction, bytes] | PykoiiError:
+    """``verify_envelope_bytes`` of an envelope, or the error that refuses it."""
     try:
-        tx, canonical = verify_envelope_bytes(envelope)
-        return Verified(tx=tx, canonical=canonical, signature=envelope["signature"])
+        return verify_envelope_bytes(envelope)
     except PykoiiError as exc:
         return exc
     except Exception as exc:  # hostile input must fail its own envelope, never the worker's batch
@@ -57,14 +64,15 @@ def verify_one(envelope: Any) -> Outcome:
 
 
 def _verify_payload(payload: bytes) -> list[tuple[Any, ...]]:
-    """Worker side: verify a JSON list of envelopes; errors travel as ``(name, message)``."""
+    """Worker side: verify a JSON list of envelopes; each comes back as ``(tx, canonical,
+    signature)``, or its error as ``(name, message)``."""
     out: list[tuple[Any, ...]] = []
     for envelope in orjson.loads(payload):
-        outcome = verify_one(envelope)
-        if isinstance(outcome, Verified):
-            out.append((outcome.tx, outcome.canonical, outcome.signature))
+        result = _attempt(envelope)
+        if isinstance(result, PykoiiError):
+            out.append((result.name, result.message))
         else:
-            out.append((outcome.name, outcome.message))
+            out.append((result[0], result[1], envelope["signature"]))
     return out
 
 
