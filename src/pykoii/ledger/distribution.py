@@ -60,8 +60,10 @@ from .state import (
     Submission,
     TaskState,
     add,
+    add_all,
     assign,
     put,
+    put_all,
     remove,
     round_map,
 )
@@ -252,6 +254,15 @@ def validate_chunk(
     rewards within the round's bounty, each slash within the stake."""
     submitters = task.submissions.get(round_number, {})  # type: ignore[call-overload]
     for name, entries, listed in (("rewards", rewards, dist.rewards), ("slashes", slashes, dist.slashes)):
+        # The three rules over the whole chunk in C loops (no interpreted step per key: this runs
+        # for every submitter of the round); only a chunk that breaks one is walked key by key
+        # below, to name the first key that breaks it.
+        if (
+            all(map(submitters.__contains__, entries))
+            and min(entries.values(), default=0) >= 0
+            and not any(map(listed.__contains__, entries))
+        ):
+            continue
         for key, amount in entries.items():
             if key not in submitters:
                 raise InvalidDistributionListError(
@@ -391,10 +402,8 @@ def upload_distribution_chunk(state: LedgerState, tx: UploadDistributionChunk, s
             index=tx.index,
         )
     validate_chunk(task, tx.round, dist, tx.rewards, tx.slashes)
-    for key, amount in tx.rewards.items():
-        put(state, dist.rewards, key, amount)
-    for key, amount in tx.slashes.items():
-        put(state, dist.slashes, key, amount)
+    put_all(state, dist.rewards, tx.rewards)
+    put_all(state, dist.slashes, tx.slashes)
     put(state, dist.received, tx.index, size)
     reward_total = Roe(dist.reward_total + sum(tx.rewards.values()))
     slash_total = Roe(dist.slash_total + sum(tx.slashes.values()))
@@ -536,10 +545,7 @@ def _pay(
             f"({koii(slash_total)}) were applied",
         )
     if not migrated:
-        balances = task.available_balances
-        for key, amount in dist.rewards.items():
-            if amount:
-                add(state, balances, key, amount)
+        add_all(state, task.available_balances, dist.rewards)
     assign(state, task, "total_bounty_amount", Roe(pot - reward_total))
     put(state, task.distributions_audit_record, round_number, PAYOUT_SUCCESSFUL)
     return [

@@ -4,7 +4,7 @@
 ``TaskState`` (koii-reference §2.1) plus the few pykoii adds, each marked below.
 
 Updates are all or nothing. ``transition.apply_transaction`` opens a snapshot before it runs an
-instruction; every write goes through ``put``/``remove``/``assign``, which record the old value in
+instruction; every write goes through ``put``/``put_all``/``remove``/``assign``, which record the old value in
 the snapshot's journal; a refused instruction is rolled back by replaying the journal backwards.
 Nothing else calls ``snapshot``, ``commit`` or ``rollback``.
 """
@@ -12,6 +12,7 @@ Nothing else calls ``snapshot``, ``commit`` or ``rollback``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -174,6 +175,8 @@ class LedgerState:
 
 
 _MISSING = object()
+_MANY = object()
+"""The journal key of a ``put_all`` entry: its old value is ``(keys, old values)``."""
 
 
 def snapshot(state: LedgerState) -> None:
@@ -191,13 +194,24 @@ def rollback(state: LedgerState) -> None:
     journal = state.journal or []
     state.journal = None
     for target, key, old in reversed(journal):
-        if isinstance(target, dict):
+        if key is _MANY:
+            _restore(target, *old)
+        elif isinstance(target, dict):
             if old is _MISSING:
                 del target[key]
             else:
                 target[key] = old
         else:
             setattr(target, key, old)
+
+
+def _restore(mapping: dict[Any, Any], keys: list[Any], olds: list[Any]) -> None:
+    """Undo one ``put_all``: every key back to its old value, or gone if it had none."""
+    for key, old in zip(keys, olds, strict=True):
+        if old is _MISSING:
+            del mapping[key]
+        else:
+            mapping[key] = old
 
 
 def put(state: LedgerState, mapping: dict[Any, Any], key: Any, value: Any) -> None:
@@ -233,6 +247,48 @@ def add(state: LedgerState, mapping: dict[_K, _N], key: _K, amount: int) -> None
         put(state, mapping, key, new)
     else:
         remove(state, mapping, key)
+
+
+def put_all(state: LedgerState, mapping: dict[Any, Any], items: Mapping[Any, Any]) -> None:
+    """``put`` of every item of ``items``, in its order, journaled as one entry."""
+    keys, olds = _journal_many(state, mapping)
+    get = mapping.get
+    for key, value in items.items():
+        keys.append(key)
+        olds.append(get(key, _MISSING))
+        mapping[key] = value
+
+
+def add_all(state: LedgerState, mapping: dict[_K, _N], amounts: Mapping[_K, int]) -> None:
+    """``add`` of every ``(key, amount)`` of ``amounts``, in its order, journaled as one entry; a
+    zero amount is skipped (it adds nothing)."""
+    keys, olds = _journal_many(state, mapping)
+    get = mapping.get
+    for key, amount in amounts.items():
+        if not amount:
+            continue
+        old = get(key)  # the amounts are integers: None is a missing entry
+        new = (old or 0) + amount
+        if new:
+            mapping[key] = new  # type: ignore[assignment]
+        elif old is None:
+            continue
+        else:
+            del mapping[key]
+        keys.append(key)
+        olds.append(_MISSING if old is None else old)
+
+
+def _journal_many(state: LedgerState, mapping: dict[Any, Any]) -> tuple[list[Any], list[Any]]:
+    """The journal entry of a ``put_all`` or ``add_all``: two lists the caller fills, each key with
+    its old value, before it writes it. One pass over the items, each key touched once: a round's
+    list and payout write one entry per submitter, and one ``put`` each cost a journal tuple apiece
+    (a young collection in a 100,000-node payout walked them all, reading every key again)."""
+    keys: list[Any] = []
+    olds: list[Any] = []
+    if state.journal is not None:
+        state.journal.append((mapping, _MANY, (keys, olds)))
+    return keys, olds
 
 
 def round_map(state: LedgerState, rounds: dict[Any, dict[Any, Any]], round_number: int) -> dict[Any, Any]:
