@@ -268,7 +268,7 @@ def add_all(state: LedgerState, mapping: dict[_K, _N], amounts: Mapping[_K, int]
         if not amount:
             continue
         old = get(key)  # the amounts are integers: None is a missing entry
-        new = (old or 0) + amount
+        new = amount if old is None else old + amount
         if new:
             mapping[key] = new  # type: ignore[assignment]
         elif old is None:
