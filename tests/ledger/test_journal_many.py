@@ -1,5 +1,5 @@
 """``put_all`` and ``add_all``: the same writes as ``put`` and ``add`` one key at a time, journaled as
-one entry, so a rollback restores every value, every absence and the dict's order."""
+one entry, so a rollback restores every value, every absence and (unless a key was dropped) the order."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ def test_add_all_makes_the_writes_of_add_and_rolls_back_to_the_same_dict(
     assert list(together.items()) == list(one_by_one.items())
     assert all(together.values()), "an entry reaching 0 is dropped, as add drops it"
     rollback(state)
-    assert list(together.items()) == list(before.items())
+    assert together == before
+    if all(before.get(key, 0) + amount for key, amount in amounts.items()):
+        # nothing was dropped: the order is restored too (a dropped key comes back at the end, as
+        # after ``add``'s ``remove``; what a state root covers is in key order, tests/ledger vectors)
+        assert list(together.items()) == list(before.items())
 
 
 @given(BALANCES, BALANCES)
