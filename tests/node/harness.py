@@ -369,6 +369,11 @@ def proofs_sent(
     return (current - 1, state) if sent and offset < timing["submission_window"] - margin else None
 
 
+def revealed(ledger: Ledger, task_id: str, number: int, key: str) -> bool:
+    """Whether ``key``'s proof of round ``number`` is revealed on the ledger (while the round is held)."""
+    return bool(ledger.task(task_id)["submissions"].get(str(number), {}).get(key, {}).get("reveal"))
+
+
 class CountingProxy:
     """Forwards every request to the ledger and records ``(method, path, answer bytes)``."""
 

@@ -14,11 +14,7 @@ import pytest
 from pykoii.keys import Keypair
 from pykoii.node.journal import Journal
 
-from .harness import Ledger, nodes_on_task, proofs_sent, wait_until
-
-
-def revealed(ledger: Ledger, task_id: str, number: int, key: str) -> bool:
-    return bool(ledger.task(task_id)["submissions"].get(str(number), {}).get(key, {}).get("reveal"))
+from .harness import Ledger, nodes_on_task, proofs_sent, revealed, wait_until
 
 
 def wait_paid(ledger: Ledger, task_id: str, number: int) -> dict:
@@ -105,6 +101,59 @@ def test_sigterm_after_a_proof_reveals_it_before_exiting_or_after_the_restart(
         final = wait_paid(ledger, task_id, number)
         for key in keys:
             assert final["stake_list"][key] == state["stake_list"][key], key  # no proof judged invalid
+
+
+def test_remove_task_then_sigterm_while_the_ledger_is_down_keeps_the_proof_for_the_restart(
+    ledger: Ledger, sandbox_root: Path
+) -> None:
+    # An operator removes a task right after its proof; the ledger goes away before the reveal window
+    # opens; the operator stops the node (SIGTERM, and again: it cannot reveal now). The node must not
+    # take "the ledger does not answer" for "nothing left to reveal" and forget the task: its journal
+    # keeps the removing task and its proof, and once the ledger is back the restarted node reveals it
+    # in its window, so it is not slashed. (2211b14 fixed the forgetting; this fails on 2211b14^.)
+    # 5 s of the submission window are left for remove-task and the ledger's stop; the reveal window
+    # (10 s) is for the ledger's and the node's restarts.
+    timing = {"round_time": 300, "submission_window": 80, "audit_window": 200}
+    task_id = ledger.create_hello_world(Keypair.generate(), **timing)
+    with nodes_on_task(sandbox_root, ledger, task_id, 2) as nodes:
+        leaving, me = nodes[0], nodes[0].info["staking_key"]
+        everyone = {node.info["staking_key"] for node in nodes}
+        number, state = wait_until(
+            lambda: proofs_sent(ledger, task_id, everyone, timing, 50),
+            120,
+            "both nodes' proofs, 5 s of their submission window left",
+        )
+        stake = state["stake_list"][me]
+        result = leaving.cli("remove-task", task_id)
+        assert result.returncode == 0, result.stderr
+        assert "removing" in result.stdout and f"round {number} (reveal window slots" in result.stdout
+        assert not revealed(ledger, task_id, number, me)  # the window is not open yet
+        ledger.process.terminate()
+        assert ledger.process.wait(30) is not None
+        assert leaving.process is not None
+        leaving.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "the ledger does not answer" in leaving.output(), 60, "the node's notice")
+        leaving.process.send_signal(signal.SIGTERM)  # stop now: it cannot reveal while the ledger is down
+        assert leaving.process.wait(30) == 0
+        assert "NOT revealed" in leaving.output(), leaving.output()
+        journal = Journal(leaving.data / "node.sqlite3")
+        try:
+            record = journal.task(task_id)
+            assert record is not None and record.removed, "the removing task was forgotten"
+            proofs = [a for a in journal.actions(task_id) if a.kind == "submit_proof" and a.round == number]
+            assert proofs and proofs[0].envelope is not None, journal.actions(task_id)
+        finally:
+            journal.close()
+        ledger.start()  # the same ledger, folder and port
+        leaving.start()  # reveals what the last run sent before anything else
+        wait_until(lambda: revealed(ledger, task_id, number, me), 60, f"the reveal of round {number}")
+        final = wait_paid(ledger, task_id, number)
+        assert final["stake_list"][me] == stake  # its proof stood: not slashed
+        wait_until(
+            lambda: task_id not in {t["TaskID"] for t in leaving.operator("GET", "/tasks")},
+            60,
+            "the removed task forgotten once its proof was revealed",
+        )
 
 
 def test_a_journal_from_before_removals_waited_opens_and_keeps_its_tasks(tmp_path: Path) -> None:

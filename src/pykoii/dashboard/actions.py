@@ -141,10 +141,13 @@ async def start_or_stop(node: Any, task_id: str, verb: str) -> Outcome:
     except PykoiiError as exc:
         return Outcome(False, f"Could not {verb} the task", exc.message, exc.name)
     if verb == "stop":
+        reveals = str(info.get("message") or "")  # the proofs already sent, revealed in their windows
         return Outcome(
             True,
             "Task stopped",
-            "The task no longer runs on this node. Its stake stays staked; withdraw it once the "
-            "rounds it submitted in are paid (the ledger keeps it until then), then claim.",
+            "The task no longer runs on this node. "
+            + (f"{reveals[:1].upper()}{reveals[1:]}. " if reveals else "")
+            + "Its stake stays staked; withdraw it once the rounds it submitted in are paid (the "
+            "ledger keeps it until then), then claim.",
         )
     return Outcome(True, "Task started", f"The task is {info.get('status', 'starting')}.")
