@@ -13,8 +13,9 @@ is answered) are measured per reader:
 - the node: ``NodeLedger.round_pages`` (every submitter, 5,000 a page: what a node reads once per
   round to compute or audit a list) and one ``GET /tasks/{id}/nodes/{key}`` (what it reads per tick);
 - the explorer: a round's first page and its next page (HTML), the task's page;
-- the node dashboard: ``RewardHistory.update`` on first use (the log since ``LOOKBACK`` entries
-  back, and the key's list entry), what its overview does when it is opened;
+- the node dashboard's reward history: ``RewardHistory.update`` of the paid round, from the node's
+  part of the task (read anyway each tick, counted here) and the key's one entry of the paid list;
+  beside it the whole round's log, page after page, which the history followed before (each round);
 - the CLI: ``pykoii task info`` (a process of its own; its wall time includes Python's start).
 
 With ``--baseline-views REF`` the same reads are run, in the same sitting, against a ledger of
@@ -50,7 +51,7 @@ from bench_ingest import _proc_stat, write_section
 from bench_round import Ledger, Run, Signers, _round, machine_text
 
 from pykoii.client import LedgerClient
-from pykoii.dashboard.history import RewardHistory
+from pykoii.node.history import RewardHistory
 from pykoii.node.ledger_access import NodeLedger
 
 SECTION = "## Reading a large round"
@@ -140,7 +141,12 @@ def readers(task_id: str, key: str, explorer: str) -> dict[str, Callable[[Ledger
         asyncio.run(NodeLedger("", key=key, client=client).round_pages(task_id, 0))
 
     def history(client: LedgerClient) -> None:
-        RewardHistory(client, key).update()
+        RewardHistory(client, key).update(task_id, client.node(task_id, key))
+
+    def whole_log(client: LedgerClient) -> None:
+        after = 0
+        while entries := client.log(after, limit=5000)["entries"]:
+            after = int(entries[-1]["seq"])
 
     def html(path: str) -> Callable[[LedgerClient], Any]:
         return lambda client: client._request("GET", path)
@@ -164,7 +170,8 @@ def readers(task_id: str, key: str, explorer: str) -> dict[str, Callable[[Ledger
         "explorer: round page": html(f"{explorer}/tasks/{task_id}/rounds/0"),
         "explorer: round's next page (with its cursor read first)": second_page,
         "explorer: task page": html(f"{explorer}/tasks/{task_id}"),
-        "dashboard: reward history, first use": history,
+        "dashboard: reward history of the paid round (node view + key's entry)": history,
+        "log: the round's whole log, 5,000 a page (the history's read before)": whole_log,
     }
 
 
@@ -337,14 +344,14 @@ What each reader is: `round`, `list detail`, `stakers` are the API's pages (`GET
 `/distribution`, `/stakers`) read with the client; `node: round_pages` is `NodeLedger.round_pages`
 (once per round, to compute or audit a list), `node: its part of the task` one
 `GET /tasks/{{id}}/nodes/{{key}}` (each tick); the explorer rows are the HTML pages a browser opens;
-`dashboard: reward history` is what the node dashboard's overview reads when first opened
-(`RewardHistory.update`: the log since `LOOKBACK` entries back, and the key's list entry); the CLI
-row is `pykoii task info` in its own process (Python's start included).
+`dashboard: reward history` is what the node reads for its dashboard's reward history per paid
+round (`RewardHistory.update`: the node's part of the task, which its loop reads each tick anyway,
+and its one entry of the paid list); `log: the round's whole log` is what that history read before
+(it followed the log: every entry of every round, each round); the CLI row is `pykoii task info` in
+its own process (Python's start included).
 
 Not paged in O(page size): `stakers` (a task's accounts come and go, so no sorted copy of them is
-kept: each page is one pass over the task's accounts, and reading every page grows as n²/page), and
-the dashboard's reward history, which follows the log (on first use the last `LOOKBACK` entries,
-then every entry since its last read: the whole round's log each round it is opened).
+kept: each page is one pass over the task's accounts, and reading every page grows as n²/page).
 """
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from pykoii.client import LedgerClient
@@ -238,3 +239,57 @@ def test_a_task_the_node_does_not_run_redirects_to_add(setup: Setup) -> None:
     task_id = setup.ledger.create_task()
     response = setup.http.get(f"/dashboard/tasks/{task_id}", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == f"/dashboard/add?task_id={task_id}"
+
+
+class Counting(httpx.BaseTransport):
+    """The ledger's transport, recording the path of every request and the bytes of every answer."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner, self.paths, self.bytes = inner, [], 0  # type: list[str]
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        response = self.inner.handle_request(request)
+        response.read()
+        self.bytes += len(response.content)
+        return response
+
+
+def test_the_reward_history_reads_the_keys_own_entry_of_each_paid_round_never_the_log(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # Round 0 pays this node, round 2 slashes it (its proof audited false): the page shows both, the
+    # slash with its reason, from one `distribution?key=` read per paid round (and the node's view
+    # of the task it reads anyway); a restarted node shows the same history from its journal.
+    counting = Counting(ledger.transport)
+    client = LedgerClient("http://testserver", transport=counting, retries=0)
+    node = Node(NodeConfig(data_dir=tmp_path / "node", dashboard_port=PORT), client=client)
+    with TestClient(create_operator_app(node, PORT), client=LOCAL, base_url=OPERATOR) as http:
+        assert http.get(f"/login?token={node.operator_secret}", follow_redirects=False).status_code == 303
+        setup = Setup(ledger, node, http)
+        task_id = ledger.create_task()
+        setup.join(task_id)
+        others = [Keypair.generate() for _ in range(3)]
+        for key in others:
+            ledger.stake(key, task_id)
+        everyone = [node.staking, *others]
+        ledger.play_round(task_id, 0, everyone, set())
+        ledger.play_round(task_id, 2, everyone, {node.staking.public_key})  # round 0 paid in 1
+        counting.paths.clear()
+        body = text(http.get(f"/dashboard/tasks/{task_id}").text)
+        assert "Round 0: +2.5 KOII" in body, body
+        assert "Round 2:" in body and "was audited and judged invalid (3 false votes against 0 true)" in body
+        paid_reads = [p for p in counting.paths if p.endswith("/distribution")]
+        assert paid_reads == [
+            f"/tasks/{task_id}/rounds/0/distribution",
+            f"/tasks/{task_id}/rounds/2/distribution",
+        ]
+        assert not [p for p in counting.paths if p.startswith("/log")]
+        counting.paths.clear()
+        http.get(f"/dashboard/tasks/{task_id}")  # read once: not read again
+        assert not [p for p in counting.paths if p.endswith("/distribution")]
+        kept = dict(node.history.outcomes)
+    node.journal.close()
+    again = Node(NodeConfig(data_dir=tmp_path / "node", dashboard_port=PORT), client=client)
+    assert again.history.outcomes == kept and kept[(task_id, 2)].slash > 0
+    again.journal.close()

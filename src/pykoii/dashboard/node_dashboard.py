@@ -33,11 +33,11 @@ from starlette.types import Scope
 
 from ..client import LedgerClient
 from ..errors import InvalidRequestError, PykoiiError
+from ..node.history import RewardHistory
 from . import actions
 from .actions import Outcome
 from .explorer import static_file
 from .format import ENV, parse_koii
-from .history import RewardHistory
 from .metadata import task_metadata
 from .node_views import overview, task_row
 from .security import OperatorAuth
@@ -67,7 +67,7 @@ class HTMLRoute(Route):
 def create_dashboard(node: Any, auth: OperatorAuth) -> list[BaseRoute]:
     """The dashboard's routes for ``node`` (a ``pykoii.node.runtime.Node``)."""
     client: LedgerClient = node.ledger.client
-    history = RewardHistory(client, node.staking.public_key)
+    history: RewardHistory = node.history
     outcomes: OrderedDict[str, Outcome] = OrderedDict()
 
     def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:

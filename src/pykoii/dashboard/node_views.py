@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from ..errors import PykoiiError
-from .history import RewardHistory, RoundOutcome
+from ..node.history import RewardHistory, RoundOutcome
 from .metadata import task_metadata
 from .timing import round_start, round_timing
 
@@ -179,6 +179,8 @@ async def task_row(
     except PykoiiError as exc:
         row["ledger_error"] = exc.message
         return row
+    if history.unread(task_id, state):  # paid since the node's loop last read it (or stopped)
+        await asyncio.to_thread(history.update, task_id, state)
     outcomes = history.for_task(task_id)
     timing = round_timing(state, now["slot"], now["slot_ms"])
     row.update(
@@ -214,7 +216,6 @@ async def overview(node: Any, history: RewardHistory) -> dict[str, Any]:
         wallet = await asyncio.to_thread(client.account, node.wallet.public_key)
         staking = await asyncio.to_thread(client.account, node.staking.public_key)
         ledger_tasks = await asyncio.to_thread(client.tasks)
-        await asyncio.to_thread(history.update)
     except PykoiiError as exc:
         view["ledger_error"] = exc.message
         now, wallet, staking, ledger_tasks = None, {}, {}, []

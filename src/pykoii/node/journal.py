@@ -85,6 +85,9 @@ class Journal:
                 id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, at REAL NOT NULL,
                 kind TEXT NOT NULL, detail TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, id);
+            CREATE TABLE IF NOT EXISTS outcomes (
+                task_id TEXT NOT NULL, round INTEGER NOT NULL, reward INTEGER NOT NULL,
+                slash INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (task_id, round));
             """
         )
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
@@ -207,6 +210,21 @@ class Journal:
                 (task_id, limit),
             ).fetchall()
         return [{"at": r[0], "kind": r[1], "detail": r[2]} for r in reversed(rows)]
+
+    # -- what the staking key earned and lost per paid round (``node.history``) -------------------
+
+    def put_outcome(self, task_id: str, round_number: int, reward: int, slash: int, reason: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?)",
+                (task_id, round_number, reward, slash, reason),
+            )
+
+    def outcomes(self) -> list[tuple[str, int, int, int, str]]:
+        """Every round's ``(task, round, reward, slash, reason)``, kept even after a task is removed."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM outcomes ORDER BY task_id, round").fetchall()
+        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
 
     def close(self) -> None:
         with self._lock:

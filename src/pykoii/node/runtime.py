@@ -52,6 +52,7 @@ from ..packaging import extract_archive, verify_cid
 from . import schedule
 from .answers import child_answers
 from .control import OPERATOR_FILE
+from .history import RewardHistory
 from .journal import Journal, TaskRecord
 from .lanes import WorkLane
 from .ledger_access import NodeLedger
@@ -82,6 +83,9 @@ class Node(WorkLane, NodeActions):
         self.staking = self._load_or_create(self.data_dir / "keys" / "staking_wallet.json")
         self.ledger.key = self.staking.public_key  # whose part of each task the node reads
         self.journal = Journal(self.data_dir / "node.sqlite3")
+        self.history = RewardHistory(self.ledger.client, self.staking.public_key, self.journal)
+        """What the staking key earned and lost per round (the dashboard shows it), read as payouts
+        are seen."""
         self.operator_secret = load_secret(self.data_dir)
         self.tasks: dict[str, TaskRuntime] = {}
         self.slot = -1
@@ -405,6 +409,8 @@ class Node(WorkLane, NodeActions):
         state, facts = await self.ledger.key_facts(task_id)
         runtime.state = state
         runtime.reads.clear()
+        if self.history.unread(task_id, state):  # a payout not seen yet: the key's one entry of it
+            await asyncio.to_thread(self.history.update, task_id, state)
         if state.get("is_migrated") and state.get("migrated_to"):
             runtime.migrated_to = str(state["migrated_to"])
             return
