@@ -124,6 +124,11 @@ def measure(ledger: Ledger, run: Callable[[LedgerClient], Any]) -> Read:
     )
 
 
+def size(count: int) -> str:
+    """``7.17 MB``, or ``3,412 B`` under 100 KB (a small read would read ``0.00 MB``)."""
+    return f"{count / 1e6:,.2f} MB" if count >= 100_000 else f"{count:,} B"
+
+
 def every_page(get: Callable[[str], dict[str, Any]]) -> int:
     """Read every page of a paginated answer (``next_after`` cursors); returns how many."""
     after, pages = "", 0
@@ -315,7 +320,7 @@ def report(nodes: int, run: Run, sittings: list[Sitting], command: str) -> str:
             same = "yes" if all(x.reads[name].digest == r.digest for x in sittings) else "**no**"
             same = same if r.digest else "(HTML: not compared)"
         rows.append(
-            f"| {name} | {r.requests:,} | {r.bytes / 1e6:,.2f} MB | {cell(new, name)} | {cell(base, name)} | {same} |"
+            f"| {name} | {r.requests:,} | {size(r.bytes)} | {cell(new, name)} | {cell(base, name)} | {same} |"
         )
     table = "\n".join(rows)
     starts = ", ".join(f"{s.label} {s.start_seconds:.1f} s" for s in sittings)

@@ -27,8 +27,10 @@ def test_overview_task_and_explorer_pages_fit_a_phone_and_say_what_is_empty(
     world: tuple[Ledger, list[NodeProcess]],  # noqa: F811
 ) -> None:
     ledger, nodes = world
+    # A 2 s reveal window (a 0.2 s one is missed on a loaded machine: the round is paid, but not to
+    # this node, and the chart this test looks at has no reward bar).
     task_id = ledger.create_hello_world(
-        Keypair.generate(), round_time=12, submission_window=4, audit_window=4
+        Keypair.generate(), round_time=60, submission_window=10, audit_window=40
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect = sync_api.expect
@@ -52,11 +54,10 @@ def test_overview_task_and_explorer_pages_fit_a_phone_and_say_what_is_empty(
         expect(page.locator("main")).not_to_contain_text("0.000000001")
 
         # A paid round: the chart, uptime, missed rounds and isolation, at both widths.
-        def paid() -> bool:
-            record = ledger.task(task_id)["distributions_audit_record"]
-            return "PayoutSuccessful" in record.values()
+        def paid() -> bool:  # a round paid this node (its claimable balance), not only paid out
+            return bool(ledger.task(task_id)["available_balances"].get(node.info["staking_key"]))
 
-        for _ in range(300):
+        for _ in range(600):
             if paid():
                 break
             page.wait_for_timeout(300)

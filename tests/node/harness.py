@@ -374,11 +374,26 @@ def revealed(ledger: Ledger, task_id: str, number: int, key: str) -> bool:
     return bool(ledger.task(task_id)["submissions"].get(str(number), {}).get(key, {}).get("reveal"))
 
 
+def held_rounds(path: str, data: bytes) -> str:
+    """For a node's view of a task (``GET /tasks/{id}/nodes/{key}``): `` (N unsettled)``, the rounds
+    it holds that are not settled yet (each holds the round's lists and the proofs the node audits:
+    a payout that lags on a loaded machine leaves one more, some 750 B); ``""`` for other routes."""
+    if "/nodes/" not in path:
+        return ""
+    with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+        view = json.loads(data)
+        return f" ({len(set(view['submissions']) - set(view['distributions_audit_record']))} unsettled)"
+    return ""
+
+
 class CountingProxy:
-    """Forwards every request to the ledger and records ``(method, path, answer bytes)``."""
+    """Forwards every request to the ledger and records ``(method, path, answer bytes)``, and, for a
+    node's view of a task, how many unsettled rounds it held (``held_rounds``) in ``held``."""
 
     def __init__(self, target_port: int) -> None:
         self.seen: list[tuple[str, str, int]] = []
+        self.held: dict[int, str] = {}
+        """Index in ``seen`` -> ``held_rounds`` of that answer (node views only)."""
         self.sent: list[tuple[int, str, str]] = []
         """``(index in seen, tx type, candidate)`` of each transaction the ledger accepted."""
         self.lock = threading.Lock()
@@ -399,8 +414,12 @@ class CountingProxy:
                 answer = upstream.getresponse()
                 data = answer.read()
                 upstream.close()
+                path = self.path.split("?")[0]
+                held = held_rounds(path, data) if answer.status == 200 else ""
                 with proxy.lock:
-                    proxy.seen.append((self.command, self.path.split("?")[0], len(data)))
+                    if held:
+                        proxy.held[len(proxy.seen)] = held
+                    proxy.seen.append((self.command, path, len(data)))
                     if self.path == "/tx" and answer.status == 200 and body:
                         sent = json.loads(body)
                         for envelope in sent if isinstance(sent, list) else [sent]:
@@ -429,14 +448,21 @@ class CountingProxy:
         """The bytes of each whole tick recorded after ``start`` (from one ``GET /slot`` to the next)."""
         return [size for _, size in self.requests_per_tick(start)]
 
-    def requests_per_tick(self, start: int, end: int | None = None) -> list[tuple[tuple[str, ...], int]]:
-        """Each whole tick recorded from ``start`` to ``end``: its requests (``METHOD path``, sorted)
-        and its bytes."""
+    def _named(self, start: int, end: int | None) -> list[tuple[str, int]]:
+        """``("METHOD path", bytes)`` of each request from ``start`` to ``end``, a node view's name
+        followed by the unsettled rounds it held (``held_rounds``)."""
         with self.lock:
             seen = self.seen[start:end]
-        starts = [i for i, (method, path, _) in enumerate(seen) if method == "GET" and path == "/slot"]
+            held = dict(self.held)
+        return [(f"{m} {p}{held.get(start + i, '')}", size) for i, (m, p, size) in enumerate(seen)]
+
+    def requests_per_tick(self, start: int, end: int | None = None) -> list[tuple[tuple[str, ...], int]]:
+        """Each whole tick recorded from ``start`` to ``end``: its requests (``METHOD path``, sorted;
+        a node view's with the unsettled rounds it held) and its bytes."""
+        named = self._named(start, end)
+        starts = [i for i, (name, _) in enumerate(named) if name == "GET /slot"]
         return [
-            (tuple(sorted(f"{m} {p}" for m, p, _ in seen[a:b])), sum(size for _, _, size in seen[a:b]))
+            (tuple(sorted(name for name, _ in named[a:b])), sum(size for _, size in named[a:b]))
             for a, b in zip(starts, starts[1:], strict=False)
         ]
 
@@ -445,12 +471,11 @@ class CountingProxy:
             return {f"{method} {path}" for method, path, _ in self.seen[start:]}
 
     def sizes(self, start: int, end: int | None = None) -> dict[str, int]:
-        """The largest answer per route recorded from ``start`` to ``end``."""
-        with self.lock:
-            seen = self.seen[start:end]
+        """The largest answer per route recorded from ``start`` to ``end`` (a node view's route with
+        the unsettled rounds it held)."""
         largest: dict[str, int] = {}
-        for method, path, size in seen:
-            largest[f"{method} {path}"] = max(size, largest.get(f"{method} {path}", 0))
+        for name, size in self._named(start, end):
+            largest[name] = max(size, largest.get(name, 0))
         return largest
 
     def accepted(self, start: int) -> list[tuple[str, str]]:

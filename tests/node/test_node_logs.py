@@ -64,8 +64,11 @@ def test_last_error_is_cleared_when_the_ledger_answers_again(sandbox_root: Path)
         ledger.process.wait(20)
         wait_until(lambda: "cannot be reached" in str(task()["last_error"]), 60, "the outage in last_error")
         ledger.start()  # the same ledger (folder, port) comes back
-        wait_until(lambda: task()["last_error"] == "", 60, "last_error to be cleared")
-        assert "the ledger answers again" in node.logs(task_id)
+        # The outage's error is cleared by the first tick the ledger answers. (Not `== ""`: on a
+        # loaded machine the task may meanwhile have a new error of its own, e.g. a phase that ran
+        # late after the outage, which the ledger's answer must not clear.)
+        wait_until(lambda: "the ledger answers again" in node.logs(task_id), 120, "the ledger's answer")
+        assert "cannot be reached" not in str(task()["last_error"]), task()["last_error"]
     finally:
         node.stop()
         ledger.stop()

@@ -151,7 +151,10 @@ class Node(WorkLane, NodeActions):
         runtime.logger.info("node event %s: %s", kind, detail)
 
     def _fail(self, runtime: TaskRuntime, error: str) -> None:
+        """Say why the task failed last; not the ledger's fault unless the caller says so after
+        (``ledger_error``: a later error of the task is not cleared when the ledger answers)."""
         runtime.last_error = runtime.masker.mask(error)
+        runtime.ledger_error = False
 
     def _task_log_path(self, task_id: str) -> Path:
         return self.data_dir / "logs" / f"{_safe(task_id)}.log"
@@ -310,6 +313,12 @@ class Node(WorkLane, NodeActions):
             try:
                 process = runtime.process
                 if process is not None and not process.running:
+                    if runtime.work is not None and not runtime.work.done():
+                        # The work lane's phase saw the exit (its overrun stops the child; or the
+                        # child died in it): let it say why, rather than "outside a phase". It ends
+                        # within the phase's limit and the stop's grace.
+                        limits = self.config.limits
+                        await asyncio.wait([runtime.work], timeout=limits.phase_timeout + limits.grace + 5)
                     if runtime.status == "running":  # it died outside any phase: nobody said why yet
                         await process.terminate()  # records the exit as a node event
                         self._fail(

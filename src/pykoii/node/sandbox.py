@@ -365,6 +365,9 @@ class TaskProcess:
                 result = await asyncio.wait_for(asyncio.shield(future), timeout)
             except TimeoutError:
                 self._pending.pop(request_id, None)
+                # The child's exit reason from now on, for whoever else sees it end (a phase of the
+                # other lane, the loop): without it they would say "killed by SIGTERM".
+                self.limit_hit = f"phase {phase} of round {round_number} ran over its {timeout:g} s limit"
                 await self.terminate()
                 raise TaskCodeError(
                     f"task {self.task_id}: phase {phase} of round {round_number} ran over its {timeout:g} s "
