@@ -14,8 +14,8 @@ def test_stop_right_after_a_proof_names_the_proof_still_to_reveal(
     world: tuple[Ledger, list[NodeProcess]],  # noqa: F811
 ) -> None:
     ledger, nodes = world
-    # A 6 s submission window: Stop is clicked with at least 3 s of it left, before the reveal window.
-    timing = {"round_time": 150, "submission_window": 60, "audit_window": 60}
+    # A 10 s submission window: Stop is clicked with at least 7 s of it left, before the reveal window.
+    timing = {"round_time": 200, "submission_window": 100, "audit_window": 60}
     task_id = ledger.create_hello_world(Keypair.generate(), **timing)
     for node in nodes:
         add_task(node, ledger, task_id)
@@ -31,9 +31,9 @@ def test_stop_right_after_a_proof_names_the_proof_still_to_reveal(
         page.goto(f"{node.operator_url}/dashboard/tasks/{task_id}")
         expect(page.locator("#stop")).to_be_visible()
         number, _ = wait_until(
-            lambda: proofs_sent(ledger, task_id, everyone, timing, 30),
-            120,
-            "both nodes' proofs, 3 s of their submission window left",
+            lambda: proofs_sent(ledger, task_id, everyone, timing, 70),
+            180,
+            "both nodes' proofs, 7 s of their submission window left",
         )
         page.click("#stop")
         outcome = page.locator("#outcome")

@@ -33,17 +33,17 @@ def test_stop_or_remove_task_right_after_a_proof_still_reveals_it_and_costs_no_s
     # Stopped between its proof and the proof's reveal window, a node that gave up the reveal would be
     # judged invalid and lose 70 % of its stake: it reveals in the window, then stops (or forgets).
     # The command must reach the node before the reveal window opens (else the node's own loop has
-    # revealed already and there is nothing to tell): 3 s of the submission window are left when it
-    # is run (0.5 s were missed on a loaded machine: a CLI start and the child's stop take longer).
-    timing = {"round_time": 80, "submission_window": 40, "audit_window": 20}
+    # revealed already and there is nothing to tell): 8 s of the submission window are left when it
+    # is run (0.5 s, then 3 s, were missed on a loaded machine: a CLI start and the child's stop).
+    timing = {"round_time": 150, "submission_window": 100, "audit_window": 40}
     task_id = ledger.create_hello_world(Keypair.generate(), **timing)
     with nodes_on_task(sandbox_root, ledger, task_id, 2) as nodes:
         stopped, me = nodes[0], nodes[0].info["staking_key"]
         everyone = {node.info["staking_key"] for node in nodes}
         number, state = wait_until(
-            lambda: proofs_sent(ledger, task_id, everyone, timing, 30),
-            120,
-            "both nodes' proofs, their submission window open",
+            lambda: proofs_sent(ledger, task_id, everyone, timing, 80),
+            180,
+            "both nodes' proofs, 8 s of their submission window left",
         )
         stake = state["stake_list"][me]
         result = stopped.cli(verb, task_id)
@@ -68,17 +68,17 @@ def test_sigterm_after_a_proof_reveals_it_before_exiting_or_after_the_restart(
 ) -> None:
     # Three nodes send a proof; then `patient` gets SIGTERM and reveals before it exits, `hasty` gets a
     # second SIGTERM (stop now), says its proof is not revealed, and is restarted: it reveals it before
-    # it starts its task child. Neither is slashed. (A 6 s submission window, of which at least 4 s
+    # it starts its task child. Neither is slashed. (A 10 s submission window, of which at least 7 s
     # are left when the signals are sent, so both signals come before the reveal window opens.)
-    timing = {"round_time": 150, "submission_window": 60, "audit_window": 60}
+    timing = {"round_time": 220, "submission_window": 100, "audit_window": 60}
     task_id = ledger.create_hello_world(Keypair.generate(), **timing)
     with nodes_on_task(sandbox_root, ledger, task_id, 3) as nodes:
         patient, hasty = nodes[0], nodes[1]
         keys = {node.info["staking_key"]: node for node in nodes}
         number, state = wait_until(
-            lambda: proofs_sent(ledger, task_id, set(keys), timing, 40),
-            120,
-            "three proofs, 4 s of window left",
+            lambda: proofs_sent(ledger, task_id, set(keys), timing, 70),
+            180,
+            "three proofs, 7 s of window left",
         )
         for node in (patient, hasty):
             assert node.process is not None
@@ -111,17 +111,17 @@ def test_remove_task_then_sigterm_while_the_ledger_is_down_keeps_the_proof_for_t
     # take "the ledger does not answer" for "nothing left to reveal" and forget the task: its journal
     # keeps the removing task and its proof, and once the ledger is back the restarted node reveals it
     # in its window, so it is not slashed. (2211b14 fixed the forgetting; this fails on 2211b14^.)
-    # 5 s of the submission window are left for remove-task and the ledger's stop; the reveal window
+    # 7 s of the submission window are left for remove-task and the ledger's stop; the reveal window
     # (10 s) is for the ledger's and the node's restarts.
-    timing = {"round_time": 300, "submission_window": 80, "audit_window": 200}
+    timing = {"round_time": 300, "submission_window": 100, "audit_window": 200}
     task_id = ledger.create_hello_world(Keypair.generate(), **timing)
     with nodes_on_task(sandbox_root, ledger, task_id, 2) as nodes:
         leaving, me = nodes[0], nodes[0].info["staking_key"]
         everyone = {node.info["staking_key"] for node in nodes}
         number, state = wait_until(
-            lambda: proofs_sent(ledger, task_id, everyone, timing, 50),
-            120,
-            "both nodes' proofs, 5 s of their submission window left",
+            lambda: proofs_sent(ledger, task_id, everyone, timing, 70),
+            180,
+            "both nodes' proofs, 7 s of their submission window left",
         )
         stake = state["stake_list"][me]
         result = leaving.cli("remove-task", task_id)

@@ -346,7 +346,10 @@ class TaskProcess:
         timeout = self.limits.phase_timeout if timeout is None else timeout
         async with self._work_lock if phase == "task" else self._phase_lock:
             if not self.running:
-                raise SandboxError(f"task {self.task_id}: the child is not running", task_id=self.task_id)
+                ended = f" ({self.exit_reason()})" if self._returncode() is not None else ""
+                raise SandboxError(
+                    f"task {self.task_id}: the child is not running{ended}", task_id=self.task_id
+                )
             self._next_id += 1
             request_id = self._next_id
             future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
