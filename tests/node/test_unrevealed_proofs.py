@@ -113,7 +113,7 @@ def test_remove_task_then_sigterm_while_the_ledger_is_down_keeps_the_proof_for_t
     # in its window, so it is not slashed. (2211b14 fixed the forgetting; this fails on 2211b14^.)
     # 7 s of the submission window are left for remove-task and the ledger's stop; the reveal window
     # (10 s) is for the ledger's and the node's restarts.
-    timing = {"round_time": 300, "submission_window": 100, "audit_window": 200}
+    timing = {"round_time": 310, "submission_window": 100, "audit_window": 200}
     task_id = ledger.create_hello_world(Keypair.generate(), **timing)
     with nodes_on_task(sandbox_root, ledger, task_id, 2) as nodes:
         leaving, me = nodes[0], nodes[0].info["staking_key"]
