@@ -34,7 +34,12 @@ def test_slash_votes_and_payouts_are_logged_as_they_happen(sandbox_root: Path) -
         )
         assert re.search(r"slashed: the stake went from 5 to 1\.5 KOII \(-3\.5 KOII\)", log), log
         assert "stake below minimum: 1.5 KOII < 2 KOII" in log
-        assert ledger.task(task_id)["stake_list"][bad] == 1_500_000_000
+        # 1.5 KOII, or less: rounds overlap, so on a loaded machine the next slashed round may be
+        # paid before this read (seen: 0.45 KOII); each slash takes 70 % of what is left.
+        stakes = [5 * 10**9]
+        while len(stakes) < 8:
+            stakes.append(stakes[-1] - stakes[-1] * 70 // 100)
+        assert ledger.task(task_id)["stake_list"].get(bad, 0) in stakes[1:]
         votes = "\n".join(node.logs(task_id) for node in honest)
         assert re.search(rf"sent audit_proofs for round \d+ on {bad}: voted invalid", votes), votes
         for node in nodes:

@@ -34,7 +34,10 @@ def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger,
         expected_balance = {key: 0 for key in honest}
         stake = STAKE_KOII * 10**9
         full_rounds = 0
-        for r in paid:
+        # A round paid before the watch began (five add-tasks take a while on a loaded machine) was
+        # pruned unseen: checked are the rounds seen, and the balances only if every paid one was.
+        seen = [r for r in paid if r in submissions and r in lists]
+        for r in seen:
             valid = [key for key in submissions[r] if key != faulty]
             assert set(valid) <= honest
             assert lists[r]["rewards"] == {key: BOUNTY // len(valid) for key in valid}  # the seed's rule
@@ -51,7 +54,7 @@ def test_five_nodes_one_faulty_four_rounds_paid_by_the_seed_rule(ledger: Ledger,
         settled = sorted(
             int(r) for r, v in final["distributions_audit_record"].items() if v == "PayoutSuccessful"
         )
-        if settled == paid:  # nothing more was paid since we looked: balances must match exactly
+        if settled == paid == seen:  # nothing more paid since we looked, all seen: balances match exactly
             assert {k: final["available_balances"].get(k, 0) for k in honest} == expected_balance
             assert final["stake_list"][faulty] == stake
         assert faulty not in final["available_balances"]
@@ -145,9 +148,18 @@ def test_node_proxies_routes_and_survives_crashing_and_hanging_tasks(
             40,
             "the crashing and the hanging task to be restarted",
         )
+
+        def exits(task_id: str) -> list[str]:  # the node's events: every exit, whatever came after
+            return [
+                e["detail"] for e in node.operator("GET", f"/tasks/{task_id}/events") if e["kind"] == "exit"
+            ]
+
+        # Why each child ended, from the node's events (last_error holds only the latest problem: on
+        # a loaded machine a late submission of the crashing task's short-lived child may follow).
+        assert any("exit code 1" in detail for detail in exits(crash)), exits(crash)
+        assert any("ran over its 1 s limit" in detail for detail in exits(hang)), exits(hang)
         listed = tasks()
-        assert "exit code 1" in listed[crash]["last_error"]
-        assert "ran over its 1 s limit" in listed[hang]["last_error"]
+        assert listed[crash]["last_error"] and listed[hang]["last_error"]
         assert listed[hello]["status"] == "running" and listed[hello]["restarts"] == 0
         assert httpx.get(f"{node.url}/task/{hello}/value").json() == {"value": "Hello, World!"}
         assert httpx.get(f"{node.url}/").json()["status"] == "OK"
