@@ -108,7 +108,7 @@ class TaskProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.isolation = iso.NONE
         self.limits_kind = lim.RLIMITS
-        self.limit_hit = ""  # why the node stopped the child for a limit (empty when it did not)
+        self.limit_hit = ""  # why the node stopped the child: a limit, a phase overrun (or "")
         self.cgroups: lim.Cgroups | None = None
         self._counters: dict[str, int] = {}
         self._watch: asyncio.Task[None] | None = None
@@ -346,10 +346,7 @@ class TaskProcess:
         timeout = self.limits.phase_timeout if timeout is None else timeout
         async with self._work_lock if phase == "task" else self._phase_lock:
             if not self.running:
-                ended = f" ({self.exit_reason()})" if self._returncode() is not None else ""
-                raise SandboxError(
-                    f"task {self.task_id}: the child is not running{ended}", task_id=self.task_id
-                )
+                raise SandboxError(f"task {self.task_id}: the child is not running", task_id=self.task_id)
             self._next_id += 1
             request_id = self._next_id
             future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -368,8 +365,6 @@ class TaskProcess:
                 result = await asyncio.wait_for(asyncio.shield(future), timeout)
             except TimeoutError:
                 self._pending.pop(request_id, None)
-                # The child's exit reason from now on, for whoever else sees it end (a phase of the
-                # other lane, the loop): without it they would say "killed by SIGTERM".
                 self.limit_hit = f"phase {phase} of round {round_number} ran over its {timeout:g} s limit"
                 await self.terminate()
                 raise TaskCodeError(
