@@ -99,7 +99,7 @@ def _digits_value(digits: bytes) -> int:
     pair of lanes ``(high, low)`` into one lane twice as wide holding ``high * 58**w + low`` (it
     fits: ``58**(2w) < 2**(16w)``), until one lane is left: 7 levels for 88 digits (digits are
     padded on the left with zeros, which change nothing). The same number for every input
-    (tests/ledger/test_codec.py compares both ways)."""
+    (tests/ledger/test_base58.py compares it with Horner's)."""
     number = int.from_bytes(digits, "big")
     for width, mask, power in _lane_masks(max(len(digits) - 1, 1).bit_length()):
         number = ((number >> width) & mask) * power + (number & mask)
