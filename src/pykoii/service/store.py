@@ -424,7 +424,7 @@ class LedgerStore(Replay, EventSource):
         pass ``after`` it, applied on top of it, are both answered 503) and return False."""
         if failure is None and done.commit is not None:
             try:
-                await done.commit
+                await asyncio.shield(done.commit)  # a cancelled sequencer must not cancel the commit
             except Exception as exc:
                 failure = exc
         self._passes.remove(done)
