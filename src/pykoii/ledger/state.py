@@ -194,24 +194,21 @@ def rollback(state: LedgerState) -> None:
     journal = state.journal or []
     state.journal = None
     for target, key, old in reversed(journal):
-        if key is _MANY:
-            _restore(target, *old)
+        if key is _MANY:  # one ``put_all``/``add_all``: every key it wrote
+            for one_key, one_old in zip(*old, strict=True):
+                _undo(target, one_key, one_old)
         elif isinstance(target, dict):
-            if old is _MISSING:
-                del target[key]
-            else:
-                target[key] = old
+            _undo(target, key, old)
         else:
             setattr(target, key, old)
 
 
-def _restore(mapping: dict[Any, Any], keys: list[Any], olds: list[Any]) -> None:
-    """Undo one ``put_all``: every key back to its old value, or gone if it had none."""
-    for key, old in zip(keys, olds, strict=True):
-        if old is _MISSING:
-            del mapping[key]
-        else:
-            mapping[key] = old
+def _undo(mapping: dict[Any, Any], key: Any, old: Any) -> None:
+    """Put ``mapping[key]`` back to its old value, or drop it if it had none."""
+    if old is _MISSING:
+        del mapping[key]
+    else:
+        mapping[key] = old
 
 
 def put(state: LedgerState, mapping: dict[Any, Any], key: Any, value: Any) -> None:
